@@ -1,0 +1,363 @@
+//! Diagnostics: every problem found in a `lab.toml`, with file, line, column,
+//! the field path (`nodes[4].mac`) and what to do about it.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A path to a field in the inventory, printed as `nodes[4].mac`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(Vec<Segment>);
+
+/// One step of a [`FieldPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+impl FieldPath {
+    /// The document root.
+    pub fn root() -> Self {
+        Self(Vec::new())
+    }
+
+    /// A path of dotted keys, e.g. `FieldPath::of("network.cidr")`.
+    pub fn of(dotted: &str) -> Self {
+        Self(
+            dotted
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(|s| Segment::Key(s.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// This path with a key appended.
+    pub fn key(&self, key: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Key(key.to_owned()));
+        p
+    }
+
+    /// This path with an array index appended.
+    pub fn idx(&self, index: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Segment::Index(index));
+        p
+    }
+
+    /// The segments of the path.
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for seg in &self.0 {
+            match seg {
+                Segment::Key(k) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    let bare = !k.is_empty()
+                        && k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if bare {
+                        f.write_str(k)?;
+                    } else {
+                        write!(f, "{k:?}")?;
+                    }
+                }
+                Segment::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        if first {
+            f.write_str("(document)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem in an inventory file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as the user named it.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// The field the problem is about.
+    pub path: FieldPath,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.path,
+            self.message
+        )?;
+        if !self.help.is_empty() {
+            write!(f, "\n  help: {}", self.help)?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in one inventory file, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// The problems, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// How many problems there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "error: {d}")?;
+        }
+        let n = self.0.len();
+        write!(
+            f,
+            "\n{n} error{} in {}",
+            if n == 1 { "" } else { "s" },
+            self.0
+                .first()
+                .map(|d| d.file.display().to_string())
+                .unwrap_or_default()
+        )
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Maps field paths and byte offsets of one source text to line and column.
+pub(crate) struct SourceMap<'a> {
+    file: &'a Path,
+    text: &'a str,
+    doc: Option<toml_edit::Document<&'a str>>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
+        Self {
+            file,
+            text,
+            doc: toml_edit::Document::parse(text).ok(),
+        }
+    }
+
+    /// The file name diagnostics carry.
+    pub(crate) fn file(&self) -> &Path {
+        self.file
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let mut offset = offset;
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    /// The span of the field at `path`, or of its nearest ancestor that exists.
+    pub(crate) fn span_of(&self, path: &FieldPath) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let mut item = doc.as_item();
+        let mut best = None;
+        let mut prefix = FieldPath::root();
+        for seg in path.segments() {
+            let next = match seg {
+                Segment::Key(k) => item.get(k.as_str()),
+                Segment::Index(i) => item.get(*i),
+            };
+            let Some(next) = next else { break };
+            item = next;
+            prefix.0.push(seg.clone());
+            // A value's own span; for a table, the span of its key.
+            let span = if item.is_value() {
+                item.span()
+            } else {
+                self.key_span(&prefix).or_else(|| item.span())
+            };
+            if span.is_some() {
+                best = span;
+            }
+        }
+        best
+    }
+
+    /// The span of the last key of `path` inside its parent table (used for
+    /// tables, whose own span may be absent).
+    fn key_span(&self, path: &FieldPath) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let segs = path.segments();
+        let (last, parent) = segs.split_last()?;
+        let Segment::Key(k) = last else { return None };
+        let mut item = doc.as_item();
+        for seg in parent {
+            item = match seg {
+                Segment::Key(k) => item.get(k.as_str())?,
+                Segment::Index(i) => item.get(*i)?,
+            };
+        }
+        let table = item.as_table_like()?;
+        let (key, _) = table.get_key_value(k)?;
+        key.span()
+    }
+
+    /// A diagnostic located at `path`.
+    pub(crate) fn at(&self, path: &FieldPath, message: String, help: &str) -> Diagnostic {
+        let (line, column) = self
+            .span_of(path)
+            .map_or((1, 1), |s| self.line_col(s.start));
+        Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            path: path.clone(),
+            message,
+            help: help.to_owned(),
+        }
+    }
+
+    /// A diagnostic located at a byte span.
+    pub(crate) fn at_span(
+        &self,
+        span: Option<Range<usize>>,
+        path: FieldPath,
+        message: String,
+        help: &str,
+    ) -> Diagnostic {
+        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            path,
+            message,
+            help: help.to_owned(),
+        }
+    }
+
+    /// The field path of the innermost key or table whose span holds `offset`.
+    pub(crate) fn path_at(&self, offset: usize) -> FieldPath {
+        let Some(doc) = self.doc.as_ref() else {
+            return FieldPath::root();
+        };
+        let mut path = FieldPath::root();
+        let mut item = doc.as_item();
+        'descend: loop {
+            if let Some(t) = item.as_table_like() {
+                for (k, v) in t.iter() {
+                    let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
+                    let in_key = key_span.as_ref().is_some_and(|s| s.contains(&offset));
+                    let in_val = v.span().is_some_and(|s| s.contains(&offset))
+                        || v.as_table().is_some() && table_contains(v, offset);
+                    if in_key || in_val {
+                        path = path.key(k);
+                        item = v;
+                        continue 'descend;
+                    }
+                }
+            } else if let Some(aot) = item.as_array_of_tables() {
+                for (i, t) in aot.iter().enumerate() {
+                    if t.span().is_some_and(|s| s.contains(&offset))
+                        || table_items_contain(t, offset)
+                    {
+                        path = path.idx(i);
+                        // descend into the table
+                        for (k, v) in t.iter() {
+                            let key_span = t.key(k).and_then(|key| key.span());
+                            if key_span.is_some_and(|s| s.contains(&offset))
+                                || v.span().is_some_and(|s| s.contains(&offset))
+                            {
+                                path = path.key(k);
+                                item = v;
+                                continue 'descend;
+                            }
+                        }
+                        return path;
+                    }
+                }
+            } else if let Some(arr) = item.as_array() {
+                for (i, v) in arr.iter().enumerate() {
+                    if v.span().is_some_and(|s| s.contains(&offset)) {
+                        path = path.idx(i);
+                        if let Some(t) = v.as_inline_table() {
+                            for (k, iv) in t.iter() {
+                                if iv.span().is_some_and(|s| s.contains(&offset))
+                                    || t.key(k)
+                                        .and_then(|key| key.span())
+                                        .is_some_and(|s| s.contains(&offset))
+                                {
+                                    path = path.key(k);
+                                }
+                            }
+                        }
+                        return path;
+                    }
+                }
+            }
+            return path;
+        }
+    }
+}
+
+fn table_contains(item: &toml_edit::Item, offset: usize) -> bool {
+    item.as_table()
+        .is_some_and(|t| table_items_contain(t, offset))
+}
+
+fn table_items_contain(t: &toml_edit::Table, offset: usize) -> bool {
+    t.iter().any(|(k, v)| {
+        t.key(k)
+            .and_then(|key| key.span())
+            .is_some_and(|s| s.contains(&offset))
+            || v.span().is_some_and(|s| s.contains(&offset))
+            || table_contains(v, offset)
+            || v.as_array_of_tables().is_some_and(|a| {
+                a.iter()
+                    .any(|t| t.span().is_some_and(|s| s.contains(&offset)) || table_items_contain(t, offset))
+            })
+    })
+}

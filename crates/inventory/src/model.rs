@@ -1,0 +1,404 @@
+//! The validated model: what every service and the host tool work from.
+//!
+//! A value of [`Inventory`] only exists after validation succeeded, so its
+//! fields can be trusted: addresses are inside the CIDR, MACs are unique,
+//! roles and profiles resolve, templates render.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::values::MacAddr;
+
+/// The validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it was read from (as named by the user).
+    pub source: PathBuf,
+    /// `[lab]`
+    pub lab: Lab,
+    /// `[network]`
+    pub network: Network,
+    /// `[libvirt]`
+    pub libvirt: Libvirt,
+    /// `[services]`
+    pub services: Services,
+    /// `[dns]` extra records.
+    pub dns_records: Vec<DnsRecord>,
+    /// Boot profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Nodes, in file order, with role defaults applied.
+    pub nodes: Vec<Node>,
+    /// `[egress]`
+    pub egress: Egress,
+}
+
+/// `[lab]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lab {
+    /// Cluster name (`okd`).
+    pub name: String,
+    /// Base domain (`example.com`).
+    pub domain: String,
+}
+
+impl Lab {
+    /// The lab zone: `<name>.<domain>` (no trailing dot).
+    pub fn zone(&self) -> String {
+        format!("{}.{}", self.name, self.domain)
+    }
+}
+
+/// How the lab network reaches the outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// libvirt NATs through the hypervisor.
+    Nat,
+    /// No forwarding on the hypervisor; the services VM is the gateway.
+    Isolated,
+    /// An existing host bridge.
+    Bridge,
+}
+
+impl NetworkMode {
+    /// The name used in lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nat => "nat",
+            Self::Isolated => "isolated",
+            Self::Bridge => "bridge",
+        }
+    }
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// The lab subnet.
+    pub cidr: Ipv4Net,
+    /// nat | isolated | bridge
+    pub mode: NetworkMode,
+    /// DHCP option 3.
+    pub gateway: Ipv4Addr,
+    /// The hypervisor's address on the bridge.
+    pub host_ip: Option<Ipv4Addr>,
+    /// libvirt network name.
+    pub libvirt_name: String,
+    /// Bridge device name.
+    pub bridge: String,
+    /// Upstream resolvers (empty: the services node's resolv.conf).
+    pub upstream_dns: Vec<SocketAddr>,
+    /// Lease time.
+    pub lease: Duration,
+    /// Dynamic pool, if any.
+    pub pool: Option<Pool>,
+}
+
+/// An inclusive address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// First address.
+    pub start: Ipv4Addr,
+    /// Last address.
+    pub end: Ipv4Addr,
+}
+
+impl Pool {
+    /// True when `ip` is inside the pool.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (self.start..=self.end).contains(&ip)
+    }
+
+    /// Number of addresses.
+    pub fn len(&self) -> u32 {
+        u32::from(self.end) - u32::from(self.start) + 1
+    }
+
+    /// Always false: a pool has at least one address.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// libvirt virtualisation type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtType {
+    /// KVM when a guest actually runs, else TCG.
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG.
+    Qemu,
+}
+
+/// Disk bus for node volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    /// virtio-blk (`/dev/vda`).
+    Virtio,
+    /// virtio-scsi.
+    Scsi,
+    /// AHCI.
+    Sata,
+}
+
+impl DiskBus {
+    /// The libvirt name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Virtio => "virtio",
+            Self::Scsi => "scsi",
+            Self::Sata => "sata",
+        }
+    }
+}
+
+/// `[libvirt]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Libvirt {
+    /// Connection URI.
+    pub uri: String,
+    /// Storage pool name.
+    pub pool: String,
+    /// Storage pool directory.
+    pub pool_path: PathBuf,
+    /// Domain name prefix.
+    pub vm_prefix: String,
+    /// Virtualisation type.
+    pub virt_type: VirtType,
+    /// Disk bus.
+    pub disk_bus: DiskBus,
+}
+
+/// Where bootlabd listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// DHCP.
+    pub dhcp: SocketAddr,
+    /// DNS (UDP and TCP).
+    pub dns: SocketAddr,
+    /// TFTP.
+    pub tftp: SocketAddr,
+    /// HTTP.
+    pub http: SocketAddr,
+}
+
+/// Services VM install method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallMethod {
+    /// Kernel + generated initramfs holding bootlabd.
+    Appliance,
+    /// Installer ISO + kickstart.
+    Kickstart {
+        /// The ISO.
+        iso: PathBuf,
+    },
+    /// Cloud image + NoCloud seed.
+    CloudImage {
+        /// The image.
+        image: PathBuf,
+    },
+}
+
+/// The services VM's uplink NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    /// libvirt network.
+    pub network: String,
+    /// NIC MAC.
+    pub mac: MacAddr,
+}
+
+/// `[services]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Services {
+    /// Host name.
+    pub name: String,
+    /// Lab address.
+    pub ip: Ipv4Addr,
+    /// Lab NIC MAC.
+    pub mac: MacAddr,
+    /// Interface override.
+    pub interface: Option<String>,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Disk sizes in bytes.
+    pub disks: Vec<u64>,
+    /// Listen addresses.
+    pub listen: Listen,
+    /// Leases and state.
+    pub data_dir: PathBuf,
+    /// TFTP root and `/assets`.
+    pub assets_dir: PathBuf,
+    /// Manage nftables.
+    pub firewall: bool,
+    /// Uplink NIC (isolated mode).
+    pub uplink: Option<Uplink>,
+    /// SSH keys.
+    pub ssh_authorized_keys: Vec<String>,
+    /// Install method.
+    pub install: InstallMethod,
+}
+
+impl Services {
+    /// The HTTP base URL used in boot scripts and DHCP answers:
+    /// `http://<services.ip>:<http port>`.
+    pub fn http_base(&self) -> String {
+        format!("http://{}:{}", self.ip, self.listen.http.port())
+    }
+}
+
+/// A DNS record's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordData {
+    /// IPv4 address.
+    A(Ipv4Addr),
+    /// IPv6 address.
+    Aaaa(Ipv6Addr),
+    /// Alias target (absolute, no trailing dot).
+    Cname(String),
+    /// Character strings.
+    Txt(Vec<String>),
+    /// Service location.
+    Srv {
+        /// Priority.
+        priority: u16,
+        /// Weight.
+        weight: u16,
+        /// Port.
+        port: u16,
+        /// Target (absolute, no trailing dot).
+        target: String,
+    },
+    /// Mail exchanger.
+    Mx {
+        /// Preference.
+        preference: u16,
+        /// Exchange (absolute, no trailing dot).
+        exchange: String,
+    },
+    /// Reverse pointer (absolute, no trailing dot).
+    Ptr(String),
+}
+
+impl RecordData {
+    /// The record type's mnemonic.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::A(_) => "A",
+            Self::Aaaa(_) => "AAAA",
+            Self::Cname(_) => "CNAME",
+            Self::Txt(_) => "TXT",
+            Self::Srv { .. } => "SRV",
+            Self::Mx { .. } => "MX",
+            Self::Ptr(_) => "PTR",
+        }
+    }
+}
+
+/// An extra record from `[dns].records`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// Owner relative to the lab zone, lowercase (`api`, `*.apps`; `@` is the apex, stored as "").
+    pub name: String,
+    /// Data.
+    pub data: RecordData,
+    /// TTL in seconds.
+    pub ttl: u32,
+}
+
+/// Which first-stage loader a profile uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// iPXE (undionly.kpxe / snponly.efi, then iPXE scripts over HTTP).
+    Ipxe,
+    /// GRUB (grubnetx64.efi + rendered grub.cfg) for UEFI clients.
+    Grub,
+}
+
+impl Loader {
+    /// The name used in lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipxe => "ipxe",
+            Self::Grub => "grub",
+        }
+    }
+}
+
+/// `[profiles.<name>]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Name.
+    pub name: String,
+    /// Loader.
+    pub loader: Loader,
+    /// Kernel path under the assets dir.
+    pub kernel: String,
+    /// Initrd paths under the assets dir.
+    pub initrd: Vec<String>,
+    /// Kernel command line template (minijinja).
+    pub args: String,
+}
+
+/// How a VM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Firmware {
+    /// SeaBIOS.
+    Bios,
+    /// OVMF.
+    Uefi,
+}
+
+impl Firmware {
+    /// The name used in lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bios => "bios",
+            Self::Uefi => "uefi",
+        }
+    }
+}
+
+/// A node, with its role's defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Host name.
+    pub name: String,
+    /// Role, if any.
+    pub role: Option<String>,
+    /// NIC MAC.
+    pub mac: MacAddr,
+    /// True when the MAC was derived from the IP.
+    pub mac_derived: bool,
+    /// Reserved address.
+    pub ip: Ipv4Addr,
+    /// Boot profile name (a key of [`Inventory::profiles`]).
+    pub profile: String,
+    /// Firmware.
+    pub firmware: Firmware,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Disk sizes in bytes.
+    pub disks: Vec<u64>,
+    /// Template variables: role vars overridden by node vars.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// `[egress]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// Host names (nodes or the services VM) allowed out.
+    pub allow_hosts: Vec<String>,
+    /// Destinations every lab host may reach.
+    pub allow_cidrs: Vec<Ipv4Net>,
+    /// Names the forwarder may resolve (isolated mode), lowercase, no trailing dot.
+    pub allow_domains: Vec<String>,
+}
