@@ -1,0 +1,161 @@
+//! Boot scripts and configs rendered per node from its profile: iPXE scripts,
+//! GRUB and pxelinux configs. Templates live in `boot-assets/templates/`.
+
+use bootlab_inventory::{BootProfile, Inventory, MacAddr, Node};
+use minijinja::{Environment, UndefinedBehavior, context};
+
+const IPXE: &str = include_str!("../../../boot-assets/templates/boot.ipxe.j2");
+const GRUB: &str = include_str!("../../../boot-assets/templates/grub.cfg.j2");
+const PXELINUX: &str = include_str!("../../../boot-assets/templates/pxelinux.cfg.j2");
+
+/// Which kind of script or config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptKind {
+    /// `boot.ipxe`
+    Ipxe,
+    /// `grub.cfg-01-<mac>` / `grub/grub.cfg`
+    Grub,
+    /// `pxelinux.cfg/01-<mac>`
+    Pxelinux,
+}
+
+/// Why a script could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {kind:?} for {node}: {reason}")]
+pub struct RenderError {
+    /// Which script.
+    pub kind: ScriptKind,
+    /// Which node.
+    pub node: String,
+    /// What failed.
+    pub reason: String,
+}
+
+/// The file name iPXE gives an initrd fetched from `path`: its last component.
+pub fn initrd_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Renders `kind` for `node`.
+pub fn render(inv: &Inventory, node: &Node, kind: ScriptKind) -> Result<String, RenderError> {
+    let err = |reason: String| RenderError {
+        kind,
+        node: node.name.clone(),
+        reason,
+    };
+    let profile: BootProfile = inv.boot_profile(node).map_err(err)?;
+    let http = inv.services.http_base();
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let source = match kind {
+        ScriptKind::Ipxe => IPXE,
+        ScriptKind::Grub => GRUB,
+        ScriptKind::Pxelinux => PXELINUX,
+    };
+    let names: Vec<String> = profile
+        .initrd
+        .iter()
+        .map(|p| initrd_name(p).to_owned())
+        .collect();
+    let assets = format!("{http}/assets");
+    let mut out = env
+        .render_str(
+            source,
+            context! {
+                name => &node.name,
+                mac => node.mac.to_string(),
+                profile => &profile.name,
+                http => &http,
+                assets => assets,
+                host => inv.services.ip.to_string(),
+                port => inv.services.listen.http.port(),
+                kernel => &profile.kernel,
+                initrd => &profile.initrd,
+                initrd_names => names,
+                args => &profile.args,
+            },
+        )
+        .map_err(|e| err(e.to_string()))?;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The iPXE script for a MAC bootlab does not know.
+pub fn unknown_machine_ipxe(mac: &str) -> String {
+    // The MAC is echoed into a script: keep only characters a MAC can have.
+    let safe: String = mac
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '-'))
+        .take(32)
+        .collect();
+    format!("#!ipxe\necho bootlab: unknown machine {safe}\nexit\n")
+}
+
+/// The iPXE script for a client whose source address identifies no machine:
+/// it asks again with its MAC.
+pub fn chain_by_mac_ipxe(inv: &Inventory) -> String {
+    format!(
+        "#!ipxe\nchain {}/boot.ipxe?mac=${{net0/mac}}\n",
+        inv.services.http_base()
+    )
+}
+
+/// A per-MAC config file name, as served over TFTP and HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtualFile {
+    /// `boot.ipxe` (identified by source address).
+    BootIpxe,
+    /// `grub/grub.cfg` (identified by source address).
+    GrubBySource,
+    /// `grub.cfg-01-<mac>`.
+    GrubForMac(MacAddr),
+    /// `pxelinux.cfg/01-<mac>`.
+    PxelinuxForMac(MacAddr),
+}
+
+impl VirtualFile {
+    /// Recognises the virtual file names of the wire contract (after any
+    /// leading `/` is removed).
+    pub fn parse(path: &str) -> Option<Self> {
+        let p = path.trim_start_matches('/');
+        if p == "boot.ipxe" {
+            return Some(Self::BootIpxe);
+        }
+        if p == "grub/grub.cfg" {
+            return Some(Self::GrubBySource);
+        }
+        let mac_of = |rest: &str| -> Option<MacAddr> {
+            let rest = rest.strip_prefix("01-")?;
+            if rest.len() != 17 || rest.contains(':') {
+                return None;
+            }
+            rest.parse().ok()
+        };
+        if let Some(rest) = p.strip_prefix("grub.cfg-") {
+            return mac_of(rest).map(Self::GrubForMac);
+        }
+        if let Some(rest) = p.strip_prefix("pxelinux.cfg/") {
+            return mac_of(rest).map(Self::PxelinuxForMac);
+        }
+        None
+    }
+
+    /// The script kind this file renders.
+    pub fn kind(self) -> ScriptKind {
+        match self {
+            Self::BootIpxe => ScriptKind::Ipxe,
+            Self::GrubBySource | Self::GrubForMac(_) => ScriptKind::Grub,
+            Self::PxelinuxForMac(_) => ScriptKind::Pxelinux,
+        }
+    }
+
+    /// The MAC named in the file name, if any.
+    pub fn mac(self) -> Option<MacAddr> {
+        match self {
+            Self::GrubForMac(m) | Self::PxelinuxForMac(m) => Some(m),
+            Self::BootIpxe | Self::GrubBySource => None,
+        }
+    }
+}
