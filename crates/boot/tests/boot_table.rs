@@ -122,7 +122,7 @@ fn unknown_machine_scripts() {
         render::unknown_machine_ipxe("52:54:00:aa:bb:cc"),
         "#!ipxe\necho bootlab: unknown machine 52:54:00:aa:bb:cc\nexit\n"
     );
-    assert!(render::unknown_machine_ipxe("x;;!\nshell").contains("unknown machine \n"));
+    assert!(render::unknown_machine_ipxe("x;;!\nquit").contains("unknown machine \n"));
     assert_eq!(
         render::chain_by_mac_ipxe(&inv),
         "#!ipxe\nchain http://127.0.0.1:8080/boot.ipxe?mac=${net0/mac}\n"
