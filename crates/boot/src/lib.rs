@@ -9,6 +9,7 @@
 //! - [`assets`]: confinement of requested paths to the assets root.
 //! - [`timeline`]: each MAC's boot events, from every service.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`shared`]: the live inventory, timeline and metrics bootlabd hands each service.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -18,9 +19,11 @@ pub mod decision;
 pub mod metrics;
 pub mod options;
 pub mod render;
+pub mod shared;
 pub mod timeline;
 
 pub use decision::{BootDecision, BootFile, ClientInfo, ClientStage, decide};
 pub use metrics::{Counter, Metrics};
 pub use render::{ScriptKind, VirtualFile};
+pub use shared::{InventoryPublisher, Shared};
 pub use timeline::{Service, Stage, Timeline};
