@@ -1,0 +1,111 @@
+//! bootlabd, the services-node daemon: one process serving DHCP, DNS, TFTP
+//! and HTTP boot for the lab described by one `lab.toml`.
+//!
+//! # Layout
+//! - [`Args`] and [`run`]: command line, logging, config check, runtime.
+//! - `services`: binds each service's sockets and spawns it.
+//! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
+//!   keep state), SIGTERM/SIGINT stop with a grace deadline.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod lifecycle;
+mod services;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bootlab_inventory::{Inventory, LoadError};
+use clap::{Parser, ValueEnum};
+
+/// Exit code for an invalid inventory (EX_USAGE), before anything is touched.
+pub const EXIT_INVALID_CONFIG: u8 = 64;
+
+/// How long running services get to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The services-node daemon: DHCP, DNS, TFTP and HTTP boot from one lab.toml.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bootlabd", version, about)]
+pub struct Args {
+    /// The lab inventory.
+    #[arg(long, short = 'c', value_name = "PATH", default_value = bootlab_inventory::DEFAULT_DAEMON_CONFIG)]
+    pub config: PathBuf,
+
+    /// Validate the inventory and exit: 0 when valid, 64 when not (errors on stderr).
+    #[arg(long)]
+    pub check: bool,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Loads the inventory, printing every problem on stderr when it is invalid.
+fn load_or_report(path: &std::path::Path) -> Result<Inventory, ExitCode> {
+    match bootlab_inventory::load(path) {
+        Ok(inv) => Ok(inv),
+        Err(LoadError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            Err(ExitCode::from(EXIT_INVALID_CONFIG))
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!("error: {e}\n  help: pass the inventory with --config PATH");
+            Err(ExitCode::from(EXIT_INVALID_CONFIG))
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests calling run twice) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let inv = match load_or_report(&args.config) {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    if args.check {
+        println!(
+            "{}: ok: lab {} ({}), {} nodes, {} DNS records, network {} ({})",
+            args.config.display(),
+            inv.lab.name,
+            inv.zone(),
+            inv.nodes.len(),
+            inv.zones().forward.records.len(),
+            inv.network.cidr,
+            inv.network.mode.as_str(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_tracing(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bootlabd")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(lifecycle::serve(args.config, inv))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,117 @@
+//! Start-up, reload and shutdown.
+//!
+//! SIGHUP re-reads the inventory; an invalid one is logged with every
+//! problem and the old one keeps serving; a valid one is published to every
+//! service at once (leases, timeline and in-flight transfers stay). Listen
+//! addresses are bound once: changing them needs a restart, which is logged.
+//! SIGTERM/SIGINT cancel every service and wait up to [`SHUTDOWN_GRACE`].
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use bootlab_boot::Shared;
+use bootlab_inventory::{Inventory, LoadError};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::SHUTDOWN_GRACE;
+use crate::services;
+
+/// Serves `inv` until SIGTERM/SIGINT.
+pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    std::fs::create_dir_all(&inv.services.data_dir).with_context(|| {
+        format!(
+            "creating services.data_dir {}",
+            inv.services.data_dir.display()
+        )
+    })?;
+    if !inv.services.assets_dir.is_dir() {
+        warn!(
+            assets_dir = %inv.services.assets_dir.display(),
+            "services.assets_dir does not exist; TFTP and /assets will find no files (boot-assets/gather.sh fills it)"
+        );
+    }
+    let listen = inv.services.listen;
+    let (shared, publisher) = Shared::new(inv);
+    let shutdown = CancellationToken::new();
+    let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
+    services::spawn_all(&shared, &shutdown, &mut tasks).await?;
+    info!(config = %config.display(), "bootlabd ready");
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&config, &shared, &publisher, listen),
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            Some(done) = tasks.join_next() => {
+                match done {
+                    Ok((name, Ok(()))) => warn!(service = name, "service ended"),
+                    Ok((name, Err(e))) => {
+                        error!(service = name, error = %e, "service failed; stopping");
+                        shutdown.cancel();
+                        drain(&mut tasks).await;
+                        return Err(e).with_context(|| format!("{name} failed"));
+                    }
+                    Err(e) => {
+                        error!(error = %e, "service task panicked; stopping");
+                        shutdown.cancel();
+                        drain(&mut tasks).await;
+                        anyhow::bail!("a service task panicked: {e}");
+                    }
+                }
+            }
+        }
+    }
+    shutdown.cancel();
+    drain(&mut tasks).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn drain(tasks: &mut JoinSet<(&'static str, std::io::Result<()>)>) {
+    let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return },
+            () = &mut deadline => {
+                warn!(remaining = tasks.len(), "grace period over; aborting the rest");
+                tasks.abort_all();
+                return;
+            }
+        }
+    }
+}
+
+fn reload(
+    config: &std::path::Path,
+    shared: &Shared,
+    publisher: &bootlab_boot::InventoryPublisher,
+    listen: bootlab_inventory::Listen,
+) {
+    info!(config = %config.display(), "SIGHUP: reloading the inventory");
+    match bootlab_inventory::load(config) {
+        Ok(new) => {
+            if new.services.listen != listen {
+                warn!("services.listen changed; the new addresses take effect after a restart");
+            }
+            let nodes = new.nodes.len();
+            publisher.publish(new);
+            let serial = shared.inventory().zones().forward.serial;
+            info!(nodes, zone_serial = serial, "reloaded inventory");
+        }
+        Err(LoadError::Invalid(diags)) => {
+            error!(
+                "reload failed, keeping the old inventory: {} problem(s):\n{diags}",
+                diags.len()
+            );
+        }
+        Err(e) => error!("reload failed, keeping the old inventory: {e}"),
+    }
+}
