@@ -185,7 +185,10 @@ pub fn decide(
         return plain(ClientStage::Os, None);
     }
     if client.is_ipxe() {
-        return plain(ClientStage::Ipxe, Some(BootFile::Http(ipxe_script_url(inv))));
+        return plain(
+            ClientStage::Ipxe,
+            Some(BootFile::Http(ipxe_script_url(inv))),
+        );
     }
     let arch = client.effective_arch();
     let http_boot = client.is_http_client() || matches!(arch, Some(15 | 16 | 19));
@@ -209,7 +212,10 @@ pub fn decide(
         };
     }
     match arch {
-        Some(0) | None => plain(ClientStage::BiosPxe, Some(BootFile::Tftp(BIOS_LOADER.into()))),
+        Some(0) | None => plain(
+            ClientStage::BiosPxe,
+            Some(BootFile::Tftp(BIOS_LOADER.into())),
+        ),
         Some(7 | 9) => {
             let grub = node
                 .and_then(|n| inv.profiles.get(&n.profile))
@@ -217,9 +223,10 @@ pub fn decide(
             let file = if grub { GRUB_LOADER } else { UEFI_LOADER };
             plain(ClientStage::UefiPxe, Some(BootFile::Tftp(file.into())))
         }
-        Some(11) if has_asset(ARM64_LOADER) => {
-            plain(ClientStage::Arm64Pxe, Some(BootFile::Tftp(ARM64_LOADER.into())))
-        }
+        Some(11) if has_asset(ARM64_LOADER) => plain(
+            ClientStage::Arm64Pxe,
+            Some(BootFile::Tftp(ARM64_LOADER.into())),
+        ),
         Some(11) => BootDecision {
             stage: ClientStage::Arm64Pxe,
             file: None,

@@ -55,7 +55,10 @@ fn label_string(labels: &[(&str, &str)]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -130,11 +133,18 @@ mod tests {
         let c = m.counter("bootlab_requests_total", "Requests.", &[("service", "dns")]);
         c.inc();
         c.add(2);
-        m.counter("bootlab_requests_total", "Requests.", &[("service", "dns")]).inc();
+        m.counter("bootlab_requests_total", "Requests.", &[("service", "dns")])
+            .inc();
         m.gauge("bootlab_leases", "Active leases.", &[], || 7.0);
         let text = m.render();
-        assert!(text.contains("# TYPE bootlab_requests_total counter"), "{text}");
-        assert!(text.contains("bootlab_requests_total{service=\"dns\"} 4"), "{text}");
+        assert!(
+            text.contains("# TYPE bootlab_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bootlab_requests_total{service=\"dns\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("bootlab_leases 7"), "{text}");
     }
 }

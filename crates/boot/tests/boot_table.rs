@@ -8,10 +8,19 @@ use bootlab_boot::{BootFile, ClientInfo, ClientStage, decide};
 use bootlab_inventory::{Inventory, Loader, load};
 
 fn dev() -> Inventory {
-    load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dev.toml"))).unwrap()
+    load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/dev.toml"
+    )))
+    .unwrap()
 }
 
-fn client(arch: Option<u16>, vendor: Option<&str>, user: Option<&[u8]>, opt175: bool) -> ClientInfo {
+fn client(
+    arch: Option<u16>,
+    vendor: Option<&str>,
+    user: Option<&[u8]>,
+    opt175: bool,
+) -> ClientInfo {
     ClientInfo {
         arch,
         vendor_class: vendor.map(str::to_owned),
@@ -27,7 +36,17 @@ fn none(_: &str) -> bool {
 #[test]
 fn bios_gets_undionly() {
     let inv = dev();
-    let d = decide(&inv, inv.nodes.first(), &client(Some(0), Some("PXEClient:Arch:00000:UNDI:002001"), None, false), &none);
+    let d = decide(
+        &inv,
+        inv.nodes.first(),
+        &client(
+            Some(0),
+            Some("PXEClient:Arch:00000:UNDI:002001"),
+            None,
+            false,
+        ),
+        &none,
+    );
     assert_eq!(d.stage, ClientStage::BiosPxe);
     assert_eq!(d.file, Some(BootFile::Tftp("undionly.kpxe".into())));
 }
@@ -36,11 +55,30 @@ fn bios_gets_undionly() {
 fn uefi_x64_gets_snponly_or_grub() {
     let mut inv = dev();
     for arch in [7, 9] {
-        let d = decide(&inv, inv.nodes.get(1), &client(Some(arch), Some("PXEClient:Arch:00007:UNDI:003010"), None, false), &none);
-        assert_eq!(d.file, Some(BootFile::Tftp("snponly.efi".into())), "arch {arch}");
+        let d = decide(
+            &inv,
+            inv.nodes.get(1),
+            &client(
+                Some(arch),
+                Some("PXEClient:Arch:00007:UNDI:003010"),
+                None,
+                false,
+            ),
+            &none,
+        );
+        assert_eq!(
+            d.file,
+            Some(BootFile::Tftp("snponly.efi".into())),
+            "arch {arch}"
+        );
     }
     inv.profiles.get_mut("tiny").unwrap().loader = Loader::Grub;
-    let d = decide(&inv, inv.nodes.get(1), &client(Some(7), None, None, false), &none);
+    let d = decide(
+        &inv,
+        inv.nodes.get(1),
+        &client(Some(7), None, None, false),
+        &none,
+    );
     assert_eq!(d.file, Some(BootFile::Tftp("grubnetx64.efi".into())));
 }
 
@@ -54,15 +92,33 @@ fn ipxe_by_user_class_or_175_gets_the_script_url_never_the_binary() {
     ] {
         let d = decide(&inv, inv.nodes.first(), &c, &none);
         assert_eq!(d.stage, ClientStage::Ipxe);
-        assert_eq!(d.file, Some(BootFile::Http("http://127.0.0.1:8080/boot.ipxe".into())));
+        assert_eq!(
+            d.file,
+            Some(BootFile::Http("http://127.0.0.1:8080/boot.ipxe".into()))
+        );
     }
 }
 
 #[test]
 fn uefi_http_boot_gets_ipxe_efi_url_and_echo() {
     let inv = dev();
-    let d = decide(&inv, None, &client(Some(16), Some("HTTPClient:Arch:00016:UNDI:003001"), None, false), &none);
-    assert_eq!(d.file, Some(BootFile::Http("http://127.0.0.1:8080/assets/ipxe.efi".into())));
+    let d = decide(
+        &inv,
+        None,
+        &client(
+            Some(16),
+            Some("HTTPClient:Arch:00016:UNDI:003001"),
+            None,
+            false,
+        ),
+        &none,
+    );
+    assert_eq!(
+        d.file,
+        Some(BootFile::Http(
+            "http://127.0.0.1:8080/assets/ipxe.efi".into()
+        ))
+    );
     assert!(d.echo_http_client);
 }
 
@@ -72,14 +128,22 @@ fn arm64_needs_its_loader() {
     let d = decide(&inv, None, &client(Some(11), None, None, false), &none);
     assert_eq!(d.file, None);
     assert!(d.refusal.is_some());
-    let d = decide(&inv, None, &client(Some(11), None, None, false), &|f: &str| f == "snponly-arm64.efi");
+    let d = decide(
+        &inv,
+        None,
+        &client(Some(11), None, None, false),
+        &|f: &str| f == "snponly-arm64.efi",
+    );
     assert_eq!(d.file, Some(BootFile::Tftp("snponly-arm64.efi".into())));
 }
 
 #[test]
 fn os_clients_and_malformed_arch() {
     let inv = dev();
-    assert_eq!(decide(&inv, None, &client(None, None, None, false), &none).stage, ClientStage::Os);
+    assert_eq!(
+        decide(&inv, None, &client(None, None, None, false), &none).stage,
+        ClientStage::Os
+    );
     assert_eq!(ClientInfo::parse_arch(&[0]), None);
     assert_eq!(ClientInfo::parse_arch(&[]), None);
     assert_eq!(ClientInfo::parse_arch(&[0, 7, 0]), None);
@@ -87,7 +151,12 @@ fn os_clients_and_malformed_arch() {
     // Arch from option 60 when 93 is missing or malformed.
     let c = client(None, Some("PXEClient:Arch:00007:UNDI:003010"), None, false);
     assert_eq!(decide(&inv, None, &c, &none).stage, ClientStage::UefiPxe);
-    let d = decide(&inv, None, &client(Some(0x1234), Some("PXEClient"), None, false), &none);
+    let d = decide(
+        &inv,
+        None,
+        &client(Some(0x1234), Some("PXEClient"), None, false),
+        &none,
+    );
     assert_eq!(d.stage, ClientStage::Unsupported(0x1234));
 }
 
@@ -100,7 +169,10 @@ fn ipxe_script_has_initrd_names_on_the_kernel_line() {
         s.contains("kernel http://127.0.0.1:8080/assets/vmlinuz initrd=initrd.img console=ttyS0 bootlab.node=node-uefi bootlab.marker=uefi-worker"),
         "{s}"
     );
-    assert!(s.contains("initrd http://127.0.0.1:8080/assets/initrd.img"), "{s}");
+    assert!(
+        s.contains("initrd http://127.0.0.1:8080/assets/initrd.img"),
+        "{s}"
+    );
     assert!(s.contains("\nboot"), "{s}");
 }
 
@@ -108,8 +180,16 @@ fn ipxe_script_has_initrd_names_on_the_kernel_line() {
 fn grub_and_pxelinux_configs() {
     let inv = dev();
     let g = render::render(&inv, &inv.nodes[0], ScriptKind::Grub).unwrap();
-    assert!(g.contains("linux (http,127.0.0.1:8080)/assets/vmlinuz console=ttyS0 bootlab.node=node-bios"), "{g}");
-    assert!(g.contains("initrd (http,127.0.0.1:8080)/assets/initrd.img"), "{g}");
+    assert!(
+        g.contains(
+            "linux (http,127.0.0.1:8080)/assets/vmlinuz console=ttyS0 bootlab.node=node-bios"
+        ),
+        "{g}"
+    );
+    assert!(
+        g.contains("initrd (http,127.0.0.1:8080)/assets/initrd.img"),
+        "{g}"
+    );
     let p = render::render(&inv, &inv.nodes[0], ScriptKind::Pxelinux).unwrap();
     assert!(p.contains("KERNEL vmlinuz"), "{p}");
     assert!(p.contains("APPEND initrd=initrd.img console=ttyS0"), "{p}");
@@ -132,10 +212,25 @@ fn unknown_machine_scripts() {
 #[test]
 fn virtual_file_names() {
     let mac = "52:54:00:77:00:10".parse().unwrap();
-    assert_eq!(VirtualFile::parse("/boot.ipxe"), Some(VirtualFile::BootIpxe));
-    assert_eq!(VirtualFile::parse("grub/grub.cfg"), Some(VirtualFile::GrubBySource));
-    assert_eq!(VirtualFile::parse("grub.cfg-01-52-54-00-77-00-10"), Some(VirtualFile::GrubForMac(mac)));
-    assert_eq!(VirtualFile::parse("pxelinux.cfg/01-52-54-00-77-00-10"), Some(VirtualFile::PxelinuxForMac(mac)));
-    assert_eq!(VirtualFile::parse("pxelinux.cfg/01-52:54:00:77:00:10"), None);
+    assert_eq!(
+        VirtualFile::parse("/boot.ipxe"),
+        Some(VirtualFile::BootIpxe)
+    );
+    assert_eq!(
+        VirtualFile::parse("grub/grub.cfg"),
+        Some(VirtualFile::GrubBySource)
+    );
+    assert_eq!(
+        VirtualFile::parse("grub.cfg-01-52-54-00-77-00-10"),
+        Some(VirtualFile::GrubForMac(mac))
+    );
+    assert_eq!(
+        VirtualFile::parse("pxelinux.cfg/01-52-54-00-77-00-10"),
+        Some(VirtualFile::PxelinuxForMac(mac))
+    );
+    assert_eq!(
+        VirtualFile::parse("pxelinux.cfg/01-52:54:00:77:00:10"),
+        None
+    );
     assert_eq!(VirtualFile::parse("pxelinux.cfg/default"), None);
 }

@@ -65,8 +65,7 @@ impl fmt::Display for FieldPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k
-                            .bytes()
+                        && k.bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                     if bare {
                         f.write_str(k)?;
@@ -356,8 +355,9 @@ fn table_items_contain(t: &toml_edit::Table, offset: usize) -> bool {
             || v.span().is_some_and(|s| s.contains(&offset))
             || table_contains(v, offset)
             || v.as_array_of_tables().is_some_and(|a| {
-                a.iter()
-                    .any(|t| t.span().is_some_and(|s| s.contains(&offset)) || table_items_contain(t, offset))
+                a.iter().any(|t| {
+                    t.span().is_some_and(|s| s.contains(&offset)) || table_items_contain(t, offset)
+                })
             })
     })
 }

@@ -120,7 +120,10 @@ fn wire_error(map: &SourceMap<'_>, e: &toml::de::Error) -> Diagnostic {
             "add it; lab.example.toml shows every required key".to_owned(),
         )
     } else if raw.starts_with("invalid type") {
-        (raw.clone(), "check the value's type (string, integer, array, table)".to_owned())
+        (
+            raw.clone(),
+            "check the value's type (string, integer, array, table)".to_owned(),
+        )
     } else {
         (raw.clone(), "fix the TOML at this position".to_owned())
     };

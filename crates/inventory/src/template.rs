@@ -86,7 +86,9 @@ pub fn render(source: &str, ctx: &TemplateContext<'_>) -> Result<String, String>
 }
 
 fn describe(e: &minijinja::Error) -> String {
-    let mut msg = e.detail().map_or_else(|| e.kind().to_string(), str::to_owned);
+    let mut msg = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
     if let Some(line) = e.line() {
         msg = format!("{msg} (template line {line})");
     }

@@ -17,8 +17,7 @@ use crate::wire;
 pub const DEFAULT_TTL: u32 = 300;
 
 const HELP_IP: &str = "write a dotted IPv4 address such as 192.168.200.10";
-const HELP_MAC: &str =
-    "write six hex byte pairs separated by ':' or '-', e.g. 52:54:00:12:34:56, or omit mac to derive it from ip";
+const HELP_MAC: &str = "write six hex byte pairs separated by ':' or '-', e.g. 52:54:00:12:34:56, or omit mac to derive it from ip";
 const HELP_SIZE: &str = "write a size such as \"512MiB\", \"16GiB\" or \"1TiB\"";
 
 struct Checker<'a> {
@@ -152,8 +151,7 @@ impl Checker<'_> {
         let bad = s.is_empty()
             || p.is_absolute()
             || s.contains('\\')
-            || p
-                .components()
+            || p.components()
                 .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
         if bad {
             self.err(
@@ -205,7 +203,9 @@ fn valid_ifname(s: &str) -> bool {
         && s.len() <= 15
         && s != "."
         && s != ".."
-        && !s.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+        && !s
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
 
 /// A name relative to the lab zone, as written in zone files: `@`, `api`,
@@ -321,12 +321,14 @@ fn parse_record(rtype: &str, value: &str, zone: &str) -> Result<RecordData, (Str
                 help("write an IPv6 address such as fd00::10"),
             )
         }),
-        "CNAME" => target_name(value, zone).map(RecordData::Cname).map_err(|e| {
-            (
-                format!("CNAME target {value:?}: {e}"),
-                help("write a name relative to the lab zone, or absolute with a trailing dot"),
-            )
-        }),
+        "CNAME" => target_name(value, zone)
+            .map(RecordData::Cname)
+            .map_err(|e| {
+                (
+                    format!("CNAME target {value:?}: {e}"),
+                    help("write a name relative to the lab zone, or absolute with a trailing dot"),
+                )
+            }),
         "TXT" => parse_txt(value)
             .map(RecordData::Txt)
             .map_err(|e| (e, help("write text, or quoted strings: \"v=1\" \"k=2\""))),
@@ -400,7 +402,12 @@ pub(crate) fn validate(
             "use letters, digits and inner hyphens (it becomes the first label of the lab zone)",
         );
     }
-    let domain = file.lab.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let domain = file
+        .lab
+        .domain
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     if let Err(e) = values::check_domain(&domain) {
         c.err(
             &p("lab.domain"),
@@ -522,7 +529,11 @@ pub(crate) fn validate(
         }
         Ok(d) => d,
         Err(e) => {
-            c.err(&p("network.lease"), e, "write a duration such as \"12h\", \"30m\" or \"7d\"");
+            c.err(
+                &p("network.lease"),
+                e,
+                "write a duration such as \"12h\", \"30m\" or \"7d\"",
+            );
             Duration::from_secs(43_200)
         }
     };
@@ -530,20 +541,17 @@ pub(crate) fn validate(
     // [libvirt]
     let lv = &file.libvirt;
     let pool_name = lv.pool.clone().unwrap_or_else(|| lab.name.clone());
-    let virt_type = lv
-        .virt_type
-        .as_deref()
-        .map_or(Some(VirtType::Auto), |s| {
-            c.one_of(
-                &p("libvirt.virt_type"),
-                s,
-                &[
-                    ("auto", VirtType::Auto),
-                    ("kvm", VirtType::Kvm),
-                    ("qemu", VirtType::Qemu),
-                ],
-            )
-        });
+    let virt_type = lv.virt_type.as_deref().map_or(Some(VirtType::Auto), |s| {
+        c.one_of(
+            &p("libvirt.virt_type"),
+            s,
+            &[
+                ("auto", VirtType::Auto),
+                ("kvm", VirtType::Kvm),
+                ("qemu", VirtType::Qemu),
+            ],
+        )
+    });
     let disk_bus = lv.disk_bus.as_deref().map_or(Some(DiskBus::Virtio), |s| {
         c.one_of(
             &p("libvirt.disk_bus"),
@@ -579,7 +587,10 @@ pub(crate) fn validate(
         uri: lv.uri.clone().unwrap_or_else(|| "qemu:///system".into()),
         pool: pool_name,
         pool_path: PathBuf::from(pool_path),
-        vm_prefix: lv.vm_prefix.clone().unwrap_or_else(|| format!("{}-", lab.name)),
+        vm_prefix: lv
+            .vm_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-", lab.name)),
         virt_type: virt_type.unwrap_or(VirtType::Auto),
         disk_bus: disk_bus.unwrap_or(DiskBus::Virtio),
     };
@@ -606,7 +617,11 @@ pub(crate) fn validate(
     }
     let services_vcpus = s.vcpus.unwrap_or(2);
     if services_vcpus == 0 {
-        c.err(&sp.key("vcpus"), "vcpus must be at least 1", "set vcpus = 2");
+        c.err(
+            &sp.key("vcpus"),
+            "vcpus must be at least 1",
+            "set vcpus = 2",
+        );
     }
     let services_memory = c.size(&sp.key("memory"), s.memory.as_deref().unwrap_or("2GiB"));
     let services_disks = match &s.disks {
@@ -643,10 +658,11 @@ pub(crate) fn validate(
                 "name the libvirt network that reaches the outside, e.g. \"default\"",
             );
         }
-        c.mac(&sp.key("uplink").key("mac"), &u.mac).map(|mac| Uplink {
-            network: u.network.clone(),
-            mac,
-        })
+        c.mac(&sp.key("uplink").key("mac"), &u.mac)
+            .map(|mac| Uplink {
+                network: u.network.clone(),
+                mac,
+            })
     });
     for (i, key) in s.ssh_authorized_keys.iter().enumerate() {
         let kind = key.split_whitespace().next().unwrap_or_default();
@@ -786,7 +802,10 @@ pub(crate) fn validate(
         if services_ip.is_some_and(|ip| sa.ip() == IpAddr::V4(ip)) {
             c.err(
                 &p("network.upstream_dns"),
-                format!("{} is the services VM itself; forwarding to it would loop", sa.ip()),
+                format!(
+                    "{} is the services VM itself; forwarding to it would loop",
+                    sa.ip()
+                ),
                 "list a resolver outside the lab, or leave upstream_dns empty to use resolv.conf",
             );
         }
@@ -852,7 +871,11 @@ pub(crate) fn validate(
             .as_deref()
             .and_then(|f| c.one_of(&rp.key("firmware"), f, &firmware_choices));
         if role.vcpus == Some(0) {
-            c.err(&rp.key("vcpus"), "vcpus must be at least 1", "set vcpus = 2");
+            c.err(
+                &rp.key("vcpus"),
+                "vcpus must be at least 1",
+                "set vcpus = 2",
+            );
         }
         let memory = role
             .memory
@@ -948,7 +971,10 @@ pub(crate) fn validate(
                     "every NIC needs its own MAC; set mac explicitly to a unique one",
                 );
             } else {
-                macs.insert(m, (if derived { np.key("ip") } else { np.key("mac") }, derived));
+                macs.insert(
+                    m,
+                    (if derived { np.key("ip") } else { np.key("mac") }, derived),
+                );
             }
         }
         let role = n.role.as_ref().map(|r| r.trim().to_owned());
@@ -990,7 +1016,11 @@ pub(crate) fn validate(
             .or_else(|| role_wire.and_then(|r| r.vcpus))
             .unwrap_or(2);
         if n.vcpus == Some(0) {
-            c.err(&np.key("vcpus"), "vcpus must be at least 1", "set vcpus = 2");
+            c.err(
+                &np.key("vcpus"),
+                "vcpus must be at least 1",
+                "set vcpus = 2",
+            );
         }
         let memory = match &n.memory {
             Some(m) => c.size(&np.key("memory"), m),
@@ -1057,7 +1087,10 @@ pub(crate) fn validate(
             if pool.contains(n.ip) {
                 c.err(
                     &pp,
-                    format!("pool {start}-{end} contains nodes[{i}].ip {} ({})", n.ip, n.name),
+                    format!(
+                        "pool {start}-{end} contains nodes[{i}].ip {} ({})",
+                        n.ip, n.name
+                    ),
                     "reserved addresses must lie outside the pool; move the pool or the node",
                 );
             }
@@ -1160,10 +1193,15 @@ pub(crate) fn validate(
                 );
                 continue;
             }
-            if let Some(other) = other_owners.get(&owner).or_else(|| cname_owners.get(&owner)) {
+            if let Some(other) = other_owners
+                .get(&owner)
+                .or_else(|| cname_owners.get(&owner))
+            {
                 c.err(
                     &rp.key("name"),
-                    format!("{owner:?} already has records ({other}); a CNAME must be alone at its name"),
+                    format!(
+                        "{owner:?} already has records ({other}); a CNAME must be alone at its name"
+                    ),
                     "remove the CNAME or the other records",
                 );
                 continue;
@@ -1178,7 +1216,9 @@ pub(crate) fn validate(
                 );
                 continue;
             }
-            other_owners.entry(owner.clone()).or_insert_with(|| rp.key("name"));
+            other_owners
+                .entry(owner.clone())
+                .or_insert_with(|| rp.key("name"));
         }
         dns_records.push(DnsRecord {
             name: owner,

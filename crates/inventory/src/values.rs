@@ -90,9 +90,7 @@ impl serde::Serialize for MacAddr {
 /// Parses a size such as `16GiB`, `512MiB`, `1TiB`, `10GB` or `4096` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(format!("{s:?} is not a size"));
@@ -188,7 +186,13 @@ mod tests {
         }
         assert_eq!(want.to_string(), "f8:75:a4:ac:01:00");
         assert_eq!(want.pxe_name(), "01-f8-75-a4-ac-01-00");
-        for bad in ["", "f8:75:a4:ac:01", "f8:75:a4:ac:01:0g", "f8:75:a4:ac:01:000", "f8:75-a4:ac:01:00"] {
+        for bad in [
+            "",
+            "f8:75:a4:ac:01",
+            "f8:75:a4:ac:01:0g",
+            "f8:75:a4:ac:01:000",
+            "f8:75-a4:ac:01:00",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

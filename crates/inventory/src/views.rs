@@ -281,7 +281,11 @@ impl Inventory {
 }
 
 fn finish_zone(origin: String, primary_ns: String, mut records: Vec<ZoneRecord>) -> Zone {
-    records.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.data.type_name().cmp(b.data.type_name())));
+    records.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| a.data.type_name().cmp(b.data.type_name()))
+    });
     let hostmaster = format!("hostmaster.{origin}");
     let serial = content_serial(&origin, &primary_ns, &records);
     Zone {

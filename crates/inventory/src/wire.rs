@@ -338,4 +338,3 @@ pub struct EgressSection {
     #[serde(default)]
     pub allow_domains: Vec<String>,
 }
-

@@ -5,17 +5,30 @@ use std::path::Path;
 use bootlab_inventory::{Inventory, RecordData, load};
 
 fn okd() -> Inventory {
-    load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/okd-lab.toml"))).unwrap()
+    load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/okd-lab.toml"
+    )))
+    .unwrap()
 }
 
 #[test]
 fn config_copy_is_the_spec_file_unchanged() {
-    let ours = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/okd-lab.toml"))
-        .unwrap();
-    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec/lab.example.toml");
+    let ours = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/okd-lab.toml"
+    ))
+    .unwrap();
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/spec/lab.example.toml"
+    );
     // shared/ sits beside the checkout in CI and in sessions; compare when present.
     if let Ok(spec) = std::fs::read(spec) {
-        assert_eq!(ours, spec, "config/okd-lab.toml drifted from shared/spec/lab.example.toml");
+        assert_eq!(
+            ours, spec,
+            "config/okd-lab.toml drifted from shared/spec/lab.example.toml"
+        );
     }
 }
 
@@ -24,7 +37,12 @@ fn okd_derives_13_reservations_plus_services() {
     let inv = okd();
     let res = inv.reservations();
     assert_eq!(res.len(), 14);
-    assert_eq!(res.iter().filter(|r| matches!(r.host, bootlab_inventory::HostRef::Node(_))).count(), 13);
+    assert_eq!(
+        res.iter()
+            .filter(|r| matches!(r.host, bootlab_inventory::HostRef::Node(_)))
+            .count(),
+        13
+    );
     let boot = res.iter().find(|r| r.hostname == "bootstrap").unwrap();
     assert_eq!(boot.mac.to_string(), "f8:75:a4:ac:01:00");
     assert_eq!(boot.ip.to_string(), "192.168.200.10");
@@ -50,9 +68,21 @@ fn okd_forward_zone_has_api_apps_nodes_and_services() {
     assert_eq!(a("api-int.okd.example.com"), [svc.clone()]);
     assert_eq!(a("*.apps.okd.example.com"), [svc.clone()]);
     assert_eq!(a("services.okd.example.com"), [svc]);
-    for n in ["bootstrap", "compute-0", "compute-1", "compute-2", "master-0", "master-1",
-        "master-2", "infra-0", "infra-1", "infra-2", "storage-0", "storage-1", "storage-2"]
-    {
+    for n in [
+        "bootstrap",
+        "compute-0",
+        "compute-1",
+        "compute-2",
+        "master-0",
+        "master-1",
+        "master-2",
+        "infra-0",
+        "infra-1",
+        "infra-2",
+        "storage-0",
+        "storage-1",
+        "storage-2",
+    ] {
         assert_eq!(a(&format!("{n}.okd.example.com")).len(), 1, "{n}");
     }
     // 13 nodes + services + api + api-int + *.apps
@@ -68,7 +98,11 @@ fn okd_reverse_zone_has_14_ptrs() {
     let r = &zones.reverse[0];
     assert_eq!(r.origin, "200.168.192.in-addr.arpa");
     assert_eq!(r.records.len(), 14);
-    let ptr = r.records.iter().find(|r| r.name == "30.200.168.192.in-addr.arpa").unwrap();
+    let ptr = r
+        .records
+        .iter()
+        .find(|r| r.name == "30.200.168.192.in-addr.arpa")
+        .unwrap();
     assert_eq!(ptr.data, RecordData::Ptr("master-0.okd.example.com".into()));
 }
 
@@ -76,7 +110,11 @@ fn okd_reverse_zone_has_14_ptrs() {
 fn zone_serial_follows_content() {
     let inv = okd();
     let s1 = inv.zones().forward.serial;
-    assert_eq!(s1, okd().zones().forward.serial, "same content, same serial");
+    assert_eq!(
+        s1,
+        okd().zones().forward.serial,
+        "same content, same serial"
+    );
     let mut changed = inv.clone();
     changed.nodes[0].ip = "192.168.200.11".parse().unwrap();
     assert_ne!(s1, changed.zones().forward.serial);
@@ -88,16 +126,31 @@ fn storage_nodes_render_worker_ignition_through_role_vars() {
     let node = inv.nodes.iter().find(|n| n.name == "storage-1").unwrap();
     let p = inv.boot_profile(node).unwrap();
     assert!(
-        p.args.contains("coreos.inst.ignition_url=http://192.168.200.254:8080/assets/okd/ignitions/worker.ign"),
+        p.args.contains(
+            "coreos.inst.ignition_url=http://192.168.200.254:8080/assets/okd/ignitions/worker.ign"
+        ),
         "{}",
         p.args
     );
-    assert!(p.args.contains("coreos.live.rootfs_url=http://192.168.200.254:8080/assets/okd/rootfs/"));
+    assert!(
+        p.args
+            .contains("coreos.live.rootfs_url=http://192.168.200.254:8080/assets/okd/rootfs/")
+    );
     assert_eq!(p.kernel, "okd/kernel/fedora-coreos-live-kernel-x86_64");
     let boot = inv.nodes.iter().find(|n| n.name == "bootstrap").unwrap();
-    assert!(inv.boot_profile(boot).unwrap().args.contains("/bootstrap.ign"));
+    assert!(
+        inv.boot_profile(boot)
+            .unwrap()
+            .args
+            .contains("/bootstrap.ign")
+    );
     let master = inv.nodes.iter().find(|n| n.name == "master-2").unwrap();
-    assert!(inv.boot_profile(master).unwrap().args.contains("/master.ign"));
+    assert!(
+        inv.boot_profile(master)
+            .unwrap()
+            .args
+            .contains("/master.ign")
+    );
 }
 
 #[test]
@@ -120,7 +173,10 @@ fn vm_specs_carry_prefix_sizes_and_macs() {
 #[test]
 fn egress_defaults_to_the_services_vm() {
     let inv = okd();
-    assert_eq!(inv.egress_hosts(), ["192.168.200.254".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert_eq!(
+        inv.egress_hosts(),
+        ["192.168.200.254".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
 }
 
 #[test]

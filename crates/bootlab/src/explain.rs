@@ -1,0 +1,127 @@
+//! `bootlab explain` and `bootlab render`: what bootlabd would answer, from
+//! the inventory alone (the same `bootlab_boot` code the daemon runs).
+
+use std::fmt::Write as _;
+
+use bootlab_boot::render::{self, VirtualFile};
+use bootlab_boot::{ClientInfo, decide};
+use bootlab_inventory::{Inventory, MacAddr};
+
+/// Parses `--arch`: a number or a name.
+pub(crate) fn parse_arch(s: &str) -> Option<u16> {
+    match s.to_ascii_lowercase().as_str() {
+        "bios" | "pc" => Some(0),
+        "uefi" | "efi64" | "x64" | "uefi-x64" => Some(7),
+        "arm64" | "aa64" => Some(11),
+        "http" | "uefi-http" => Some(16),
+        n => n.parse().ok(),
+    }
+}
+
+/// The explanation for one client.
+pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> String {
+    let mut out = String::new();
+    let node = inv.node_by_mac(mac);
+    let reservation = inv.reservations().into_iter().find(|r| r.mac == mac);
+    let _ = writeln!(
+        out,
+        "client {mac} arch {arch}{}",
+        if ipxe { " (iPXE)" } else { "" }
+    );
+    let hostname = match (&reservation, &inv.network.pool) {
+        (Some(r), _) => {
+            let _ = writeln!(
+                out,
+                "  reservation: {} -> {} ({})",
+                r.hostname, r.ip, r.fqdn
+            );
+            Some(r.hostname.clone())
+        }
+        (None, Some(p)) => {
+            let _ = writeln!(
+                out,
+                "  no reservation: an address from the pool {}-{}",
+                p.start, p.end
+            );
+            None
+        }
+        (None, None) => {
+            let _ = writeln!(
+                out,
+                "  no reservation and no pool: bootlabd stays silent (reservation-only mode)"
+            );
+            return out;
+        }
+    };
+    let client = ClientInfo {
+        arch: Some(arch),
+        vendor_class: Some(if arch == 16 {
+            format!("HTTPClient:Arch:{arch:05}:UNDI:003001")
+        } else {
+            format!("PXEClient:Arch:{arch:05}:UNDI:002001")
+        }),
+        user_class: ipxe.then(|| b"iPXE".to_vec()),
+        ipxe_options: false,
+    };
+    let assets = inv.services.assets_dir.clone();
+    let has_asset = move |f: &str| assets.join(f).is_file();
+    let decision = decide(inv, node, &client, &has_asset);
+    let _ = writeln!(out, "  decision: {decision}");
+    if let Some(n) = node {
+        let _ = writeln!(
+            out,
+            "  profile: {} (loader {})",
+            n.profile,
+            inv.profiles
+                .get(&n.profile)
+                .map_or("?", |p| p.loader.as_str())
+        );
+    }
+    let plan = bootlab_boot::options::plan(inv, hostname.as_deref(), &decision, true);
+    if let Some(si) = plan.siaddr {
+        let _ = writeln!(out, "  siaddr (next-server): {si}");
+    }
+    if let Some(f) = &plan.boot_file {
+        let _ = writeln!(out, "  file: {f}");
+    }
+    let _ = writeln!(out, "  options:");
+    for o in &plan.options {
+        let _ = writeln!(out, "    {:>3} {:<24} {}", o.code, o.name, o.value);
+    }
+    if let (Some(n), true) = (node, ipxe) {
+        if let Ok(script) = render::render(inv, n, render::ScriptKind::Ipxe) {
+            let _ = writeln!(out, "  boot.ipxe:");
+            for line in script.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    out
+}
+
+/// Renders a virtual file by name (`boot.ipxe?mac=M` for the script).
+pub(crate) fn render_file(inv: &Inventory, file: &str) -> anyhow::Result<String> {
+    let (path, query) = file.split_once('?').unwrap_or((file, ""));
+    let vf = VirtualFile::parse(path).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{path:?} is not a boot script name; use boot.ipxe?mac=M, grub.cfg-01-<mac> or pxelinux.cfg/01-<mac> (MAC with dashes)"
+        )
+    })?;
+    let mac = match vf.mac() {
+        Some(m) => m,
+        None => query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("mac="))
+            .and_then(bootlab_boot::decision::parse_mac)
+            .ok_or_else(|| {
+                anyhow::anyhow!("{path} is chosen by the client's address; add ?mac=<mac>")
+            })?,
+    };
+    match inv.node_by_mac(mac) {
+        Some(node) => Ok(render::render(inv, node, vf.kind())?),
+        None if vf.kind() == render::ScriptKind::Ipxe => {
+            Ok(render::unknown_machine_ipxe(&mac.to_string()))
+        }
+        None => anyhow::bail!("no node has MAC {mac}"),
+    }
+}

@@ -1,0 +1,159 @@
+//! bootlab, the host tool: checks a lab inventory, explains boot decisions,
+//! renders boot scripts; (coming) defines the libvirt network, storage and VMs.
+//!
+//! # Layout
+//! - [`Cli`] / [`run`]: the command line (`bootlab <command> [LAB.toml] [flags]`).
+//! - `explain`: what bootlabd would answer a given client, from the inventory alone.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod explain;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bootlab_inventory::{Inventory, LoadError};
+use clap::{Parser, Subcommand};
+
+/// Exit code for an invalid inventory (EX_USAGE).
+pub const EXIT_INVALID_CONFIG: u8 = 64;
+
+/// The inventory path used when none is given.
+pub const DEFAULT_LAB: &str = "lab.toml";
+
+/// bootlab: one inventory file for a whole network-boot lab.
+#[derive(Debug, Parser)]
+#[command(name = "bootlab", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the inventory; print every problem with file, line and field (exit 64 on errors).
+    Check {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+    },
+    /// Show what bootlabd answers a client: the boot decision and the DHCP options.
+    Explain {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// The client's MAC (any of aa:bb:.., aa-bb-.., aabb..).
+        #[arg(long)]
+        mac: String,
+        /// Client architecture (option 93): a number (0 BIOS, 7/9 UEFI x64, 11 arm64, 16 UEFI HTTP) or bios | uefi | efi64 | arm64 | http.
+        #[arg(long, default_value = "bios")]
+        arch: String,
+        /// The client is iPXE (option 77 "iPXE").
+        #[arg(long)]
+        ipxe: bool,
+    },
+    /// Print a rendered boot script or per-MAC config: `boot.ipxe?mac=M`,
+    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`.
+    Render {
+        /// `[LAB.toml] FILE`: the inventory (default ./lab.toml) and the file.
+        #[arg(num_args = 1..=2, value_name = "[LAB] FILE")]
+        args: Vec<String>,
+    },
+}
+
+/// Loads an inventory, printing every problem when it is invalid.
+pub fn load_or_report(path: &Path) -> Result<Inventory, ExitCode> {
+    match bootlab_inventory::load(path) {
+        Ok(inv) => Ok(inv),
+        Err(LoadError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            Err(ExitCode::from(EXIT_INVALID_CONFIG))
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!(
+                "error: {e}\n  help: name the inventory as the first argument, e.g. `bootlab check config/okd-lab.toml`"
+            );
+            Err(ExitCode::from(EXIT_INVALID_CONFIG))
+        }
+    }
+}
+
+/// Runs one command. Returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { lab } => {
+            let inv = match load_or_report(&lab) {
+                Ok(inv) => inv,
+                Err(code) => return Ok(code),
+            };
+            let zones = inv.zones();
+            println!("{}: ok", lab.display());
+            println!(
+                "  lab {} (zone {}), network {} in {} mode",
+                inv.lab.name,
+                inv.zone(),
+                inv.network.cidr,
+                inv.network.mode.as_str()
+            );
+            println!(
+                "  {} nodes, {} DHCP reservations, {} forward records, {} PTR records",
+                inv.nodes.len(),
+                inv.reservations().len(),
+                zones.forward.records.len(),
+                zones.reverse.iter().map(|z| z.records.len()).sum::<usize>()
+            );
+            println!(
+                "  services VM {} at {} ({}), boot scripts from {}",
+                inv.services.name,
+                inv.services.ip,
+                inv.services.mac,
+                inv.services.http_base()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            lab,
+            mac,
+            arch,
+            ipxe,
+        } => {
+            let inv = match load_or_report(&lab) {
+                Ok(inv) => inv,
+                Err(code) => return Ok(code),
+            };
+            let Some(mac) = bootlab_boot::decision::parse_mac(&mac) else {
+                eprintln!(
+                    "error: {mac:?} is not a MAC address\n  help: write e.g. --mac 52:54:00:12:34:56"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let Some(arch) = explain::parse_arch(&arch) else {
+                eprintln!(
+                    "error: unknown architecture {arch:?}\n  help: use a number (0, 7, 9, 11, 16) or bios, uefi, efi64, arm64, http"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            print!("{}", explain::explain(&inv, mac, arch, ipxe));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render { args } => {
+            let (lab, file) = match args.as_slice() {
+                [file] => (PathBuf::from(DEFAULT_LAB), file.clone()),
+                [lab, file] => (PathBuf::from(lab), file.clone()),
+                _ => anyhow::bail!("usage: bootlab render [LAB.toml] FILE"),
+            };
+            let inv = match load_or_report(&lab) {
+                Ok(inv) => inv,
+                Err(code) => return Ok(code),
+            };
+            let text =
+                explain::render_file(&inv, &file).with_context(|| format!("rendering {file}"))?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
