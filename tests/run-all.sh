@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs first.
+#
+#   tests/run-all.sh
+#
+# Debian 12, as root (it re-runs itself with sudo when started as a user):
+# tests create network namespaces, bridges, nftables tables and QEMU guests.
+# Steps: apt packages (tests/apt-packages.txt) -> cargo fmt --check ->
+# cargo clippy -D warnings -> cargo test --workspace --locked -> every fuzz
+# target for FUZZ_SECONDS (default 60) each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then
+    exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,FUZZ_SECONDS "$0" "$@"
+  fi
+  echo "tests/run-all.sh: run as root (network namespaces, nftables, QEMU)" >&2
+  exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages (tests/apt-packages.txt)"
+mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' tests/apt-packages.txt | grep -v '^$' | sort -u)
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# Packaged daemons some tests compare against must not run as system services.
+for svc in tftpd-hpa nginx kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace --locked"
+cargo test --workspace --locked
+
+step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
+tests/fuzz.sh
