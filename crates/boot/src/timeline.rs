@@ -273,6 +273,7 @@ impl Timeline {
     /// Records a fetch by a client at `ip` (TFTP or HTTP). The kind is the
     /// stage name (`tftp`, `script`, `kernel`, `initrd`, `config`). Returns
     /// the MAC it was attributed to, if any.
+    #[allow(clippy::too_many_arguments)] // each is a distinct fact of the fetch
     pub fn fetch(
         &self,
         inv: &Inventory,

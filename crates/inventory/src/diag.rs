@@ -278,86 +278,94 @@ impl<'a> SourceMap<'a> {
         }
     }
 
-    /// The field path of the innermost key or table whose span holds `offset`.
+    /// The field path of the innermost key or value whose span holds `offset`.
     pub(crate) fn path_at(&self, offset: usize) -> FieldPath {
         let Some(doc) = self.doc.as_ref() else {
             return FieldPath::root();
         };
         let mut path = FieldPath::root();
         let mut item = doc.as_item();
-        'descend: loop {
+        loop {
             if let Some(t) = item.as_table_like() {
-                for (k, v) in t.iter() {
-                    let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
-                    let in_key = key_span.as_ref().is_some_and(|s| s.contains(&offset));
-                    let in_val = v.span().is_some_and(|s| s.contains(&offset))
-                        || v.as_table().is_some() && table_contains(v, offset);
-                    if in_key || in_val {
+                let hit = t.iter().find(|(k, v)| {
+                    t.get_key_value(k)
+                        .and_then(|(key, _)| key.span())
+                        .is_some_and(|s| s.contains(&offset))
+                        || item_contains(v, offset)
+                });
+                match hit {
+                    Some((k, v)) => {
                         path = path.key(k);
                         item = v;
-                        continue 'descend;
                     }
+                    None => return path,
                 }
             } else if let Some(aot) = item.as_array_of_tables() {
-                for (i, t) in aot.iter().enumerate() {
-                    if t.span().is_some_and(|s| s.contains(&offset))
-                        || table_items_contain(t, offset)
-                    {
+                match aot.iter().position(|t| table_contains(t, offset)) {
+                    Some(i) => {
                         path = path.idx(i);
-                        // descend into the table
-                        for (k, v) in t.iter() {
-                            let key_span = t.key(k).and_then(|key| key.span());
-                            if key_span.is_some_and(|s| s.contains(&offset))
-                                || v.span().is_some_and(|s| s.contains(&offset))
-                            {
-                                path = path.key(k);
-                                item = v;
-                                continue 'descend;
-                            }
+                        match item.get(i) {
+                            Some(next) => item = next,
+                            None => return path,
                         }
-                        return path;
                     }
+                    None => return path,
                 }
             } else if let Some(arr) = item.as_array() {
-                for (i, v) in arr.iter().enumerate() {
-                    if v.span().is_some_and(|s| s.contains(&offset)) {
+                match arr
+                    .iter()
+                    .position(|v| v.span().is_some_and(|s| s.contains(&offset)))
+                {
+                    Some(i) => {
                         path = path.idx(i);
-                        if let Some(t) = v.as_inline_table() {
-                            for (k, iv) in t.iter() {
-                                if iv.span().is_some_and(|s| s.contains(&offset))
-                                    || t.key(k)
-                                        .and_then(|key| key.span())
-                                        .is_some_and(|s| s.contains(&offset))
-                                {
-                                    path = path.key(k);
-                                }
-                            }
+                        match item.get(i) {
+                            Some(next) if next.as_table_like().is_some() => item = next,
+                            _ => return path,
                         }
-                        return path;
                     }
+                    None => return path,
                 }
+            } else {
+                return path;
             }
-            return path;
         }
     }
 }
 
-fn table_contains(item: &toml_edit::Item, offset: usize) -> bool {
-    item.as_table()
-        .is_some_and(|t| table_items_contain(t, offset))
+fn item_contains(item: &toml_edit::Item, offset: usize) -> bool {
+    if item.span().is_some_and(|s| s.contains(&offset)) {
+        return true;
+    }
+    if let Some(t) = item.as_table() {
+        return table_contains(t, offset);
+    }
+    if let Some(aot) = item.as_array_of_tables() {
+        return aot.iter().any(|t| table_contains(t, offset));
+    }
+    false
 }
 
-fn table_items_contain(t: &toml_edit::Table, offset: usize) -> bool {
-    t.iter().any(|(k, v)| {
-        t.key(k)
-            .and_then(|key| key.span())
-            .is_some_and(|s| s.contains(&offset))
-            || v.span().is_some_and(|s| s.contains(&offset))
-            || table_contains(v, offset)
-            || v.as_array_of_tables().is_some_and(|a| {
-                a.iter().any(|t| {
-                    t.span().is_some_and(|s| s.contains(&offset)) || table_items_contain(t, offset)
-                })
-            })
-    })
+fn table_contains(t: &toml_edit::Table, offset: usize) -> bool {
+    t.span().is_some_and(|s| s.contains(&offset))
+        || t.iter().any(|(k, v)| {
+            t.key(k)
+                .and_then(|key| key.span())
+                .is_some_and(|s| s.contains(&offset))
+                || item_contains(v, offset)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_at_in_array_of_tables() {
+        let text = "[lab]\nname = \"x\"\n\n[[nodes]]\nname = \"a\"\n\n[[nodes]]\nname = \"b\"\nmacc = \"x\"\n";
+        let map = SourceMap::new(Path::new("t"), text);
+        let at = text.find("macc").unwrap();
+        assert_eq!(map.path_at(at).to_string(), "nodes[1].macc");
+        let at = text.find("\"b\"").unwrap();
+        assert_eq!(map.path_at(at).to_string(), "nodes[1].name");
+    }
 }

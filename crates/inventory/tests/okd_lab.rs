@@ -64,9 +64,9 @@ fn okd_forward_zone_has_api_apps_nodes_and_services() {
             .collect::<Vec<_>>()
     };
     let svc = RecordData::A("192.168.200.254".parse().unwrap());
-    assert_eq!(a("api.okd.example.com"), [svc.clone()]);
-    assert_eq!(a("api-int.okd.example.com"), [svc.clone()]);
-    assert_eq!(a("*.apps.okd.example.com"), [svc.clone()]);
+    assert_eq!(a("api.okd.example.com"), std::slice::from_ref(&svc));
+    assert_eq!(a("api-int.okd.example.com"), std::slice::from_ref(&svc));
+    assert_eq!(a("*.apps.okd.example.com"), std::slice::from_ref(&svc));
     assert_eq!(a("services.okd.example.com"), [svc]);
     for n in [
         "bootstrap",
