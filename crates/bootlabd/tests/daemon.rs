@@ -1,0 +1,275 @@
+//! The real `bootlabd` binary: `--check` exit codes, start-up, SIGHUP reload
+//! (broken file keeps the old inventory; good file goes live), SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// A loopback port that was free a moment ago (TCP and UDP).
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Free loopback ports for DHCP, DNS, TFTP and HTTP.
+fn ports() -> [u16; 4] {
+    [free_port(), free_port(), free_port(), free_port()]
+}
+
+/// config/dev.toml moved to `dir` and `ports`, with `extra_nodes` more nodes.
+fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
+    let mut text = std::fs::read_to_string(repo("config/dev.toml")).unwrap();
+    for (old, new) in [
+        ("127.0.0.1:6767", format!("127.0.0.1:{}", ports[0])),
+        ("127.0.0.1:5353", format!("127.0.0.1:{}", ports[1])),
+        ("127.0.0.1:6969", format!("127.0.0.1:{}", ports[2])),
+        ("127.0.0.1:8080", format!("127.0.0.1:{}", ports[3])),
+        (
+            "../target/dev-lab/data",
+            dir.join("data").display().to_string(),
+        ),
+        (
+            "../target/dev-lab/assets",
+            dir.join("assets").display().to_string(),
+        ),
+    ] {
+        assert!(text.contains(old), "{old}");
+        text = text.replace(old, &new);
+    }
+    for i in 0..extra_nodes {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"extra-{i}\"\nrole = \"worker\"\nip = \"127.0.0.{}\"\n",
+            20 + i
+        ));
+    }
+    text
+}
+
+/// A small lab on loopback with fresh free ports.
+fn lab(dir: &Path, extra_nodes: usize) -> String {
+    lab_on(dir, ports(), extra_nodes)
+}
+
+#[test]
+fn check_accepts_every_shipped_config() {
+    for cfg in ["config/dev.toml", "config/okd-lab.toml"] {
+        let out = Command::new(BIN)
+            .args(["--check", "--config"])
+            .arg(repo(cfg))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cfg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    }
+}
+
+#[test]
+fn check_exits_64_with_every_error_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = lab(dir.path(), 0)
+        .replace(
+            "mac  = \"52:54:00:77:00:10\"",
+            "mac  = \"52:54:00:77:00:1g\"",
+        )
+        .replace("lease   = \"1h\"", "lease   = \"soon\"");
+    std::fs::write(&bad, &text).unwrap();
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mac_line = text.lines().position(|l| l.contains("00:1g")).unwrap() + 1;
+    assert!(err.contains(&format!("bad.toml:{mac_line}:")), "{err}");
+    assert!(err.contains("nodes[0].mac"), "{err}");
+    assert!(err.contains("network.lease"), "{err}");
+    assert!(err.contains("2 errors"), "{err}");
+}
+
+#[test]
+fn check_rejects_unknown_keys_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text =
+        lab(dir.path(), 0).replace("firewall   = false", "firewall   = false\nfirewal = true");
+    std::fs::write(&bad, &text).unwrap();
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("firewal "))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "bad.toml:{line}:1: services.firewal: unknown key `firewal`"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_config_exits_64_and_says_what_to_do() {
+    let out = Command::new(BIN)
+        .args(["--check", "--config", "/nonexistent/lab.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+/// A running daemon whose stderr lines arrive on a channel.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        d.wait_for("bootlabd ready");
+        d
+    }
+
+    /// Waits (bounded, generously) for a log line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "bootlabd exited ({status}) before {needle:?}:\n{}",
+                            self.seen.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lab.toml");
+    let ports = ports();
+    let good = lab_on(dir.path(), ports, 0);
+    std::fs::write(&config, &good).unwrap();
+    let mut d = Daemon::start(&config);
+
+    // A broken file: the daemon keeps running and says why.
+    std::fs::write(
+        &config,
+        good.replace("ip   = \"127.0.0.11\"", "ip   = \"10.0.0.11\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("reload failed, keeping the old inventory");
+    d.wait_for("nodes[1].ip");
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
+
+    // A good file with two more nodes goes live.
+    std::fs::write(&config, lab_on(dir.path(), ports, 2)).unwrap();
+    d.signal("HUP");
+    let line = d.wait_for("reloaded inventory");
+    assert!(line.contains("nodes=4"), "{line}");
+
+    // SIGTERM: exits 0 within the grace deadline.
+    d.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bootlabd did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !d.seen.iter().any(|l| l.contains("services.listen changed")),
+        "{}",
+        d.seen.join("\n")
+    );
+}
