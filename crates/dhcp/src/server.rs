@@ -1,0 +1,379 @@
+//! The socket loop: receive, hand to [`DhcpHandler`], send. Replies that
+//! grant or change a lease go through the group commit first: a writer task
+//! collects every pending lease record, appends them in one write with one
+//! `fdatasync`, and only then sends their replies. While it syncs, the
+//! receive loop keeps answering, so the next batch fills up.
+//!
+//! Two socket modes:
+//! - interface mode (`services.interface`, or the NIC whose MAC is
+//!   `services.mac` when listening on 0.0.0.0): bound to the device with
+//!   `SO_BINDTODEVICE`, broadcast replies go to 255.255.255.255:68 there;
+//! - address mode (anything else: loopback tests, relayed setups): a plain
+//!   UDP socket on `services.listen.dhcp`; "broadcast" replies go back to
+//!   the sender's address.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bootlab_boot::decision::ARM64_LOADER;
+use bootlab_boot::{Shared, Timeline};
+use bootlab_inventory::{Inventory, MacAddr};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
+
+use crate::handler::{DhcpHandler, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
+use crate::leases::{LeaseRecord, LeaseStore};
+use crate::metrics::DhcpMetrics;
+use crate::ratelimit::LogGate;
+
+/// Pending lease records the commit queue holds at most; beyond that,
+/// requests are dropped (the client retries).
+const COMMIT_QUEUE: usize = 65_536;
+/// Records per group commit at most.
+const MAX_BATCH: usize = 8192;
+/// The DHCP client port.
+pub const CLIENT_PORT: u16 = 68;
+/// The DHCP server (and relay) port.
+pub const SERVER_PORT: u16 = 67;
+
+/// How the socket is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketMode {
+    /// Bound to this network interface; broadcasts reach the link.
+    Interface(String),
+    /// A plain UDP address (loopback, relays).
+    Address,
+}
+
+/// A bound DHCP socket and how it was bound.
+#[derive(Debug)]
+pub struct DhcpSocket {
+    /// The socket.
+    pub socket: UdpSocket,
+    /// Its mode.
+    pub mode: SocketMode,
+}
+
+/// The interface whose MAC is `mac`, from `/sys/class/net`.
+pub fn interface_by_mac(mac: MacAddr) -> Option<String> {
+    let dir = std::fs::read_dir("/sys/class/net").ok()?;
+    for entry in dir.flatten() {
+        let addr = std::fs::read_to_string(entry.path().join("address")).ok()?;
+        if addr.trim().parse::<MacAddr>().ok() == Some(mac) {
+            return entry.file_name().into_string().ok();
+        }
+    }
+    None
+}
+
+/// Binds the DHCP socket for `inv` (see the module docs for the modes).
+/// Must be called inside a Tokio runtime.
+pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
+    let listen = inv.services.listen.dhcp;
+    let interface = inv.services.interface.clone().or_else(|| {
+        if listen.ip().is_unspecified() {
+            interface_by_mac(inv.services.mac)
+        } else {
+            None
+        }
+    });
+    match interface {
+        Some(ifname) => bind_interface(&ifname, listen.port()),
+        None => bind_address(listen),
+    }
+}
+
+/// Binds `0.0.0.0:port` on `ifname` with `SO_BINDTODEVICE` and `SO_BROADCAST`.
+pub fn bind_interface(ifname: &str, port: u16) -> io::Result<DhcpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(ifname.as_bytes()))
+        .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {ifname}: {e}")))?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    s.set_nonblocking(true)?;
+    Ok(DhcpSocket {
+        socket: UdpSocket::from_std(s.into())?,
+        mode: SocketMode::Interface(ifname.to_owned()),
+    })
+}
+
+/// Binds a plain UDP socket on `addr`.
+pub fn bind_address(addr: SocketAddr) -> io::Result<DhcpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(DhcpSocket {
+        socket: UdpSocket::from_std(s.into())?,
+        mode: SocketMode::Address,
+    })
+}
+
+fn arm64_loader_present(assets: &Path) -> bool {
+    assets.join(ARM64_LOADER).is_file()
+}
+
+/// Where a reply goes, as a socket address.
+pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> SocketAddr {
+    match to {
+        ReplyTo::Relay(g) if peer.ip() == g => peer,
+        ReplyTo::Relay(g) => SocketAddrV4::new(g, SERVER_PORT).into(),
+        ReplyTo::Client(ci) if peer.ip() == ci => peer,
+        ReplyTo::Client(ci) => SocketAddrV4::new(ci, CLIENT_PORT).into(),
+        ReplyTo::Broadcast => match mode {
+            SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT).into(),
+            SocketMode::Address => peer,
+        },
+    }
+}
+
+/// A reply waiting for its lease record to be durable.
+struct Pending {
+    record: LeaseRecord,
+    reply: Option<Outgoing>,
+    peer: SocketAddr,
+    events: Vec<MachineEvent>,
+}
+
+/// Serves DHCP on `socket` until `shutdown`, with default [`Limits`].
+pub async fn serve(
+    socket: DhcpSocket,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_with(socket, shared, shutdown, Limits::default()).await
+}
+
+/// Serves DHCP on `socket` until `shutdown`.
+pub async fn serve_with(
+    socket: DhcpSocket,
+    shared: Shared,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> io::Result<()> {
+    let inv = shared.inventory();
+    let data_dir = inv.services.data_dir.clone();
+    let (store, report) = tokio::task::spawn_blocking(move || LeaseStore::open(&data_dir))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let metrics = DhcpMetrics::new(&shared.metrics);
+    metrics.corrupt_rows.add(report.corrupt as u64);
+    if report.corrupt > 0 {
+        warn!(
+            corrupt = report.corrupt,
+            loaded = report.records,
+            "lease log {}: skipped corrupt rows",
+            store.path().display()
+        );
+    }
+    let mut handler = DhcpHandler::new(
+        inv.clone(),
+        store.table().clone(),
+        arm64_loader_present(&inv.services.assets_dir),
+        limits,
+    );
+    // Addresses leased before a restart are known to the timeline too.
+    for l in handler.leases().leases() {
+        shared.timeline.bind(l.mac, l.ip);
+    }
+    metrics.set_lease_addresses(handler.leases().len());
+    let local = socket.socket.local_addr()?;
+    let mode = socket.mode.clone();
+    match &mode {
+        SocketMode::Interface(i) => info!("listening for dhcp on {local} (interface {i})"),
+        SocketMode::Address => info!("listening for dhcp on {local}"),
+    }
+    let sock = Arc::new(socket.socket);
+    let (tx, rx) = mpsc::channel::<Pending>(COMMIT_QUEUE);
+    let committer = tokio::spawn(
+        commit_loop(
+            store,
+            rx,
+            sock.clone(),
+            shared.timeline.clone(),
+            metrics.clone(),
+            mode.clone(),
+        )
+        .instrument(info_span!("dhcp-commit")),
+    );
+    let mut reload = shared.subscribe();
+    let mut gate: LogGate<std::net::IpAddr> = LogGate::new(10_000, 4096);
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = reload.changed() => {
+                if changed.is_err() {
+                    // The publisher is gone: keep serving the last inventory.
+                    reload = shared.subscribe();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                let inv = reload.borrow_and_update().clone();
+                let arm64 = arm64_loader_present(&inv.services.assets_dir);
+                handler.set_inventory(inv, arm64);
+                info!("dhcp: inventory reloaded; leases kept");
+            }
+            r = sock.recv_from(&mut buf) => {
+                let (n, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // ICMP errors from earlier sends surface here; keep going.
+                        debug!("dhcp recv: {e}");
+                        continue;
+                    }
+                };
+                let out = handler.handle(&buf[..n], SystemTime::now());
+                metrics.account(&out);
+                log_outcome(&out, peer, &mut gate);
+                let Outcome { reply, commit, events, .. } = out;
+                match commit {
+                    Some(record) => {
+                        let pending = Pending { record, reply, peer, events };
+                        if tx.try_send(pending).is_err() {
+                            metrics.commit_failures.inc();
+                            warn!("dhcp: commit queue full; request dropped");
+                        }
+                        metrics.set_lease_addresses(handler.leases().len());
+                    }
+                    None => {
+                        if let Some(reply) = reply {
+                            send(&sock, &mode, peer, &reply, &metrics).await;
+                        }
+                        apply_events(&shared.timeline, events);
+                    }
+                }
+            }
+        }
+    }
+    drop(tx);
+    // Let the last batch become durable and its replies go out.
+    let _ = committer.await;
+    Ok(())
+}
+
+fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpAddr>) {
+    let mac = out.mac.map(|m| m.to_string()).unwrap_or_default();
+    let xid = out.xid.map(|x| format!("{x:#010x}")).unwrap_or_default();
+    let _span = info_span!("dhcp", %mac, %xid, %peer).entered();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if let Some(reason) = out.dropped {
+        if gate.allow(peer.ip(), now_ms) {
+            info!(
+                reason = reason.as_str(),
+                "dropped: {}",
+                out.note.as_deref().unwrap_or("")
+            );
+        }
+    } else if !out.malformed_options.is_empty() && gate.allow(peer.ip(), now_ms) {
+        info!(options = ?out.malformed_options, "malformed options tolerated");
+    } else if let Some(note) = &out.note {
+        if gate.allow(peer.ip(), now_ms) {
+            info!("{note}");
+        }
+    }
+    if let Some(r) = &out.reply {
+        debug!(
+            "{:?} -> {:?}: {} bytes{}",
+            out.received,
+            r.msg_type,
+            r.bytes.len(),
+            if r.dropped_options.is_empty() {
+                String::new()
+            } else {
+                format!(" (left out options {:?})", r.dropped_options)
+            }
+        );
+    }
+}
+
+async fn send(
+    sock: &UdpSocket,
+    mode: &SocketMode,
+    peer: SocketAddr,
+    reply: &Outgoing,
+    metrics: &DhcpMetrics,
+) {
+    let to = reply_address(mode, peer, reply.to);
+    match sock.send_to(&reply.bytes, to).await {
+        Ok(_) => metrics.sent(reply.msg_type),
+        Err(e) => {
+            metrics.send_errors.inc();
+            debug!("dhcp send to {to}: {e}");
+        }
+    }
+}
+
+fn apply_events(timeline: &Timeline, events: Vec<MachineEvent>) {
+    for e in events {
+        match e {
+            MachineEvent::Dhcp { mac, kind, detail } => timeline.dhcp(mac, kind, detail),
+            MachineEvent::Bind { mac, ip } => timeline.bind(mac, ip),
+            MachineEvent::Unbind { ip } => timeline.unbind(ip),
+        }
+    }
+}
+
+/// The group commit: one append + fdatasync per batch, then the batch's replies.
+async fn commit_loop(
+    mut store: LeaseStore,
+    mut rx: mpsc::Receiver<Pending>,
+    sock: Arc<UdpSocket>,
+    timeline: Timeline,
+    metrics: DhcpMetrics,
+    mode: SocketMode,
+) {
+    let mut batch: Vec<Pending> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<LeaseRecord> = batch.iter().map(|p| p.record).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = store.append(&records);
+            (store, r)
+        })
+        .await;
+        let (s, result) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                error!("dhcp: lease writer failed: {e}; no more leases can be committed");
+                return;
+            }
+        };
+        store = s;
+        match result {
+            Ok(()) => {
+                metrics.commit_batches.inc();
+                metrics.committed_records.add(batch.len() as u64);
+                for p in batch.drain(..) {
+                    if let Some(reply) = &p.reply {
+                        send(&sock, &mode, p.peer, reply, &metrics).await;
+                    }
+                    apply_events(&timeline, p.events);
+                }
+            }
+            Err(e) => {
+                metrics.commit_failures.add(batch.len() as u64);
+                error!("dhcp: {e}; {} replies withheld", batch.len());
+                batch.clear();
+            }
+        }
+    }
+}
