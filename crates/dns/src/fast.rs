@@ -1,0 +1,332 @@
+//! The fast path: precomputed wire replies for the static zones.
+//!
+//! For every existing name and common type the general path is run once on a
+//! synthetic lowercase query (with and without EDNS); the reply bytes are
+//! stored. A plain query (one question, class IN, no records but at most one
+//! option-less EDNS(0) OPT with DO=0, opcode QUERY) is then answered by
+//! copying the stored reply and patching the ID, the RD and CD bits and the
+//! question's spelling (case). Names a wildcard covers use a template: the
+//! reply's bytes after the question, kept only when they do not depend on
+//! the question name's length (checked with two probe names at build time).
+//! Everything else (and anything unusual) goes to the general path.
+
+use std::collections::{HashMap, HashSet};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::handler::{Handler, Outcome, ReplyInfo, Transport};
+
+/// Types precomputed for every existing name.
+const FAST_TYPES: [RecordType; 9] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::PTR,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+];
+
+/// Payload size written into the synthetic EDNS queries (any value gives the
+/// same reply; the client's value only sets the size limit).
+const SYNTHETIC_PAYLOAD: u16 = 1232;
+
+#[derive(Debug)]
+struct Stored {
+    plain: Option<Box<[u8]>>,
+    edns: Option<Box<[u8]>>,
+    rcode: ResponseCode,
+}
+
+#[derive(Debug)]
+struct Template {
+    header: [u8; 12],
+    tail: Box<[u8]>,
+}
+
+#[derive(Debug)]
+struct StoredTemplate {
+    plain: Option<Template>,
+    edns: Option<Template>,
+    rcode: ResponseCode,
+}
+
+/// The precomputed replies of one handler.
+#[derive(Debug, Default)]
+pub struct FastAnswers {
+    /// Key: lowercase wire name + qtype (big endian).
+    exact: HashMap<Box<[u8]>, Stored>,
+    /// Key: wire name of the wildcard's parent (the closest encloser) + qtype.
+    wildcard: HashMap<Box<[u8]>, StoredTemplate>,
+    /// Wire names (lowercase) that exist in our zones.
+    existing: HashSet<Box<[u8]>>,
+}
+
+/// `a.b.c` -> `\x01a\x01b\x01c\x00`; `None` for names that need escaping.
+fn wire(key: &str) -> Option<Vec<u8>> {
+    if key.contains('\\') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(key.len() + 2);
+    for label in key.split('.') {
+        let len = u8::try_from(label.len())
+            .ok()
+            .filter(|l| (1..=63).contains(l))?;
+        out.push(len);
+        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    out.push(0);
+    (out.len() <= 255).then_some(out)
+}
+
+fn synthetic_query(wire_name: &[u8], qtype: RecordType, edns: bool) -> Vec<u8> {
+    let mut q = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+    q.extend_from_slice(wire_name);
+    q.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if edns {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&SYNTHETIC_PAYLOAD.to_be_bytes());
+        q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    q
+}
+
+/// Runs the general path; the reply bytes when it is a clean, complete answer.
+fn general(handler: &Handler, query: &[u8]) -> Option<(Vec<u8>, ResponseCode)> {
+    let mut out = Vec::new();
+    match handler.handle_general(query, Transport::Tcp, &mut out) {
+        Outcome::Reply(ReplyInfo {
+            rcode,
+            truncated: false,
+            problem: None,
+            ..
+        }) if matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) => Some((out, rcode)),
+        _ => None,
+    }
+}
+
+/// What the fast path understood of a query.
+struct PlainQuery {
+    /// Lowercase wire name followed by the qtype.
+    key: [u8; 257],
+    /// Length of the wire name in `key` (and in the query at offset 12).
+    name_len: usize,
+    edns_payload: Option<u16>,
+}
+
+fn parse_plain(q: &[u8]) -> Option<PlainQuery> {
+    if q.len() < 17 || q[2] & 0xf8 != 0 || q[4..10] != [0, 1, 0, 0, 0, 0] || q[10] != 0 || q[11] > 1
+    {
+        return None;
+    }
+    let mut key = [0u8; 257];
+    let mut at = 12;
+    loop {
+        let len = usize::from(*q.get(at)?);
+        if len > 63 {
+            return None;
+        }
+        let end = at + 1 + len;
+        if end - 12 > 255 {
+            return None;
+        }
+        let label = q.get(at..end)?;
+        for (dst, src) in key[at - 12..end - 12].iter_mut().zip(label) {
+            *dst = src.to_ascii_lowercase();
+        }
+        at = end;
+        if len == 0 {
+            break;
+        }
+    }
+    let name_len = at - 12;
+    let rest = q.get(at..)?;
+    if rest.len() < 4 || rest[2..4] != [0, 1] {
+        return None;
+    }
+    key[name_len..name_len + 2].copy_from_slice(&rest[0..2]);
+    let edns_payload = match (q[11], &rest[4..]) {
+        (0, []) => None,
+        // root name, type OPT, payload, ext-rcode, version 0, flags with DO=0, no rdata
+        (1, [0, 0, 41, p1, p2, _, 0, flags, _, 0, 0]) if flags & 0x80 == 0 => {
+            Some(u16::from_be_bytes([*p1, *p2]))
+        }
+        _ => return None,
+    };
+    Some(PlainQuery {
+        key,
+        name_len,
+        edns_payload,
+    })
+}
+
+impl FastAnswers {
+    /// Precomputes every name and type of `handler`'s zones.
+    pub fn build(handler: &Handler) -> Self {
+        let mut fast = Self::default();
+        for zone in handler.zones().zones() {
+            for name in zone.existing_names() {
+                let Some(w) = wire(name) else { continue };
+                fast.existing.insert(w.clone().into_boxed_slice());
+                for qtype in FAST_TYPES {
+                    let mut key = w.clone();
+                    key.extend_from_slice(&u16::from(qtype).to_be_bytes());
+                    let plain = general(handler, &synthetic_query(&w, qtype, false));
+                    let edns = general(handler, &synthetic_query(&w, qtype, true));
+                    let rcode = match (&plain, &edns) {
+                        (Some((_, r)), _) | (None, Some((_, r))) => *r,
+                        (None, None) => continue,
+                    };
+                    fast.exact.insert(
+                        key.into_boxed_slice(),
+                        Stored {
+                            plain: plain.map(|(b, _)| b.into_boxed_slice()),
+                            edns: edns.map(|(b, _)| b.into_boxed_slice()),
+                            rcode,
+                        },
+                    );
+                }
+            }
+            for wild in zone.wildcard_names() {
+                let Some(encloser) = wild.strip_prefix("*.") else {
+                    continue;
+                };
+                let probes = [
+                    format!("bootlab-fast-probe-a.{encloser}"),
+                    format!("bootlab-fast-probe-bbbb.{encloser}"),
+                ];
+                if probes.iter().any(|p| zone.exists(p)) {
+                    continue;
+                }
+                let (Some(enc_wire), Some(p1), Some(p2)) =
+                    (wire(encloser), wire(&probes[0]), wire(&probes[1]))
+                else {
+                    continue;
+                };
+                for qtype in FAST_TYPES {
+                    let template = |edns: bool| -> Option<(Template, ResponseCode)> {
+                        let (r1, rc) = general(handler, &synthetic_query(&p1, qtype, edns))?;
+                        let (r2, _) = general(handler, &synthetic_query(&p2, qtype, edns))?;
+                        let t1 = r1.get(12 + p1.len() + 4..)?;
+                        let t2 = r2.get(12 + p2.len() + 4..)?;
+                        if r1[..12] != r2[..12] || t1 != t2 {
+                            return None;
+                        }
+                        let mut header = [0u8; 12];
+                        header.copy_from_slice(&r1[..12]);
+                        Some((
+                            Template {
+                                header,
+                                tail: t1.into(),
+                            },
+                            rc,
+                        ))
+                    };
+                    let plain = template(false);
+                    let edns = template(true);
+                    let rcode = match (&plain, &edns) {
+                        (Some((_, r)), _) | (None, Some((_, r))) => *r,
+                        (None, None) => continue,
+                    };
+                    let mut key = enc_wire.clone();
+                    key.extend_from_slice(&u16::from(qtype).to_be_bytes());
+                    fast.wildcard.insert(
+                        key.into_boxed_slice(),
+                        StoredTemplate {
+                            plain: plain.map(|(t, _)| t),
+                            edns: edns.map(|(t, _)| t),
+                            rcode,
+                        },
+                    );
+                }
+            }
+        }
+        fast
+    }
+
+    /// Number of precomputed (name, type) replies and wildcard templates.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    /// True when nothing is precomputed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the reply into `out` when the query is plain and precomputed.
+    pub fn answer(
+        &self,
+        q: &[u8],
+        transport: Transport,
+        max_udp: u16,
+        out: &mut Vec<u8>,
+    ) -> Option<ReplyInfo> {
+        let p = parse_plain(q)?;
+        let limit = match (transport, p.edns_payload) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(size)) => {
+                usize::from(size).clamp(512, usize::from(max_udp).max(512))
+            }
+        };
+        let name_len = p.name_len;
+        let edns = p.edns_payload.is_some();
+        let rcode = if let Some(stored) = self.exact.get(&p.key[..name_len + 2]) {
+            let reply = if edns { &stored.edns } else { &stored.plain };
+            let reply = reply.as_ref()?;
+            if reply.len() > limit {
+                return None;
+            }
+            out.clear();
+            out.extend_from_slice(reply);
+            stored.rcode
+        } else {
+            if self.existing.contains(&p.key[..name_len]) {
+                return None;
+            }
+            // Closest encloser: the longest existing proper ancestor.
+            let mut at = 0usize;
+            let encloser_start = loop {
+                let len = usize::from(p.key[at]);
+                if len == 0 {
+                    return None;
+                }
+                at += 1 + len;
+                if self.existing.contains(&p.key[at..name_len]) {
+                    break at;
+                }
+            };
+            let mut wkey = [0u8; 257];
+            let wlen = name_len + 2 - encloser_start;
+            wkey[..wlen].copy_from_slice(&p.key[encloser_start..name_len + 2]);
+            let stored = self.wildcard.get(&wkey[..wlen])?;
+            let template = if edns { &stored.edns } else { &stored.plain };
+            let template = template.as_ref()?;
+            let question_end = 12 + name_len + 4;
+            if question_end + template.tail.len() > limit {
+                return None;
+            }
+            out.clear();
+            out.extend_from_slice(&template.header);
+            out.extend_from_slice(&q[12..question_end]);
+            out.extend_from_slice(&template.tail);
+            stored.rcode
+        };
+        out[0] = q[0];
+        out[1] = q[1];
+        out[2] |= q[2] & 0x01;
+        out[3] |= q[3] & 0x10;
+        out[12..12 + name_len].copy_from_slice(&q[12..12 + name_len]);
+        Some(ReplyInfo {
+            rcode,
+            truncated: false,
+            fast: true,
+            problem: None,
+        })
+    }
+}

@@ -1,0 +1,643 @@
+//! The socket loops: UDP workers, the TCP accept loop, the reload watcher,
+//! forwarding dispatch, metrics and rate-limited logging of bad input.
+//!
+//! UDP is served by a few dedicated threads blocking on clones of the one
+//! bound socket (the hot path: no async machinery per packet); TCP and
+//! forwarding run on the tokio runtime. The current [`Handler`] is swapped
+//! atomically when the inventory is reloaded; workers pick the new one up
+//! before their next packet.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bootlab_boot::{Counter, Metrics, Shared};
+use bootlab_inventory::Inventory;
+use hickory_proto::op::ResponseCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::forward::{Forwarder, LearnedAddress};
+use crate::handler::{
+    DEFAULT_MAX_UDP_PAYLOAD, DropReason, ForwardRequest, Handler, HandlerConfig, Outcome,
+    ReplyInfo, Transport,
+};
+use crate::zone::ZoneError;
+
+/// Tuning of the DNS service. `Default` is what bootlabd uses.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Threads answering UDP.
+    pub udp_workers: usize,
+    /// Concurrent TCP connections; more are closed at once.
+    pub tcp_max_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Largest UDP reply (and advertised EDNS size).
+    pub max_udp_payload: u16,
+    /// How long to wait for one upstream resolver.
+    pub forward_timeout: Duration,
+    /// Distinct forwarded questions in flight at most.
+    pub forward_max_pending: usize,
+    /// Where to find upstream resolvers when `network.upstream_dns` is empty.
+    pub resolv_conf: PathBuf,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            udp_workers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            tcp_max_connections: 128,
+            tcp_idle_timeout: Duration::from_secs(10),
+            max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
+            forward_timeout: Duration::from_secs(2),
+            forward_max_pending: 1024,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// Serves DNS on the bound sockets until `shutdown`, with default options.
+pub async fn serve(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shared: Shared,
+    learned: Option<mpsc::Sender<LearnedAddress>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_with(udp, tcp, shared, learned, shutdown, ServeOptions::default()).await
+}
+
+/// The upstream resolvers for `inv`: `network.upstream_dns`, or the
+/// nameservers of `resolv_conf`; never this server itself.
+pub fn upstreams_for(inv: &Inventory, local: SocketAddr, resolv_conf: &Path) -> Vec<SocketAddr> {
+    let candidates: Vec<SocketAddr> = if inv.network.upstream_dns.is_empty() {
+        std::fs::read_to_string(resolv_conf)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                if words.next() != Some("nameserver") {
+                    return None;
+                }
+                let addr = words.next()?;
+                let addr = addr.split('%').next()?;
+                addr.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .collect()
+    } else {
+        inv.network.upstream_dns.clone()
+    };
+    let services = IpAddr::V4(inv.services.ip);
+    candidates
+        .into_iter()
+        .filter(|u| {
+            let same_port = u.port() == local.port();
+            let is_self = same_port
+                && (u.ip() == local.ip()
+                    || u.ip() == services
+                    || (local.ip().is_unspecified() && u.ip().is_loopback()));
+            if is_self {
+                warn!(upstream = %u, "upstream resolver is this server itself, ignored");
+            }
+            !is_self
+        })
+        .collect()
+}
+
+/// Counters of the DNS service.
+#[derive(Debug)]
+struct DnsCounters {
+    queries_udp: Counter,
+    queries_tcp: Counter,
+    fast: Counter,
+    truncated: Counter,
+    malformed: Counter,
+    rcodes: Vec<(ResponseCode, Counter)>,
+    rcode_other: Counter,
+    dropped: Vec<(DropReason, Counter)>,
+    forwarded: Counter,
+    forward_queue_full: Counter,
+    tcp_rejected: Counter,
+    tcp_idle_closed: Counter,
+    reload_failed: Counter,
+}
+
+impl DnsCounters {
+    fn new(m: &Metrics) -> Self {
+        let queries = |t: &str| {
+            m.counter(
+                "bootlab_dns_queries_total",
+                "DNS queries received.",
+                &[("transport", t)],
+            )
+        };
+        let rcode = |rc: ResponseCode, label: &str| {
+            (
+                rc,
+                m.counter(
+                    "bootlab_dns_responses_total",
+                    "DNS replies sent, by response code.",
+                    &[("rcode", label)],
+                ),
+            )
+        };
+        let dropped = |r: DropReason| {
+            (
+                r,
+                m.counter(
+                    "bootlab_dns_dropped_total",
+                    "DNS datagrams dropped without a reply.",
+                    &[("reason", r.as_str())],
+                ),
+            )
+        };
+        Self {
+            queries_udp: queries("udp"),
+            queries_tcp: queries("tcp"),
+            fast: m.counter(
+                "bootlab_dns_fast_path_total",
+                "Replies served from precomputed answers.",
+                &[],
+            ),
+            truncated: m.counter(
+                "bootlab_dns_truncated_total",
+                "UDP replies sent with TC=1.",
+                &[],
+            ),
+            malformed: m.counter(
+                "bootlab_dns_bad_queries_total",
+                "Queries answered with FORMERR, NOTIMP or BADVERS (bad input).",
+                &[],
+            ),
+            rcodes: vec![
+                rcode(ResponseCode::NoError, "NOERROR"),
+                rcode(ResponseCode::NXDomain, "NXDOMAIN"),
+                rcode(ResponseCode::Refused, "REFUSED"),
+                rcode(ResponseCode::FormErr, "FORMERR"),
+                rcode(ResponseCode::NotImp, "NOTIMP"),
+                rcode(ResponseCode::ServFail, "SERVFAIL"),
+                rcode(ResponseCode::BADVERS, "BADVERS"),
+            ],
+            rcode_other: m.counter(
+                "bootlab_dns_responses_total",
+                "DNS replies sent, by response code.",
+                &[("rcode", "other")],
+            ),
+            dropped: vec![
+                dropped(DropReason::TooShort),
+                dropped(DropReason::NotAQuery),
+            ],
+            forwarded: m.counter(
+                "bootlab_dns_forwarded_total",
+                "Queries forwarded for allow-listed names.",
+                &[],
+            ),
+            forward_queue_full: m.counter(
+                "bootlab_dns_forward_queue_full_total",
+                "Forwardable UDP queries dropped because the forwarding queue was full.",
+                &[],
+            ),
+            tcp_rejected: m.counter(
+                "bootlab_dns_tcp_rejected_total",
+                "TCP connections closed at once because of the connection cap.",
+                &[],
+            ),
+            tcp_idle_closed: m.counter(
+                "bootlab_dns_tcp_idle_closed_total",
+                "TCP connections closed for idleness.",
+                &[],
+            ),
+            reload_failed: m.counter(
+                "bootlab_dns_reload_failed_total",
+                "Reloads whose zones could not be built.",
+                &[],
+            ),
+        }
+    }
+
+    fn reply(&self, info: &ReplyInfo) {
+        match self.rcodes.iter().find(|(rc, _)| *rc == info.rcode) {
+            Some((_, c)) => c.inc(),
+            None => self.rcode_other.inc(),
+        }
+        if info.fast {
+            self.fast.inc();
+        }
+        if info.truncated {
+            self.truncated.inc();
+        }
+        if info.problem.is_some() {
+            self.malformed.inc();
+        }
+    }
+
+    fn dropped(&self, reason: DropReason) {
+        if let Some((_, c)) = self.dropped.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
+    }
+}
+
+/// Logs bad input at most once per peer per interval.
+#[derive(Debug)]
+struct LogThrottle {
+    last: Mutex<HashMap<IpAddr, Instant>>,
+    interval: Duration,
+}
+
+impl LogThrottle {
+    const MAX_PEERS: usize = 4096;
+
+    fn new(interval: Duration) -> Self {
+        Self {
+            last: Mutex::new(HashMap::new()),
+            interval,
+        }
+    }
+
+    fn allow(&self, peer: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.len() >= Self::MAX_PEERS {
+            last.retain(|_, t| now.duration_since(*t) < self.interval);
+            if last.len() >= Self::MAX_PEERS {
+                return false;
+            }
+        }
+        match last.get(&peer) {
+            Some(t) if now.duration_since(*t) < self.interval => false,
+            _ => {
+                last.insert(peer, now);
+                true
+            }
+        }
+    }
+}
+
+/// The current handler, swapped on reload; readers check a generation
+/// number per packet and clone the `Arc` only when it changed.
+#[derive(Debug)]
+struct LiveHandler {
+    current: RwLock<Arc<Handler>>,
+    generation: AtomicU64,
+}
+
+impl LiveHandler {
+    fn new(h: Handler) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(h)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn load(&self) -> (u64, Arc<Handler>) {
+        let g = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (self.generation.load(Ordering::Acquire), g.clone())
+    }
+
+    fn store(&self, h: Handler) {
+        let mut g = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *g = Arc::new(h);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Everything the loops share.
+#[derive(Debug)]
+struct Service {
+    live: LiveHandler,
+    counters: DnsCounters,
+    throttle: LogThrottle,
+    forwarder: Forwarder,
+    shutdown: CancellationToken,
+}
+
+impl Service {
+    fn log_problem(&self, peer: SocketAddr, transport: Transport, problem: &str) {
+        if self.throttle.allow(peer.ip()) {
+            warn!(%peer, ?transport, "bad dns query: {problem} (further ones from this peer are not logged for a while)");
+        }
+    }
+
+    fn log_drop(&self, peer: SocketAddr, reason: DropReason) {
+        if self.throttle.allow(peer.ip()) {
+            debug!(%peer, reason = reason.as_str(), "dns datagram dropped");
+        }
+    }
+}
+
+/// Serves DNS on the bound sockets until `shutdown`.
+pub async fn serve_with(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shared: Shared,
+    learned: Option<mpsc::Sender<LearnedAddress>>,
+    shutdown: CancellationToken,
+    options: ServeOptions,
+) -> io::Result<()> {
+    let udp_addr = udp.local_addr()?;
+    let tcp_addr = tcp.local_addr()?;
+    let build = {
+        let options = options.clone();
+        move |inv: &Inventory| -> Result<Handler, ZoneError> {
+            Handler::new(
+                inv,
+                HandlerConfig {
+                    max_udp_payload: options.max_udp_payload,
+                    upstreams: upstreams_for(inv, udp_addr, &options.resolv_conf),
+                },
+            )
+        }
+    };
+    let handler = build(&shared.inventory()).map_err(io::Error::other)?;
+    let zones_serial = handler.zones().zones().first().map(|z| soa_serial(&z.soa));
+    let service = Arc::new(Service {
+        live: LiveHandler::new(handler),
+        counters: DnsCounters::new(&shared.metrics),
+        throttle: LogThrottle::new(Duration::from_secs(10)),
+        forwarder: Forwarder::new(
+            options.forward_timeout,
+            options.forward_max_pending,
+            learned,
+            &shared.metrics,
+        ),
+        shutdown: shutdown.clone(),
+    });
+    info!("listening for dns on {udp_addr} (udp)");
+    info!("listening for dns on {tcp_addr} (tcp)");
+    debug!(serial = ?zones_serial, "dns zones loaded");
+
+    let udp = Arc::new(udp.into_std()?);
+    udp.set_nonblocking(false)?;
+    udp.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let (forward_tx, forward_rx) = mpsc::channel::<(ForwardRequest, SocketAddr)>(1024);
+    let mut workers = Vec::new();
+    for i in 0..options.udp_workers.max(1) {
+        let socket = udp.try_clone()?;
+        let service = service.clone();
+        let forward_tx = forward_tx.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || udp_worker(&socket, &service, &forward_tx))?,
+        );
+    }
+    drop(forward_tx);
+    let forwarding = tokio::spawn(udp_forwarding(forward_rx, udp.clone(), service.clone()));
+    let reload = tokio::spawn(reload_loop(shared, build, service.clone()));
+
+    tcp_loop(tcp, service.clone(), options.clone()).await;
+
+    shutdown.cancel();
+    let _ = reload.await;
+    let _ = forwarding.await;
+    for w in workers {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
+    info!("dns stopped");
+    Ok(())
+}
+
+fn soa_serial(soa: &hickory_proto::rr::Record) -> u32 {
+    match &soa.data {
+        hickory_proto::rr::RData::SOA(s) => s.serial,
+        _ => 0,
+    }
+}
+
+async fn reload_loop(
+    shared: Shared,
+    build: impl Fn(&Inventory) -> Result<Handler, ZoneError>,
+    service: Arc<Service>,
+) {
+    let mut rx = shared.subscribe();
+    loop {
+        tokio::select! {
+            () = service.shutdown.cancelled() => return,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let inv = rx.borrow_and_update().clone();
+                match build(&inv) {
+                    Ok(h) => {
+                        let serial = h.zones().zones().first().map(|z| soa_serial(&z.soa));
+                        service.live.store(h);
+                        info!(serial = ?serial, "dns zones reloaded");
+                    }
+                    Err(e) => {
+                        service.counters.reload_failed.inc();
+                        warn!("dns zones not reloaded, keeping the old ones: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn udp_worker(
+    socket: &std::net::UdpSocket,
+    service: &Service,
+    forward_tx: &mpsc::Sender<(ForwardRequest, SocketAddr)>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    let (mut generation, mut handler) = service.live.load();
+    while !service.shutdown.is_cancelled() {
+        let (n, peer) = match socket.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                debug!("dns udp receive: {e}");
+                continue;
+            }
+        };
+        if service.live.generation() != generation {
+            (generation, handler) = service.live.load();
+        }
+        service.counters.queries_udp.inc();
+        match handler.handle(&buf[..n], Transport::Udp, &mut out) {
+            Outcome::Reply(info) => {
+                service.counters.reply(&info);
+                if let Some(p) = &info.problem {
+                    service.log_problem(peer, Transport::Udp, p);
+                }
+                if let Err(e) = socket.send_to(&out, peer) {
+                    debug!(%peer, "dns udp send: {e}");
+                }
+            }
+            Outcome::Forward(req) => {
+                service.counters.forwarded.inc();
+                if forward_tx.try_send((*req, peer)).is_err() {
+                    service.counters.forward_queue_full.inc();
+                }
+            }
+            Outcome::Drop(reason) => {
+                service.counters.dropped(reason);
+                service.log_drop(peer, reason);
+            }
+        }
+    }
+}
+
+async fn udp_forwarding(
+    mut rx: mpsc::Receiver<(ForwardRequest, SocketAddr)>,
+    socket: Arc<std::net::UdpSocket>,
+    service: Arc<Service>,
+) {
+    let in_flight = Arc::new(Semaphore::new(4096));
+    loop {
+        let next = tokio::select! {
+            () = service.shutdown.cancelled() => return,
+            next = rx.recv() => next,
+        };
+        let Some((req, peer)) = next else { return };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            service.counters.forward_queue_full.inc();
+            continue;
+        };
+        let service = service.clone();
+        let socket = socket.clone();
+        tokio::spawn(
+            async move {
+                let upstream = service
+                    .forwarder
+                    .resolve(&req.question, &req.upstreams)
+                    .await;
+                let (_, handler) = service.live.load();
+                let mut out = Vec::new();
+                let info = handler.forwarded_reply(&req, upstream.as_deref(), &mut out);
+                service.counters.reply(&info);
+                // UDP sends do not block for long; the socket is shared with the workers.
+                if let Err(e) = socket.send_to(&out, peer) {
+                    debug!(%peer, "dns udp send: {e}");
+                }
+                drop(permit);
+            }
+            .instrument(info_span!("dns_forward", %peer)),
+        );
+    }
+}
+
+async fn tcp_loop(listener: TcpListener, service: Arc<Service>, options: ServeOptions) {
+    let slots = Arc::new(Semaphore::new(options.tcp_max_connections.max(1)));
+    loop {
+        let accepted = tokio::select! {
+            () = service.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("dns tcp accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            service.counters.tcp_rejected.inc();
+            if service.throttle.allow(peer.ip()) {
+                warn!(%peer, "dns tcp connection cap reached, connection closed");
+            }
+            drop(stream);
+            continue;
+        };
+        let service = service.clone();
+        let idle = options.tcp_idle_timeout;
+        tokio::spawn(
+            async move {
+                tcp_connection(stream, peer, &service, idle).await;
+                drop(permit);
+            }
+            .instrument(info_span!("dns_tcp", %peer)),
+        );
+    }
+}
+
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: &Service,
+    idle: Duration,
+) {
+    let mut out = Vec::new();
+    loop {
+        let len = tokio::select! {
+            () = service.shutdown.cancelled() => return,
+            r = tokio::time::timeout(idle, stream.read_u16()) => r,
+        };
+        let len = match len {
+            Err(_) => {
+                service.counters.tcp_idle_closed.inc();
+                debug!("dns tcp connection idle, closed");
+                return;
+            }
+            Ok(Err(_)) => return,
+            Ok(Ok(len)) => usize::from(len),
+        };
+        let mut query = vec![0u8; len];
+        match tokio::time::timeout(idle, stream.read_exact(&mut query)).await {
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                service.counters.tcp_idle_closed.inc();
+                return;
+            }
+            Ok(Err(_)) => return,
+        }
+        service.counters.queries_tcp.inc();
+        let (_, handler) = service.live.load();
+        let info = match handler.handle(&query, Transport::Tcp, &mut out) {
+            Outcome::Reply(info) => info,
+            Outcome::Forward(req) => {
+                service.counters.forwarded.inc();
+                let upstream = service
+                    .forwarder
+                    .resolve(&req.question, &req.upstreams)
+                    .await;
+                handler.forwarded_reply(&req, upstream.as_deref(), &mut out)
+            }
+            Outcome::Drop(reason) => {
+                service.counters.dropped(reason);
+                service.log_drop(peer, reason);
+                return;
+            }
+        };
+        service.counters.reply(&info);
+        if let Some(p) = &info.problem {
+            service.log_problem(peer, Transport::Tcp, p);
+        }
+        let Ok(len) = u16::try_from(out.len()) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&out);
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
