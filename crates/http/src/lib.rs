@@ -1,1 +1,41 @@
-//! placeholder
+//! bootlab's HTTP service: per-node boot scripts, boot assets, the machine
+//! timeline API and Prometheus metrics, on hyper's HTTP/1.1 server with an
+//! axum router.
+//!
+//! # Layout
+//! - [`server`]: accept loop, limits (header deadline, idle timeout,
+//!   connection cap), Title-Case headers, graceful drain.
+//! - [`routes`]: the router built from [`Shared`]: scripts, per-MAC configs,
+//!   assets, API, metrics.
+//! - [`files`]: conditional requests, ranges and the streaming file body.
+//! - [`range`]: the `Range` header parser (pure).
+//! - [`request_path`]: percent-decoding and confinement of asset paths.
+//! - [`conn_io`]: the socket wrapper (byte count, idle timeout).
+//! - [`http_metrics`]: counters and the log rate limiter.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod conn_io;
+pub mod files;
+pub mod http_metrics;
+pub mod range;
+pub mod request_path;
+pub mod routes;
+pub mod server;
+
+use bootlab_boot::Shared;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use server::{Limits, serve_with_limits};
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then lets
+/// in-flight responses finish (bounded by [`Limits::drain_timeout`]).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with_limits(listener, shared, shutdown, Limits::default()).await
+}

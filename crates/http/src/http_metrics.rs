@@ -1,0 +1,206 @@
+//! The HTTP service's counters in the shared Prometheus registry, and a
+//! per-peer limiter so bad input is logged without flooding the log.
+//!
+//! Families (all labelled `service="http"`):
+//! - `bootlab_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
+//! - `bootlab_bytes_sent_total`: response body bytes actually written;
+//! - `bootlab_errors_total{kind}`: refused paths, bad ranges, unknown machines,
+//!   timeouts, connection-cap refusals...;
+//! - `bootlab_http_connections`: open connections (gauge).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bootlab_boot::{Counter, Metrics};
+
+const SERVICE: (&str, &str) = ("service", "http");
+
+/// What a request was for, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `boot.ipxe`, GRUB and pxelinux configs.
+    Script,
+    /// `/assets/...`.
+    Asset,
+    /// `/api/v1/...`.
+    Api,
+    /// `/metrics`.
+    Metrics,
+    /// Anything else.
+    Other,
+}
+
+impl RequestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Script => "script",
+            Self::Asset => "asset",
+            Self::Api => "api",
+            Self::Metrics => "metrics",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Error kinds registered up front, so they show as 0 before they happen.
+const ERROR_KINDS: &[&str] = &[
+    "not_found",
+    "traversal",
+    "escape",
+    "double_encoding",
+    "bad_encoding",
+    "malformed_path",
+    "bad_range",
+    "precondition_failed",
+    "unknown_machine",
+    "bad_mac",
+    "render",
+    "io",
+    "header_timeout",
+    "idle_timeout",
+    "connection_cap",
+    "bad_request",
+];
+
+/// Counter handles of the HTTP service.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    registry: Metrics,
+    script: Counter,
+    asset: Counter,
+    api: Counter,
+    metrics: Counter,
+    other: Counter,
+    /// Response body bytes written.
+    pub bytes_sent: Counter,
+}
+
+impl HttpMetrics {
+    /// Registers the HTTP families in `registry`.
+    pub fn new(registry: &Metrics) -> Self {
+        let req = |kind: RequestKind| {
+            registry.counter(
+                "bootlab_requests_total",
+                "Requests received, by service and kind.",
+                &[SERVICE, ("kind", kind.as_str())],
+            )
+        };
+        let this = Self {
+            registry: registry.clone(),
+            script: req(RequestKind::Script),
+            asset: req(RequestKind::Asset),
+            api: req(RequestKind::Api),
+            metrics: req(RequestKind::Metrics),
+            other: req(RequestKind::Other),
+            bytes_sent: registry.counter(
+                "bootlab_bytes_sent_total",
+                "Payload bytes sent, by service.",
+                &[SERVICE],
+            ),
+        };
+        for kind in ERROR_KINDS {
+            this.error_counter(kind);
+        }
+        this
+    }
+
+    /// Counts one request.
+    pub fn request(&self, kind: RequestKind) {
+        match kind {
+            RequestKind::Script => &self.script,
+            RequestKind::Asset => &self.asset,
+            RequestKind::Api => &self.api,
+            RequestKind::Metrics => &self.metrics,
+            RequestKind::Other => &self.other,
+        }
+        .inc();
+    }
+
+    fn error_counter(&self, kind: &str) -> Counter {
+        self.registry.counter(
+            "bootlab_errors_total",
+            "Bad input, refusals and failures, by service and kind.",
+            &[SERVICE, ("kind", kind)],
+        )
+    }
+
+    /// Counts one error of `kind` (a rare path: looks the counter up).
+    pub fn error(&self, kind: &str) {
+        self.error_counter(kind).inc();
+    }
+}
+
+/// Allows one log line per peer and kind per interval.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    last: Mutex<HashMap<(IpAddr, &'static str), Instant>>,
+}
+
+/// Peers remembered at most; past that the memory is simply reset.
+const MAX_TRACKED: usize = 4096;
+
+impl LogLimiter {
+    /// A limiter allowing one line per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a line about `kind` from `peer` may be logged now.
+    pub fn allow(&self, peer: IpAddr, kind: &'static str) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.len() >= MAX_TRACKED {
+            last.clear();
+        }
+        match last.get(&(peer, kind)) {
+            Some(at) if now.duration_since(*at) < self.interval => false,
+            _ => {
+                last.insert((peer, kind), now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_allows_once_per_interval() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(l.allow(a, "x"));
+        assert!(!l.allow(a, "x"));
+        assert!(l.allow(a, "y"));
+        assert!(l.allow(b, "x"));
+    }
+
+    #[test]
+    fn families_are_registered() {
+        let reg = Metrics::new();
+        let m = HttpMetrics::new(&reg);
+        m.request(RequestKind::Asset);
+        m.error("traversal");
+        let text = reg.render();
+        assert!(
+            text.contains(r#"bootlab_requests_total{service="http",kind="asset"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bootlab_errors_total{service="http",kind="traversal"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bootlab_errors_total{service="http",kind="connection_cap"} 0"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! The router: boot scripts, per-MAC configs, assets, the machine API and
+//! metrics, built from [`Shared`]. Every handler reads the live inventory
+//! once per request.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/boot.ipxe[?mac=]` | the client's iPXE script (by `mac`, else source IP) |
+//! | `/grub/grub.cfg` | GRUB config by source IP |
+//! | `/grub.cfg-01-<mac>`, `/pxelinux.cfg/01-<mac>` | per-MAC configs |
+//! | `/assets/<path>` | files under `services.assets_dir` ([`crate::files`]) |
+//! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
+//! | `/metrics` | Prometheus text |
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bootlab_boot::render::{self, ScriptKind, VirtualFile};
+use bootlab_boot::{Service, Shared};
+use bootlab_inventory::{Inventory, MacAddr};
+use tracing::{debug, error, info, warn};
+
+use crate::files::{self, FileBody, FileMeta, Piece, Plan, SendReport, WrittenCounter, hv};
+use crate::http_metrics::{HttpMetrics, LogLimiter, RequestKind};
+use crate::request_path::{self, PathError};
+
+/// Per-connection facts every request of the connection carries (a request
+/// extension the server inserts).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Bytes written to the connection so far.
+    pub written: WrittenCounter,
+}
+
+impl ConnInfo {
+    /// The client's IPv4 address (IPv4-mapped IPv6 included).
+    pub fn peer_v4(&self) -> Option<Ipv4Addr> {
+        match self.peer.ip().to_canonical() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+/// State behind every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// Live inventory, timeline, registry.
+    pub shared: Shared,
+    /// This service's counters.
+    pub metrics: HttpMetrics,
+    /// Rate limit for logs about bad input.
+    pub log_limit: LogLimiter,
+}
+
+type AppStateRef = Arc<AppState>;
+
+impl AppState {
+    /// State for `shared`, registering the HTTP counters.
+    pub fn new(shared: Shared) -> Self {
+        let metrics = HttpMetrics::new(&shared.metrics);
+        Self {
+            shared,
+            metrics,
+            log_limit: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Counts an error and logs it at most once per peer per interval.
+    fn refuse(&self, peer: &ConnInfo, kind: &'static str, what: &str) {
+        self.metrics.error(kind);
+        if self.log_limit.allow(peer.peer.ip(), kind) {
+            warn!(peer = %peer.peer, kind, "{what}");
+        }
+    }
+}
+
+/// The router for `state`. The server inserts a [`ConnInfo`] into every
+/// request before it reaches the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/boot.ipxe", get(boot_ipxe))
+        .route("/grub/grub.cfg", get(grub_by_source))
+        .route("/assets/{*path}", any(asset))
+        .route("/api/v1/machines", get(machines))
+        .route("/api/v1/machines/{mac}", get(machine))
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ipxe(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The `mac` query parameter, percent-decoded.
+fn query_mac(uri: &Uri) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == "mac").then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Renders `kind` for the node with `mac` and records the fetch; `None` when
+/// no node has that MAC.
+fn render_for(
+    state: &AppState,
+    inv: &Inventory,
+    conn: &ConnInfo,
+    mac: MacAddr,
+    kind: ScriptKind,
+    path: &str,
+) -> Option<Response> {
+    let node = inv.node_by_mac(mac)?;
+    match render::render(inv, node, kind) {
+        Ok(script) => {
+            if let Some(ip) = conn.peer_v4() {
+                state.shared.timeline.fetch(
+                    inv,
+                    ip,
+                    Some(mac),
+                    Service::Http,
+                    path,
+                    script.len() as u64,
+                    true,
+                );
+            }
+            state.metrics.bytes_sent.add(script.len() as u64);
+            info!(peer = %conn.peer, %mac, node = %node.name, path, "script");
+            Some(ipxe(script))
+        }
+        Err(e) => {
+            state.metrics.error("render");
+            error!(peer = %conn.peer, %mac, "{e}");
+            Some(text(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"))
+        }
+    }
+}
+
+fn unknown_machine(
+    state: &AppState,
+    conn: &ConnInfo,
+    mac: Option<MacAddr>,
+    shown: &str,
+) -> Response {
+    state.refuse(
+        conn,
+        "unknown_machine",
+        &format!("boot.ipxe for unknown machine {shown}"),
+    );
+    if let Some(mac) = mac {
+        state.shared.timeline.note(
+            mac,
+            Service::Http,
+            "unknown",
+            format!(
+                "boot.ipxe from {} for a MAC not in the inventory",
+                conn.peer.ip()
+            ),
+        );
+    }
+    let script = render::unknown_machine_ipxe(shown);
+    state.metrics.bytes_sent.add(script.len() as u64);
+    ipxe(script)
+}
+
+async fn boot_ipxe(
+    State(state): State<AppStateRef>,
+    Extension(conn): Extension<ConnInfo>,
+    uri: Uri,
+) -> Response {
+    state.metrics.request(RequestKind::Script);
+    let inv = state.shared.inventory();
+    if let Some(raw) = query_mac(&uri) {
+        return match raw.trim().parse::<MacAddr>() {
+            Ok(mac) => render_for(&state, &inv, &conn, mac, ScriptKind::Ipxe, "/boot.ipxe")
+                .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
+            Err(_) => {
+                state.metrics.error("bad_mac");
+                unknown_machine(&state, &conn, None, &raw)
+            }
+        };
+    }
+    let mac = conn
+        .peer_v4()
+        .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
+    match mac {
+        Some(mac) => render_for(&state, &inv, &conn, mac, ScriptKind::Ipxe, "/boot.ipxe")
+            .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
+        None => {
+            debug!(peer = %conn.peer, "boot.ipxe from an unknown address: chaining by MAC");
+            ipxe(render::chain_by_mac_ipxe(&inv))
+        }
+    }
+}
+
+async fn grub_by_source(
+    State(state): State<AppStateRef>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Response {
+    state.metrics.request(RequestKind::Script);
+    let inv = state.shared.inventory();
+    let mac = conn
+        .peer_v4()
+        .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
+    mac.and_then(|mac| render_for(&state, &inv, &conn, mac, ScriptKind::Grub, "/grub/grub.cfg"))
+        .unwrap_or_else(|| {
+            state.refuse(
+                &conn,
+                "unknown_machine",
+                "grub/grub.cfg for an unknown address",
+            );
+            text(StatusCode::NOT_FOUND, "unknown machine\n")
+        })
+}
+
+/// Per-MAC configs (`grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`) and 404s.
+async fn fallback(
+    State(state): State<AppStateRef>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let path = uri.path();
+    let virtual_file = VirtualFile::parse(path).and_then(|v| v.mac().map(|m| (v, m)));
+    let Some((file, mac)) = virtual_file else {
+        state.metrics.request(RequestKind::Other);
+        state.refuse(&conn, "not_found", &format!("no route for {path}"));
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    state.metrics.request(RequestKind::Script);
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        )
+            .into_response();
+    }
+    let inv = state.shared.inventory();
+    render_for(&state, &inv, &conn, mac, file.kind(), path).unwrap_or_else(|| {
+        state.refuse(
+            &conn,
+            "unknown_machine",
+            &format!("{path} for an unknown MAC"),
+        );
+        state.shared.timeline.note(
+            mac,
+            Service::Http,
+            "unknown",
+            format!("{path}: MAC not in the inventory"),
+        );
+        text(StatusCode::NOT_FOUND, "unknown machine\n")
+    })
+}
+
+async fn machines(State(state): State<AppStateRef>) -> Response {
+    state.metrics.request(RequestKind::Api);
+    axum::Json(state.shared.timeline.machines()).into_response()
+}
+
+async fn machine(
+    State(state): State<AppStateRef>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(mac): Path<String>,
+) -> Response {
+    state.metrics.request(RequestKind::Api);
+    let Ok(mac) = mac.parse::<MacAddr>() else {
+        state.refuse(&conn, "bad_mac", "machine API: not a MAC");
+        return json_error(StatusCode::BAD_REQUEST, "not a MAC address");
+    };
+    match state.shared.timeline.machine(mac) {
+        Some(m) => axum::Json(m).into_response(),
+        None => json_error(StatusCode::NOT_FOUND, "machine never seen"),
+    }
+}
+
+async fn metrics(State(state): State<AppStateRef>) -> Response {
+    state.metrics.request(RequestKind::Metrics);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Records an asset fetch in the timeline and the byte counter when its body
+/// is done.
+struct AssetReport {
+    state: AppStateRef,
+    peer: SocketAddr,
+    path: String,
+    record_fetch: bool,
+}
+
+impl SendReport for AssetReport {
+    fn report(self: Box<Self>, bytes: u64, complete: bool) {
+        self.state.metrics.bytes_sent.add(bytes);
+        if !complete {
+            self.state.metrics.error("io");
+            debug!(peer = %self.peer, path = %self.path, bytes, "transfer abandoned");
+        }
+        if !self.record_fetch {
+            return;
+        }
+        if let IpAddr::V4(ip) = self.peer.ip().to_canonical() {
+            let inv = self.state.shared.inventory();
+            let mac = self.state.shared.timeline.fetch(
+                &inv,
+                ip,
+                None,
+                Service::Http,
+                &self.path,
+                bytes,
+                false,
+            );
+            debug!(peer = %self.peer, path = %self.path, bytes, complete, mac = ?mac, "asset sent");
+        }
+    }
+}
+
+/// What the blocking part of an asset request found.
+struct Opened {
+    file: std::fs::File,
+    meta: FileMeta,
+    decoded: String,
+}
+
+async fn asset(
+    State(state): State<AppStateRef>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    headers: HeaderMap,
+    request: Request<Body>,
+) -> Response {
+    state.metrics.request(RequestKind::Asset);
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        )
+            .into_response();
+    }
+    let raw = request
+        .uri()
+        .path()
+        .strip_prefix("/assets/")
+        .unwrap_or_default()
+        .to_owned();
+    let root = state.shared.inventory().services.assets_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, PathError> {
+        let (decoded, path) = request_path::resolve_asset(&root, &raw)?;
+        let file = std::fs::File::open(&path)
+            .map_err(|_| PathError::Refused(bootlab_boot::assets::Refusal::NotFound))?;
+        let meta = file
+            .metadata()
+            .map_err(|_| PathError::Refused(bootlab_boot::assets::Refusal::NotFound))?;
+        if !meta.is_file() {
+            return Err(PathError::Refused(bootlab_boot::assets::Refusal::NotAFile));
+        }
+        Ok(Opened {
+            file,
+            meta: FileMeta::from_metadata(&meta),
+            decoded,
+        })
+    })
+    .await;
+    let opened = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            state.refuse(
+                &conn,
+                e.kind(),
+                &format!("asset {}: {e}", request.uri().path()),
+            );
+            let status = if e.is_hostile() {
+                match e {
+                    PathError::Refused(
+                        bootlab_boot::assets::Refusal::Traversal
+                        | bootlab_boot::assets::Refusal::Escape,
+                    ) => StatusCode::FORBIDDEN,
+                    _ => StatusCode::BAD_REQUEST,
+                }
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            return text(
+                status,
+                format!("{}\n", status.canonical_reason().unwrap_or("refused")),
+            );
+        }
+        Err(e) => {
+            state.metrics.error("io");
+            error!(peer = %conn.peer, "asset lookup task failed: {e}");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+        }
+    };
+    respond_with_file(&state, &conn, &method, &headers, opened)
+}
+
+fn respond_with_file(
+    state: &AppStateRef,
+    conn: &ConnInfo,
+    method: &Method,
+    headers: &HeaderMap,
+    opened: Opened,
+) -> Response {
+    let Opened {
+        file,
+        meta,
+        decoded,
+    } = opened;
+    let plan = files::plan(method, headers, &meta);
+    let status = files::status_of(&plan);
+    let ctype = files::content_type(&decoded);
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, hv(&meta.etag));
+    if let Some(lm) = meta.last_modified() {
+        builder = builder.header(header::LAST_MODIFIED, hv(&lm));
+    }
+    let pieces = match &plan {
+        Plan::NotModified => {
+            return builder.body(Body::empty()).unwrap_or_default();
+        }
+        Plan::PreconditionFailed => {
+            state.refuse(conn, "precondition_failed", "asset precondition failed");
+            return builder
+                .header(header::CONTENT_LENGTH, "0")
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+        Plan::NotSatisfiable(e) => {
+            state.refuse(conn, "bad_range", &format!("asset /assets/{decoded}: {e}"));
+            return builder
+                .header(header::CONTENT_RANGE, hv(&format!("bytes */{}", meta.len)))
+                .header(header::CONTENT_LENGTH, "0")
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+        Plan::Full => {
+            builder = builder.header(header::CONTENT_TYPE, ctype);
+            vec![Piece::File {
+                offset: 0,
+                len: meta.len,
+            }]
+        }
+        Plan::Single(r) => {
+            builder = builder.header(header::CONTENT_TYPE, ctype).header(
+                header::CONTENT_RANGE,
+                hv(&format!("bytes {}-{}/{}", r.first, r.last, meta.len)),
+            );
+            vec![Piece::File {
+                offset: r.first,
+                len: r.len(),
+            }]
+        }
+        Plan::Multi(ranges) => {
+            let boundary = files::new_boundary();
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                hv(&format!("multipart/byteranges; boundary={boundary}")),
+            );
+            files::multipart_pieces(ranges, meta.len, ctype, &boundary).0
+        }
+    };
+    let length: u64 = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::File { len, .. } => *len,
+        })
+        .sum();
+    builder = builder.header(header::CONTENT_LENGTH, length);
+    if *method == Method::HEAD {
+        return builder.body(Body::empty()).unwrap_or_default();
+    }
+    let report = AssetReport {
+        state: Arc::clone(state),
+        peer: conn.peer,
+        path: format!("/assets/{decoded}"),
+        record_fetch: true,
+    };
+    let body = FileBody::new(
+        file,
+        pieces,
+        Arc::clone(&conn.written),
+        Some(Box::new(report)),
+    );
+    builder.body(Body::new(body)).unwrap_or_default()
+}

@@ -1,0 +1,172 @@
+//! Test helpers: a real HTTP service on a loopback port over a temporary
+//! assets directory, and curl (a real peer) to talk to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread::JoinHandle;
+
+use bootlab_boot::Shared;
+use bootlab_http::Limits;
+use tokio_util::sync::CancellationToken;
+
+/// A running HTTP service with its own assets directory.
+pub struct Lab {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The assets root.
+    pub assets: PathBuf,
+    /// The state it serves (timeline, metrics).
+    pub shared: Shared,
+    /// Scratch space next to (outside) the assets root.
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Lab {
+    /// Starts with the default limits.
+    pub fn start() -> Self {
+        Self::start_with(Limits::default())
+    }
+
+    /// Starts with `limits`, serving `config/dev.toml` (assets in a temp dir,
+    /// HTTP on the port actually bound).
+    pub fn start_with(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(&assets).expect("assets dir");
+        std::fs::write(assets.join("vmlinuz"), pattern(300_000)).expect("kernel");
+        std::fs::write(assets.join("initrd.img"), pattern(200_003)).expect("initrd");
+        std::fs::write(assets.join("small.txt"), b"hello, bootlab\n").expect("small");
+
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+
+        let config = repo_root().join("config/dev.toml");
+        let text = std::fs::read_to_string(&config).expect("config/dev.toml");
+        let text = text
+            .replace(
+                "http = \"127.0.0.1:8080\"",
+                &format!("http = \"127.0.0.1:{}\"", addr.port()),
+            )
+            .replace(
+                "assets_dir = \"../target/dev-lab/assets\"",
+                &format!("assets_dir = {:?}", assets.display().to_string()),
+            );
+        let inv = bootlab_inventory::parse(&text, &config).expect("dev.toml parses");
+        assert_eq!(
+            inv.services.assets_dir, assets,
+            "assets_dir override applied"
+        );
+        let (shared, publisher) = Shared::new(inv);
+        let shutdown = CancellationToken::new();
+        let thread = {
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || {
+                let _publisher = publisher;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                    bootlab_http::serve_with_limits(listener, shared, shutdown, limits).await
+                })
+            })
+        };
+        Self {
+            addr,
+            assets,
+            shared,
+            dir,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the service and waits for it.
+    pub fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .expect("server thread")
+                .expect("serve returned an error");
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Deterministic, position-dependent content.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// Runs curl with `args`; fails loudly when curl is missing.
+pub fn curl(args: &[&str]) -> Output {
+    match Command::new("curl")
+        .args(["--silent", "--show-error"])
+        .args(args)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!("curl is required for these tests (tests/apt-packages.txt): {e}"),
+    }
+}
+
+/// curl's body and the status code (`-w %{http_code}` written to stderr).
+pub fn get(args: &[&str]) -> (u16, Vec<u8>) {
+    let mut all = vec!["--write-out", "%{stderr}%{http_code}"];
+    all.extend_from_slice(args);
+    let out = curl(&all);
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let code = err.trim().rsplit('\n').next().unwrap_or("").trim();
+    let code = code
+        .parse()
+        .unwrap_or_else(|_| panic!("no status from curl: {err}"));
+    (code, out.stdout)
+}
+
+/// Body as text.
+pub fn get_text(args: &[&str]) -> (u16, String) {
+    let (code, body) = get(args);
+    (code, String::from_utf8(body).expect("utf-8 body"))
+}
+
+/// The value of metric line `series` (exact name with labels) in `/metrics`.
+pub fn metric(lab: &Lab, series: &str) -> u64 {
+    let (_, text) = get_text(&[&lab.url("/metrics")]);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(0, |v| v as u64)
+}
