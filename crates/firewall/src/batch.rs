@@ -1,0 +1,351 @@
+//! The `nftables` crate's JSON batch for a [`Ruleset`]: one document = one
+//! kernel transaction (`nft -j -f -`), so it applies entirely or not at all.
+//!
+//! [`apply_batch`] replaces the table's *rules* and keeps its *state*: it
+//! flushes every chain, deletes only chains/sets/counters the new ruleset
+//! does not have (or whose definition changed), and `add`s the rest — `add`
+//! of an existing set or counter is a no-op in the kernel, so learned set
+//! elements and counter values survive a re-apply (SIGHUP).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use nftables::batch::Batch;
+use nftables::expr::{
+    CT, Elem, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem,
+};
+use nftables::schema::{self, NfListObject, Nftables, SetFlag, SetType, SetTypeValue};
+use nftables::stmt::{self, JumpTarget, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::live::{LiveHook, TableState};
+use crate::ruleset::{
+    Action, Chain, ChainKind, Hook, HookPoint, Match, Rule, Ruleset, TABLE_NAME, Verdict,
+};
+
+const FAMILY: NfFamily = NfFamily::INet;
+
+fn table() -> schema::Table<'static> {
+    schema::Table {
+        family: FAMILY,
+        name: TABLE_NAME.into(),
+        handle: None,
+    }
+}
+
+fn chain_ref(name: &str) -> schema::Chain<'static> {
+    schema::Chain {
+        family: FAMILY,
+        table: TABLE_NAME.into(),
+        name: name.to_owned().into(),
+        ..Default::default()
+    }
+}
+
+fn learned_set_def(name: &str) -> schema::Set<'static> {
+    schema::Set {
+        family: FAMILY,
+        table: TABLE_NAME.into(),
+        name: name.to_owned().into(),
+        set_type: SetTypeValue::Single(SetType::Ipv4Addr),
+        flags: Some(HashSet::from([SetFlag::Timeout])),
+        ..Default::default()
+    }
+}
+
+fn counter_def(name: &str) -> schema::Counter<'static> {
+    schema::Counter {
+        family: FAMILY,
+        table: TABLE_NAME.into(),
+        name: name.to_owned().into(),
+        handle: None,
+        packets: None,
+        bytes: None,
+    }
+}
+
+fn hook_parts(h: &Hook) -> (NfChainType, NfHook, NfChainPolicy) {
+    let kind = match h.kind {
+        ChainKind::Filter => NfChainType::Filter,
+        ChainKind::Nat => NfChainType::NAT,
+    };
+    let point = match h.point {
+        HookPoint::Input => NfHook::Input,
+        HookPoint::Forward => NfHook::Forward,
+        HookPoint::Postrouting => NfHook::Postrouting,
+    };
+    let policy = match h.policy {
+        Verdict::Accept => NfChainPolicy::Accept,
+        Verdict::Drop => NfChainPolicy::Drop,
+    };
+    (kind, point, policy)
+}
+
+/// True when the live base chain matches the wanted hook exactly.
+fn same_hook(live: Option<&LiveHook>, want: Option<&Hook>) -> bool {
+    match (live, want) {
+        (None, None) => true,
+        (Some(l), Some(w)) => {
+            let kind = match w.kind {
+                ChainKind::Filter => "filter",
+                ChainKind::Nat => "nat",
+            };
+            let point = match w.point {
+                HookPoint::Input => "input",
+                HookPoint::Forward => "forward",
+                HookPoint::Postrouting => "postrouting",
+            };
+            let policy = match w.policy {
+                Verdict::Accept => "accept",
+                Verdict::Drop => "drop",
+            };
+            l.kind == kind
+                && l.point == point
+                && l.priority == i64::from(w.priority)
+                && l.policy == policy
+        }
+        _ => false,
+    }
+}
+
+fn chain_def(c: &Chain) -> schema::Chain<'static> {
+    let mut def = chain_ref(&c.name);
+    if let Some(h) = &c.hook {
+        let (kind, point, policy) = hook_parts(h);
+        def._type = Some(kind);
+        def.hook = Some(point);
+        def.prio = Some(h.priority);
+        def.policy = Some(policy);
+    }
+    def
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn matches(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(stmt::Match { left, right, op })
+}
+
+fn network(n: &Ipv4Net) -> Expression<'static> {
+    let addr = Expression::String(n.addr().to_string().into());
+    if n.prefix_len() == 32 {
+        addr
+    } else {
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(addr),
+            len: u32::from(n.prefix_len()),
+        }))
+    }
+}
+
+fn networks(nets: &[Ipv4Net]) -> Expression<'static> {
+    match nets {
+        [n] => network(n),
+        _ => Expression::Named(NamedExpression::Set(
+            nets.iter().map(|n| SetItem::Element(network(n))).collect(),
+        )),
+    }
+}
+
+fn port(p: u16) -> Expression<'static> {
+    Expression::Number(u32::from(p))
+}
+
+fn match_statement(m: &Match) -> Statement<'static> {
+    let op = |negated: bool| if negated { Operator::NEQ } else { Operator::EQ };
+    match m {
+        Match::InInterface { name, negated } => matches(
+            meta(MetaKey::Iifname),
+            op(*negated),
+            Expression::String(name.clone().into()),
+        ),
+        Match::OutInterface { name, negated } => matches(
+            meta(MetaKey::Oifname),
+            op(*negated),
+            Expression::String(name.clone().into()),
+        ),
+        Match::CtState(states) => matches(
+            Expression::Named(NamedExpression::CT(CT {
+                key: "state".into(),
+                family: None,
+                dir: None,
+            })),
+            Operator::IN,
+            Expression::List(
+                states
+                    .iter()
+                    .map(|s| Expression::String(s.as_str().into()))
+                    .collect(),
+            ),
+        ),
+        Match::EtherSource(mac) => matches(
+            payload("ether", "saddr"),
+            Operator::EQ,
+            Expression::String(mac.to_string().into()),
+        ),
+        Match::IpSource(nets) => matches(payload("ip", "saddr"), Operator::EQ, networks(nets)),
+        Match::IpDestination(nets) => matches(payload("ip", "daddr"), Operator::EQ, networks(nets)),
+        Match::IpDestinationInSet(set) => matches(
+            payload("ip", "daddr"),
+            Operator::EQ,
+            Expression::String(format!("@{set}").into()),
+        ),
+        Match::UdpSourcePort(p) => matches(payload("udp", "sport"), Operator::EQ, port(*p)),
+        Match::UdpDestinationPort(p) => matches(payload("udp", "dport"), Operator::EQ, port(*p)),
+        Match::TcpDestinationPort(p) => matches(payload("tcp", "dport"), Operator::EQ, port(*p)),
+        Match::IcmpEchoRequest => matches(
+            payload("icmp", "type"),
+            Operator::EQ,
+            Expression::String("echo-request".into()),
+        ),
+        Match::Icmpv6 => matches(
+            meta(MetaKey::L4proto),
+            Operator::EQ,
+            Expression::String("ipv6-icmp".into()),
+        ),
+    }
+}
+
+fn rule_def(chain: &str, r: &Rule) -> schema::Rule<'static> {
+    let mut expr: Vec<Statement<'static>> = r.matches.iter().map(match_statement).collect();
+    if let Some(c) = &r.counter {
+        expr.push(Statement::Counter(stmt::Counter::Named(c.clone().into())));
+    }
+    expr.push(match &r.action {
+        Action::Verdict(Verdict::Accept) => Statement::Accept(None),
+        Action::Verdict(Verdict::Drop) => Statement::Drop(None),
+        Action::Jump(target) => Statement::Jump(JumpTarget {
+            target: target.clone().into(),
+        }),
+        Action::Masquerade => Statement::Masquerade(None),
+    });
+    schema::Rule {
+        family: FAMILY,
+        table: TABLE_NAME.into(),
+        chain: chain.to_owned().into(),
+        expr: Cow::Owned(expr),
+        handle: None,
+        index: None,
+        comment: r.comment.clone().map(Cow::Owned),
+    }
+}
+
+/// The batch that makes the table equal to `desired`, given what the kernel
+/// holds now (`current`, empty when the table does not exist).
+pub fn apply_batch(desired: &Ruleset, current: &TableState) -> Nftables<'static> {
+    let mut b = Batch::new();
+    b.add(NfListObject::Table(table()));
+    // 1. No rule survives; this also drops every reference to chains and sets.
+    for live in &current.chains {
+        b.add_cmd(schema::NfCmd::Flush(schema::FlushObject::Chain(chain_ref(
+            &live.name,
+        ))));
+    }
+    // 2. Chains that are gone or changed shape.
+    for live in &current.chains {
+        let keep = desired
+            .chain(&live.name)
+            .is_some_and(|want| same_hook(live.hook.as_ref(), want.hook.as_ref()));
+        if !keep {
+            b.delete(NfListObject::Chain(chain_ref(&live.name)));
+        }
+    }
+    // 3. Sets and counters that are gone or changed shape (their state goes too).
+    for live in &current.sets {
+        let keep = desired.has_set(&live.name)
+            && live.key_type == "ipv4_addr"
+            && live.flags == ["timeout"];
+        if !keep {
+            b.delete(NfListObject::Set(Box::new(learned_set_def(&live.name))));
+        }
+    }
+    for live in &current.counters {
+        if !desired.counters.iter().any(|c| c.name == live.name) {
+            b.delete(NfListObject::Counter(counter_def(&live.name)));
+        }
+    }
+    // 4. Everything wanted; `add` leaves existing objects (and their state) alone.
+    for c in &desired.counters {
+        b.add(NfListObject::Counter(counter_def(&c.name)));
+    }
+    for s in &desired.sets {
+        b.add(NfListObject::Set(Box::new(learned_set_def(&s.name))));
+    }
+    for c in &desired.chains {
+        b.add(NfListObject::Chain(chain_def(c)));
+    }
+    for c in &desired.chains {
+        for r in &c.rules {
+            b.add(NfListObject::Rule(rule_def(&c.name, r)));
+        }
+    }
+    b.to_nftables()
+}
+
+/// The batch that removes the table whether or not it exists (`add` then
+/// `delete` in one transaction; nft 1.0.6 has no `destroy`).
+pub fn remove_batch() -> Nftables<'static> {
+    let mut b = Batch::new();
+    b.add(NfListObject::Table(table()));
+    b.delete(NfListObject::Table(table()));
+    b.to_nftables()
+}
+
+/// Whole seconds for an element timeout, at least one.
+pub fn timeout_secs(ttl: Duration) -> u32 {
+    u32::try_from(ttl.as_secs().max(1)).unwrap_or(u32::MAX)
+}
+
+fn element(addr: Ipv4Addr, timeout: Option<u32>) -> schema::Element<'static> {
+    let val = Expression::String(addr.to_string().into());
+    let elem = match timeout {
+        None => val,
+        Some(t) => Expression::Named(NamedExpression::Elem(Elem {
+            val: Box::new(val),
+            timeout: Some(t),
+            expires: None,
+            comment: None,
+            counter: None,
+        })),
+    };
+    schema::Element {
+        family: FAMILY,
+        table: TABLE_NAME.into(),
+        name: crate::ruleset::LEARNED_SET.into(),
+        elem: Cow::Owned(vec![elem]),
+    }
+}
+
+/// The batch that (re)sets each address's timeout in the learned set: `add`
+/// (no-op if present), `delete`, `add` with the timeout. Without the delete
+/// an existing element would keep its old expiry.
+pub fn learn_batch(entries: &[(Ipv4Addr, Duration)]) -> Nftables<'static> {
+    let mut b = Batch::new();
+    for &(addr, ttl) in entries {
+        b.add(NfListObject::Element(element(addr, None)));
+        b.delete(NfListObject::Element(element(addr, None)));
+        b.add(NfListObject::Element(element(
+            addr,
+            Some(timeout_secs(ttl)),
+        )));
+    }
+    b.to_nftables()
+}

@@ -1,0 +1,86 @@
+//! Denied-flow counters in `/metrics`.
+//!
+//! [`register_firewall_metrics`] adds scrape-time gauges to the shared
+//! [`Metrics`] registry:
+//!
+//! * `bootlab_firewall_denied_packets{counter="<name>"}` and
+//!   `bootlab_firewall_denied_bytes{counter="<name>"}` for every named counter
+//!   of the ruleset (see [`crate::policy`] for what each counts);
+//! * `bootlab_firewall_learned_addresses` when the ruleset has the learned set.
+//!
+//! One scrape runs `nft` once: the listing is cached for a second. When nft
+//! fails (table removed, nft missing) the gauges read NaN.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bootlab_boot::Metrics;
+
+use crate::live::TableState;
+use crate::ruleset::{LEARNED_SET, Ruleset};
+use crate::table::BootlabTable;
+
+/// How long one listing serves scrapes.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Snapshot {
+    table: BootlabTable,
+    last: Mutex<Option<(Instant, Option<TableState>)>>,
+}
+
+impl Snapshot {
+    fn read<T>(&self, f: impl Fn(&TableState) -> Option<T>) -> Option<T> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = matches!(&*last, Some((at, _)) if at.elapsed() < SNAPSHOT_TTL);
+        if !fresh {
+            *last = Some((Instant::now(), self.table.state().ok().flatten()));
+        }
+        last.as_ref().and_then(|(_, s)| s.as_ref()).and_then(f)
+    }
+}
+
+/// Registers the firewall gauges for `ruleset`'s counters (and learned set),
+/// read from `table` at scrape time. Call again after a reload with the new
+/// ruleset; gauges of the same name are replaced.
+pub fn register_firewall_metrics(metrics: &Metrics, table: BootlabTable, ruleset: &Ruleset) {
+    let snap = Arc::new(Snapshot {
+        table,
+        last: Mutex::new(None),
+    });
+    for c in &ruleset.counters {
+        let labels = [("counter", c.name.as_str())];
+        let (s, name) = (snap.clone(), c.name.clone());
+        metrics.gauge(
+            "bootlab_firewall_denied_packets",
+            "packets dropped by bootlab's nftables policy, by named counter",
+            &labels,
+            move || {
+                s.read(|t| t.counter(&name).map(|c| c.packets as f64))
+                    .unwrap_or(f64::NAN)
+            },
+        );
+        let (s, name) = (snap.clone(), c.name.clone());
+        metrics.gauge(
+            "bootlab_firewall_denied_bytes",
+            "bytes dropped by bootlab's nftables policy, by named counter",
+            &labels,
+            move || {
+                s.read(|t| t.counter(&name).map(|c| c.bytes as f64))
+                    .unwrap_or(f64::NAN)
+            },
+        );
+    }
+    if ruleset.has_set(LEARNED_SET) {
+        let s = snap.clone();
+        metrics.gauge(
+            "bootlab_firewall_learned_addresses",
+            "addresses currently allowed because DNS answered them for allow_domains",
+            &[],
+            move || {
+                s.read(|t| t.set(LEARNED_SET).map(|set| set.elements.len() as f64))
+                    .unwrap_or(f64::NAN)
+            },
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! nft syntax for a [`Ruleset`] (`--dry-run`, `bootlab egress show`).
+//!
+//! The output is valid `nft -f` input and is written the way `nft list table
+//! inet bootlab` prints the applied table, minus state (counter values, set
+//! elements): [`strip_state`] turns a live listing into the same text, which
+//! is how the tests prove that what we show is what the kernel holds.
+
+use std::fmt::Write as _;
+
+use ipnet::Ipv4Net;
+
+use crate::ruleset::{
+    Action, Chain, ChainKind, HookPoint, Match, Rule, Ruleset, TABLE_NAME, Verdict,
+};
+
+/// The ruleset as `table inet bootlab { ... }`.
+pub fn render_nft(ruleset: &Ruleset) -> String {
+    let mut blocks: Vec<String> = Vec::new();
+    for c in &ruleset.counters {
+        blocks.push(format!("\tcounter {} {{\n\t}}\n", c.name));
+    }
+    for s in &ruleset.sets {
+        blocks.push(format!(
+            "\tset {} {{\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}}\n",
+            s.name
+        ));
+    }
+    for chain in &ruleset.chains {
+        blocks.push(render_chain(chain));
+    }
+    format!("table inet {TABLE_NAME} {{\n{}}}\n", blocks.join("\n"))
+}
+
+fn render_chain(chain: &Chain) -> String {
+    let mut out = format!("\tchain {} {{\n", chain.name);
+    if let Some(h) = &chain.hook {
+        let (kind, point, base_name, base) = match (h.kind, h.point) {
+            (ChainKind::Filter, p) => ("filter", p, "filter", 0),
+            (ChainKind::Nat, p @ HookPoint::Postrouting) => ("nat", p, "srcnat", 100),
+            (ChainKind::Nat, p) => ("nat", p, "dstnat", -100),
+        };
+        let point = match point {
+            HookPoint::Input => "input",
+            HookPoint::Forward => "forward",
+            HookPoint::Postrouting => "postrouting",
+        };
+        let delta = h.priority - base;
+        let priority = match delta {
+            0 => base_name.to_owned(),
+            d if d < 0 => format!("{base_name} - {}", -d),
+            d => format!("{base_name} + {d}"),
+        };
+        let _ = writeln!(
+            out,
+            "\t\ttype {kind} hook {point} priority {priority}; policy {};",
+            verdict(h.policy)
+        );
+    }
+    for rule in &chain.rules {
+        let _ = writeln!(out, "\t\t{}", render_rule(rule));
+    }
+    out.push_str("\t}\n");
+    out
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "accept",
+        Verdict::Drop => "drop",
+    }
+}
+
+/// Quotes a string the way nft prints it; bootlab never puts quotes in names
+/// or comments, but a stray one must not break the syntax.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace(['"', '\\'], "'"))
+}
+
+fn networks(nets: &[Ipv4Net]) -> String {
+    let one = |n: &Ipv4Net| {
+        if n.prefix_len() == 32 {
+            n.addr().to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    match nets {
+        [n] => one(n),
+        _ => format!(
+            "{{ {} }}",
+            nets.iter().map(one).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// One match in nft syntax.
+pub fn render_match(m: &Match) -> String {
+    let op = |negated: bool| if negated { "!= " } else { "" };
+    match m {
+        Match::InInterface { name, negated } => format!("iifname {}{}", op(*negated), quoted(name)),
+        Match::OutInterface { name, negated } => {
+            format!("oifname {}{}", op(*negated), quoted(name))
+        }
+        Match::CtState(states) => format!(
+            "ct state {}",
+            states
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Match::EtherSource(mac) => format!("ether saddr {mac}"),
+        Match::IpSource(nets) => format!("ip saddr {}", networks(nets)),
+        Match::IpDestination(nets) => format!("ip daddr {}", networks(nets)),
+        Match::IpDestinationInSet(set) => format!("ip daddr @{set}"),
+        Match::UdpSourcePort(p) => format!("udp sport {p}"),
+        Match::UdpDestinationPort(p) => format!("udp dport {p}"),
+        Match::TcpDestinationPort(p) => format!("tcp dport {p}"),
+        Match::IcmpEchoRequest => "icmp type echo-request".to_owned(),
+        Match::Icmpv6 => "meta l4proto ipv6-icmp".to_owned(),
+    }
+}
+
+/// One rule in nft syntax (without indentation).
+pub fn render_rule(rule: &Rule) -> String {
+    let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
+    if let Some(c) = &rule.counter {
+        parts.push(format!("counter name {}", quoted(c)));
+    }
+    parts.push(match &rule.action {
+        Action::Verdict(v) => verdict(*v).to_owned(),
+        Action::Jump(target) => format!("jump {target}"),
+        Action::Masquerade => "masquerade".to_owned(),
+    });
+    if let Some(c) = &rule.comment {
+        parts.push(format!("comment {}", quoted(c)));
+    }
+    parts.join(" ")
+}
+
+/// A live `nft list table` listing without its state: counter values (named
+/// and inline) and set elements removed, so two listings of the same policy
+/// compare equal.
+pub fn strip_state(listing: &str) -> String {
+    let mut out = String::new();
+    let mut in_elements = false;
+    for line in listing.lines() {
+        let t = line.trim();
+        if in_elements {
+            if t.ends_with('}') {
+                in_elements = false;
+            }
+            continue;
+        }
+        if t.starts_with("elements = {") {
+            in_elements = !t.ends_with('}');
+            continue;
+        }
+        if t.starts_with("packets ") && t.contains(" bytes ") {
+            continue;
+        }
+        out.push_str(&without_inline_counter_values(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// `counter packets 3 bytes 180 accept` -> `counter accept`.
+fn without_inline_counter_values(line: &str) -> String {
+    let words: Vec<&str> = line.split(' ').collect();
+    let mut kept = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let is_value = |k: usize, key: &str| {
+            words.get(k) == Some(&key)
+                && words
+                    .get(k + 1)
+                    .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if words[i].ends_with("counter") && is_value(i + 1, "packets") && is_value(i + 3, "bytes") {
+            kept.push(words[i]);
+            i += 5;
+        } else {
+            kept.push(words[i]);
+            i += 1;
+        }
+    }
+    kept.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_state;
+
+    #[test]
+    fn strip_state_removes_values_and_elements() {
+        let live = "table inet bootlab {\n\tcounter c {\n\t\tpackets 3 bytes 180\n\t}\n\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\telements = { 1.2.3.4 timeout 1h expires 59m,\n\t\t\t     5.6.7.8 }\n\t}\n\tchain x {\n\t\tcounter packets 1 bytes 60 accept\n\t\tip daddr 1.2.3.4 counter name \"c\" drop\n\t}\n}\n";
+        let want = "table inet bootlab {\n\tcounter c {\n\t}\n\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n\tchain x {\n\t\tcounter accept\n\t\tip daddr 1.2.3.4 counter name \"c\" drop\n\t}\n}\n";
+        assert_eq!(strip_state(live), want);
+    }
+}
