@@ -269,7 +269,9 @@ impl Handler {
                 out,
             ));
         }
-        if !msg.answers.is_empty() || !msg.authorities.is_empty() {
+        // An IXFR query carries the client's SOA in the authority section.
+        let is_ixfr = u16::from(msg.queries[0].query_type()) == RTYPE_IXFR;
+        if !msg.answers.is_empty() || (!msg.authorities.is_empty() && !is_ixfr) {
             let problem = "records in the answer or authority section of a query".to_owned();
             return Outcome::Reply(self.header_only(
                 &head,

@@ -1,0 +1,509 @@
+//! The service on real loopback sockets, in process: UDP and TCP, TCP cap
+//! and idle timeout, reload, and forwarding against a fake upstream resolver
+//! the test runs on a loopback port (random port and ID, matching on
+//! address+port+ID+question, de-duplication, learned addresses).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bootlab_boot::{InventoryPublisher, Shared};
+use bootlab_dns::{LearnedAddress, ServeOptions, serve_with};
+use bootlab_inventory::Inventory;
+use common::*;
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Guard against hangs; never a performance assertion.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Running {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    shared: Shared,
+    publisher: InventoryPublisher,
+    learned: mpsc::Receiver<LearnedAddress>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("dns stops on cancel")
+            .unwrap()
+            .unwrap();
+    }
+
+    fn metric(&self, line_prefix: &str) -> u64 {
+        let text = self.shared.metrics.render();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+async fn start(inv: Inventory, options: ServeOptions) -> Running {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let (shared, publisher) = Shared::new(inv);
+    let (tx, learned) = mpsc::channel(64);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(serve_with(
+        udp,
+        tcp,
+        shared.clone(),
+        Some(tx),
+        token.clone(),
+        options,
+    ));
+    Running {
+        udp: udp_addr,
+        tcp: tcp_addr,
+        shared,
+        publisher,
+        learned,
+        token,
+        task,
+    }
+}
+
+async fn udp_ask_from(socket: &UdpSocket, server: SocketAddr, q: &[u8]) -> Message {
+    socket.send_to(q, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("a reply")
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+async fn udp_ask(server: SocketAddr, q: &[u8]) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_ask_from(&socket, server, q).await
+}
+
+async fn tcp_ask_on(stream: &mut TcpStream, q: &[u8]) -> Message {
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(q);
+    stream.write_all(&framed).await.unwrap();
+    let len = tokio::time::timeout(PATIENCE, stream.read_u16())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await.unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+async fn tcp_ask(server: SocketAddr, q: &[u8]) -> Message {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    tcp_ask_on(&mut stream, q).await
+}
+
+/// Reads until EOF; true when the server closed the connection.
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_tcp_give_the_same_answers() {
+    let inv = okd();
+    let s = start(inv.clone(), ServeOptions::default()).await;
+    for r in inv.reservations() {
+        let q = query(&format!("{}.", r.fqdn), RecordType::A, Some(1232));
+        let u = udp_ask(s.udp, &q).await;
+        let t = tcp_ask(s.tcp, &q).await;
+        assert_eq!(u.answers, t.answers);
+        assert_eq!(u.answers.len(), 1);
+        assert_eq!(u.answers[0].data, RData::A(A(r.ip)));
+    }
+    assert!(s.metric("bootlab_dns_queries_total{transport=\"udp\"}") >= 14);
+    assert!(s.metric("bootlab_dns_queries_total{transport=\"tcp\"}") >= 14);
+    assert!(s.metric("bootlab_dns_fast_path_total") >= 28);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_answered_counted_and_never_kills_the_server() {
+    let s = start(okd(), ServeOptions::default()).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // FORMERR for a pointer loop, then a good answer on the same socket
+    let mut bad = vec![0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    bad.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    let m = udp_ask_from(&socket, s.udp, &bad).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // a 3-byte datagram is dropped; the next query still works
+    socket.send_to(&[1, 2, 3], s.udp).await.unwrap();
+    let m = udp_ask_from(
+        &socket,
+        s.udp,
+        &query("api.okd.example.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(s.metric("bootlab_dns_bad_queries_total"), 1);
+    assert_eq!(
+        s.metric("bootlab_dns_dropped_total{reason=\"too_short\"}"),
+        1
+    );
+    assert_eq!(
+        s.metric("bootlab_dns_responses_total{rcode=\"FORMERR\"}"),
+        1
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_idle_connections_are_closed() {
+    let options = ServeOptions {
+        tcp_idle_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let s = start(okd(), options).await;
+    let mut stream = TcpStream::connect(s.tcp).await.unwrap();
+    let m = tcp_ask_on(
+        &mut stream,
+        &query("api.okd.example.com.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(m.answers.len(), 1);
+    assert!(
+        closed_by_server(&mut stream).await,
+        "idle connection closed"
+    );
+    // a half-sent query (length only) is cut off as well
+    let mut stream = TcpStream::connect(s.tcp).await.unwrap();
+    stream.write_all(&[0, 40, 0, 1]).await.unwrap();
+    assert!(closed_by_server(&mut stream).await);
+    assert_eq!(s.metric("bootlab_dns_tcp_idle_closed_total"), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connection_cap() {
+    let options = ServeOptions {
+        tcp_max_connections: 2,
+        ..ServeOptions::default()
+    };
+    let s = start(okd(), options).await;
+    let q = query("api.okd.example.com.", RecordType::A, None);
+    let mut a = TcpStream::connect(s.tcp).await.unwrap();
+    let mut b = TcpStream::connect(s.tcp).await.unwrap();
+    tcp_ask_on(&mut a, &q).await;
+    tcp_ask_on(&mut b, &q).await;
+    let mut c = TcpStream::connect(s.tcp).await.unwrap();
+    assert!(
+        closed_by_server(&mut c).await,
+        "third connection closed at once"
+    );
+    assert_eq!(s.metric("bootlab_dns_tcp_rejected_total"), 1);
+    // the first two still work; closing one frees a slot
+    tcp_ask_on(&mut a, &q).await;
+    drop(b);
+    let mut served = false;
+    for _ in 0..100 {
+        let mut d = TcpStream::connect(s.tcp).await.unwrap();
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        if d.write_all(&framed).await.is_ok()
+            && let Ok(Ok(_)) = tokio::time::timeout(PATIENCE, d.read_u16()).await
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "a slot is freed when a connection ends");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_the_zones() {
+    let s = start(okd(), ServeOptions::default()).await;
+    let q = query("added.okd.example.com.", RecordType::A, None);
+    assert_eq!(
+        udp_ask(s.udp, &q).await.metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    let serial = |m: &Message| match &m.answers[0].data {
+        RData::SOA(soa) => soa.serial,
+        _ => panic!(),
+    };
+    let soa_q = query("okd.example.com.", RecordType::SOA, None);
+    let before = serial(&udp_ask(s.udp, &soa_q).await);
+    s.publisher.publish(okd_with(|t| {
+        with_records(
+            t,
+            "  { name = \"added\", type = \"A\", value = \"192.168.200.99\" },",
+        )
+    }));
+    let mut ok = false;
+    for _ in 0..200 {
+        let m = udp_ask(s.udp, &q).await;
+        if m.metadata.response_code == ResponseCode::NoError {
+            assert_eq!(
+                m.answers[0].data,
+                RData::A(A("192.168.200.99".parse().unwrap()))
+            );
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ok, "new zone served after reload");
+    assert_ne!(
+        serial(&udp_ask(s.udp, &soa_q).await),
+        before,
+        "serial changed"
+    );
+    assert_eq!(tcp_ask(s.tcp, &q).await.answers.len(), 1, "TCP sees it too");
+    s.stop().await;
+}
+
+// ---- forwarding ----
+
+fn isolated(upstream: SocketAddr) -> Inventory {
+    okd_with(|t| {
+        t.replace("mode    = \"nat\"", "mode    = \"isolated\"")
+            .replace(
+                "gateway = \"192.168.200.1\"",
+                "gateway = \"192.168.200.254\"",
+            )
+            .replace(
+                "upstream_dns = []",
+                &format!("upstream_dns = [\"{upstream}\"]"),
+            )
+            .replace("# uplink = {", "uplink = {")
+            .replace("allow_domains = []", "allow_domains = [\"allowed.test\"]")
+    })
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    m.emit(&mut BinEncoder::new(&mut out)).unwrap();
+    out
+}
+
+/// The upstream's answer to `q`, with the given ID and address.
+fn upstream_reply(q: &Message, id: u16, addr: &str, ttl: u32) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Response, q.metadata.op_code);
+    m.metadata.recursion_available = true;
+    m.metadata.recursion_desired = true;
+    m.add_query(q.queries[0].clone());
+    m.add_answer(Record::from_rdata(
+        q.queries[0].name().clone(),
+        ttl,
+        RData::A(A(addr.parse().unwrap())),
+    ));
+    encode(&m)
+}
+
+async fn upstream_recv(upstream: &UdpSocket) -> (Message, SocketAddr) {
+    let mut buf = vec![0u8; 4096];
+    let (n, from) = tokio::time::timeout(PATIENCE, upstream.recv_from(&mut buf))
+        .await
+        .expect("the server forwards")
+        .unwrap();
+    (Message::from_vec(&buf[..n]).unwrap(), from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_matches_address_port_id_and_question_and_learns_addresses() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut s = start(
+        isolated(upstream.local_addr().unwrap()),
+        ServeOptions::default(),
+    )
+    .await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut q = query("www.allowed.test.", RecordType::A, Some(1232));
+    q[0] = 0x42;
+    q[1] = 0x43;
+    client.send_to(&q, s.udp).await.unwrap();
+    let (fq, from) = upstream_recv(&upstream).await;
+    assert!(fq.metadata.recursion_desired);
+    assert_eq!(fq.queries[0].name().to_ascii(), "www.allowed.test.");
+    assert_ne!(fq.metadata.id, 0x4243, "a fresh ID, not the client's");
+    // spoofs: another port, a wrong ID, a wrong question
+    let spoofer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    spoofer
+        .send_to(&upstream_reply(&fq, fq.metadata.id, "6.6.6.6", 999), from)
+        .await
+        .unwrap();
+    upstream
+        .send_to(
+            &upstream_reply(&fq, fq.metadata.id.wrapping_add(1), "6.6.6.6", 999),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut other = fq.clone();
+    other.queries[0].set_name(Name::from_ascii("evil.allowed.test.").unwrap());
+    upstream
+        .send_to(
+            &upstream_reply(&other, fq.metadata.id, "6.6.6.6", 999),
+            from,
+        )
+        .await
+        .unwrap();
+    // the real answer
+    upstream
+        .send_to(
+            &upstream_reply(&fq, fq.metadata.id, "203.0.113.7", 120),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(m.metadata.id, 0x4243);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.metadata.authoritative && !m.metadata.recursion_available);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A(A("203.0.113.7".parse().unwrap()))
+    );
+    let learned = tokio::time::timeout(PATIENCE, s.learned.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        learned,
+        LearnedAddress {
+            name: "www.allowed.test".into(),
+            address: "203.0.113.7".parse().unwrap(),
+            ttl: Duration::from_secs(120),
+        }
+    );
+    assert!(
+        s.learned.try_recv().is_err(),
+        "spoofed addresses are never learned"
+    );
+    assert_eq!(
+        s.metric("bootlab_dns_upstream_mismatched_total"),
+        3,
+        "wrong port, wrong ID, wrong question"
+    );
+    // not allow-listed: refused, nothing forwarded
+    let m = udp_ask(s.udp, &query("www.example.org.", RecordType::A, None)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_pending_questions_share_one_upstream_query() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let s = start(
+        isolated(upstream.local_addr().unwrap()),
+        ServeOptions::default(),
+    )
+    .await;
+    let c1 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c2 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut q1 = query("dup.allowed.test.", RecordType::A, None);
+    let mut q2 = query("DUP.allowed.test.", RecordType::A, Some(1232));
+    q1[..2].copy_from_slice(&[0, 1]);
+    q2[..2].copy_from_slice(&[0, 2]);
+    c1.send_to(&q1, s.udp).await.unwrap();
+    let (fq, from) = upstream_recv(&upstream).await;
+    c2.send_to(&q2, s.udp).await.unwrap();
+    // wait until the second question joined the pending one
+    let mut joined = false;
+    for _ in 0..400 {
+        if s.metric("bootlab_dns_forward_deduplicated_total") == 1 {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(joined, "second identical question merged");
+    upstream
+        .send_to(
+            &upstream_reply(&fq, fq.metadata.id, "198.51.100.1", 60),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    for (client, id, name) in [
+        (&c1, 1u16, "dup.allowed.test."),
+        (&c2, 2, "DUP.allowed.test."),
+    ] {
+        let (n, _) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.id, id);
+        assert_eq!(
+            m.queries[0].name().to_ascii(),
+            name,
+            "each client's own spelling"
+        );
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert_eq!(s.metric("bootlab_dns_upstream_queries_total"), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_queries_use_random_ports_and_ids_and_time_out_to_servfail() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let options = ServeOptions {
+        forward_timeout: Duration::from_millis(200),
+        ..ServeOptions::default()
+    };
+    let s = start(isolated(upstream.local_addr().unwrap()), options).await;
+    let mut ports = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(
+            &query(&format!("n{i}.allowed.test."), RecordType::A, None),
+            s.udp,
+        )
+        .await
+        .unwrap();
+        let (fq, from) = upstream_recv(&upstream).await;
+        ports.insert(from.port());
+        ids.insert(fq.metadata.id);
+        clients.push(c);
+    }
+    assert!(ports.len() >= 5, "source ports vary: {ports:?}");
+    assert!(ids.len() >= 5, "IDs vary: {ids:?}");
+    // nobody answers: SERVFAIL
+    let mut buf = vec![0u8; 4096];
+    for c in &clients {
+        let (n, _) = tokio::time::timeout(PATIENCE, c.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    }
+    s.stop().await;
+}
