@@ -3,6 +3,7 @@
 //! here means a port clash stops start-up with a clear error instead of a
 //! half-running daemon.
 
+use anyhow::Context as _;
 use bootlab_boot::Shared;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,26 @@ pub(crate) async fn spawn_all(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
-    let _ = (shared, shutdown, tasks);
+    spawn_http(shared, shutdown, tasks).await?;
+    Ok(())
+}
+
+/// HTTP on `services.listen.http` (boot scripts, assets, machine API, metrics).
+async fn spawn_http(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let addr = shared.inventory().services.listen.http;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding http on {addr}"))?;
+    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    tasks.spawn(async move {
+        (
+            "http",
+            bootlab_http::serve(listener, shared, shutdown).await,
+        )
+    });
     Ok(())
 }
