@@ -8,7 +8,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod desired;
 mod explain;
+pub mod xml;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

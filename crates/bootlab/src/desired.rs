@@ -1,0 +1,202 @@
+//! The desired state: every libvirt object `up` converges to, derived from
+//! the inventory alone (names and MACs from [`Inventory::vm_specs`]).
+//!
+//! # Layout
+//! - [`Desired::from_inventory`]: pool, volumes, network and domains.
+//! - [`VolumeSpec`]: a disk (sized from the inventory, never shrunk) or an
+//!   appliance file uploaded into the pool.
+
+use std::path::{Path, PathBuf};
+
+use bootlab_inventory::{Firmware, InstallMethod, Inventory, VirtType};
+
+use crate::xml::{self, DirectBoot, DiskPlan, DomainPlan, NicPlan, VolFormat};
+
+/// What a volume holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeContent {
+    /// An empty sparse disk.
+    Disk,
+    /// A file uploaded from the host (appliance kernel or initramfs).
+    Upload(PathBuf),
+}
+
+/// One volume in the lab pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Volume name.
+    pub name: String,
+    /// Capacity in bytes (for uploads: the file's size).
+    pub capacity: u64,
+    /// qcow2 or raw.
+    pub format: VolFormat,
+    /// What goes in.
+    pub content: VolumeContent,
+}
+
+impl VolumeSpec {
+    /// The volume's XML.
+    pub fn xml(&self) -> String {
+        xml::volume_xml(&self.name, self.capacity, self.format)
+    }
+}
+
+/// The appliance's boot files on the host, ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceFiles {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Generated initramfs.
+    pub initrd: PathBuf,
+}
+
+/// One domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSpec {
+    /// The plan its XML comes from.
+    pub plan: DomainPlan,
+    /// Its XML.
+    pub xml: String,
+    /// True for the services VM.
+    pub is_services: bool,
+}
+
+/// Everything `up` creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// Pool name.
+    pub pool: String,
+    /// Pool XML.
+    pub pool_xml: String,
+    /// Volumes, disks first.
+    pub volumes: Vec<VolumeSpec>,
+    /// Network name.
+    pub network: String,
+    /// Network XML.
+    pub network_xml: String,
+    /// Domains, the services VM first.
+    pub domains: Vec<DomainSpec>,
+}
+
+/// Name of a VM's `i`-th disk volume.
+pub fn disk_volume(domain: &str, i: usize) -> String {
+    format!("{domain}-disk{i}.qcow2")
+}
+
+/// Names of the appliance kernel and initramfs volumes.
+pub fn appliance_volumes(domain: &str) -> (String, String) {
+    (format!("{domain}-vmlinuz"), format!("{domain}-initrd.img"))
+}
+
+/// Where libvirt logs a domain's serial console.
+pub fn serial_log(domain: &str) -> String {
+    format!("/var/log/libvirt/qemu/{domain}-serial0.log")
+}
+
+/// The appliance's kernel command line: console, and how to find and
+/// address its lab NIC (by MAC: there are no udev names inside).
+pub fn appliance_cmdline(inv: &Inventory) -> String {
+    let s = &inv.services;
+    let mut c = format!(
+        "console=ttyS0,115200 panic=10 bootlab.mac={} bootlab.ip={}/{} bootlab.gw={}",
+        s.mac,
+        s.ip,
+        inv.network.cidr.prefix_len(),
+        inv.network.gateway
+    );
+    if let Some(u) = &s.uplink {
+        c.push_str(&format!(" bootlab.uplink={}", u.mac));
+    }
+    c
+}
+
+impl Desired {
+    /// Derives the desired state. `virt_type` must already be resolved
+    /// (never `Auto`). `appliance` is needed when the services VM's install
+    /// method is `appliance`; without it the services VM gets no direct boot.
+    pub fn from_inventory(
+        inv: &Inventory,
+        virt_type: VirtType,
+        appliance: Option<&ApplianceFiles>,
+    ) -> std::io::Result<Self> {
+        let pool_path: &Path = &inv.libvirt.pool_path;
+        let mut volumes = Vec::new();
+        let mut domains = Vec::new();
+        for spec in inv.vm_specs() {
+            let disks: Vec<DiskPlan> = spec
+                .disks
+                .iter()
+                .enumerate()
+                .map(|(i, &capacity)| DiskPlan {
+                    volume: disk_volume(&spec.domain, i),
+                    capacity,
+                })
+                .collect();
+            for d in &disks {
+                volumes.push(VolumeSpec {
+                    name: d.volume.clone(),
+                    capacity: d.capacity,
+                    format: VolFormat::Qcow2,
+                    content: VolumeContent::Disk,
+                });
+            }
+            let mut direct_boot = None;
+            let files = appliance
+                .filter(|_| spec.is_services && inv.services.install == InstallMethod::Appliance);
+            if let Some(files) = files {
+                let (kname, iname) = appliance_volumes(&spec.domain);
+                for (name, path) in [(&kname, &files.kernel), (&iname, &files.initrd)] {
+                    volumes.push(VolumeSpec {
+                        name: name.clone(),
+                        capacity: std::fs::metadata(path)?.len(),
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Upload(path.clone()),
+                    });
+                }
+                direct_boot = Some(DirectBoot {
+                    kernel: pool_path.join(&kname).to_string_lossy().into_owned(),
+                    initrd: pool_path.join(&iname).to_string_lossy().into_owned(),
+                    cmdline: appliance_cmdline(inv),
+                });
+            }
+            let plan = DomainPlan {
+                lab: inv.lab.name.clone(),
+                name: spec.domain.clone(),
+                virt_type,
+                vcpus: spec.vcpus,
+                memory: spec.memory,
+                firmware: if spec.is_services {
+                    Firmware::Bios
+                } else {
+                    spec.firmware
+                },
+                disks,
+                pool: inv.libvirt.pool.clone(),
+                disk_bus: inv.libvirt.disk_bus,
+                nics: spec
+                    .nics
+                    .iter()
+                    .map(|n| NicPlan {
+                        network: n.network.clone(),
+                        mac: n.mac.to_string(),
+                    })
+                    .collect(),
+                direct_boot,
+                serial_log: serial_log(&spec.domain),
+            };
+            domains.push(DomainSpec {
+                xml: xml::domain_xml(&plan),
+                plan,
+                is_services: spec.is_services,
+            });
+        }
+        Ok(Desired {
+            pool: inv.libvirt.pool.clone(),
+            pool_xml: xml::pool_xml(inv),
+            volumes,
+            network: inv.network.libvirt_name.clone(),
+            network_xml: xml::network_xml(inv),
+            domains,
+        })
+    }
+}
