@@ -1,0 +1,276 @@
+//! Isolated mode: the services VM is the lab's gateway (config/isolated-lab.toml),
+//! with real packets in network namespaces.
+//!
+//! ```text
+//!  node 10.77.0.10 ── eth0 [services 10.77.0.254 | uplink eth1 192.0.2.2] ── internet 192.0.2.1
+//!                                                     HTTP on 198.51.100.10 (allow_cidrs 198.51.100.0/25),
+//!                                                     198.51.100.200 (not allowed), 203.0.113.80 and
+//!                                                     203.0.113.81 ("registry.lab.test" answers)
+//! ```
+//! The DNS forwarder is not part of this crate: the test plays its part by
+//! calling [`LearnedSet::add`] exactly as bootlabd does with each address
+//! the forwarder learns. Needs root, `ip`, `nft`, `curl`, `python3`.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bootlab_boot::Metrics;
+use bootlab_firewall::{
+    ApplyOutcome, BootlabTable, COUNTER_LAB_EGRESS_DENIED, COUNTER_SERVICES_INPUT_DENIED,
+    LEARNED_SET, Learned, LearnedSet, ServicesInterfaces, register_firewall_metrics, render_nft,
+    services_ruleset,
+};
+use bootlab_inventory::{Inventory, load};
+use common::{Netns, require_tools, veth};
+
+const ALLOWED: &str = "198.51.100.10";
+const DENIED: &str = "198.51.100.200";
+const REGISTRY: &str = "203.0.113.80";
+const SHORT_LIVED: &str = "203.0.113.81";
+
+fn isolated() -> Inventory {
+    load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/isolated-lab.toml")).unwrap()
+}
+
+struct GatewayLab {
+    services: Netns,
+    node: Netns,
+    _internet: Netns,
+}
+
+impl GatewayLab {
+    fn new() -> Self {
+        require_tools();
+        let mut services = Netns::new("gw");
+        let node = Netns::new("node");
+        let mut internet = Netns::new("inet");
+        veth(&node, "eth0", &services, "eth0");
+        veth(&services, "eth1", &internet, "in0");
+        node.sh("ip addr add 10.77.0.10/24 dev eth0 && ip route add default via 10.77.0.254");
+        services.sh(
+            "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 10.77.0.254/24 dev eth0 && \
+             ip addr add 192.0.2.2/24 dev eth1 && ip route add default via 192.0.2.1",
+        );
+        internet.sh("ip addr add 192.0.2.1/24 dev in0");
+        for addr in [ALLOWED, DENIED, REGISTRY, SHORT_LIVED] {
+            internet.sh(&format!("ip addr add {addr}/32 dev lo"));
+        }
+        for addr in [ALLOWED, DENIED, REGISTRY, SHORT_LIVED] {
+            internet.http_server(addr, 80);
+        }
+        services.http_server("10.77.0.254", 8080);
+        services.http_server("10.77.0.254", 9999);
+        Self {
+            services,
+            node,
+            _internet: internet,
+        }
+    }
+
+    fn table(&self) -> BootlabTable {
+        BootlabTable::new(self.services.nft())
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.table()
+            .state()
+            .unwrap()
+            .expect("table present")
+            .counter(name)
+            .unwrap_or_else(|| panic!("counter {name} missing"))
+            .packets
+    }
+}
+
+fn ifaces() -> ServicesInterfaces {
+    ServicesInterfaces {
+        lab: "eth0".into(),
+        uplink: Some("eth1".into()),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
+    let lab = GatewayLab::new();
+    let rs = services_ruleset(&isolated(), &ifaces()).unwrap().unwrap();
+    assert!(
+        lab.services.http_reachable(DENIED, 80),
+        "topology broken before applying"
+    );
+
+    assert_eq!(lab.table().apply(&rs).unwrap(), ApplyOutcome::Created);
+    assert_eq!(
+        lab.table().listing_without_state().unwrap().unwrap(),
+        render_nft(&rs)
+    );
+
+    // The services VM itself goes out freely (output is not filtered).
+    assert!(lab.services.http_reachable(DENIED, 80));
+
+    // Forward policy: allow_cidrs yes, anything else no, registry not yet.
+    // The internet has no route to 10.77.0.0/24: any answer proves masquerade.
+    assert!(lab.node.http_reachable(ALLOWED, 80), "node -> allow_cidrs");
+    let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
+    assert!(
+        !lab.node.http_reachable(DENIED, 80),
+        "node -> not allowed address"
+    );
+    assert!(
+        !lab.node.http_reachable(REGISTRY, 80),
+        "registry reachable before DNS answered"
+    );
+    assert!(
+        lab.counter(COUNTER_LAB_EGRESS_DENIED) >= denied + 2,
+        "drops not counted"
+    );
+
+    // Input filter: the HTTP service yes, another port no (and counted).
+    assert!(
+        lab.node.http_reachable("10.77.0.254", 8080),
+        "node -> bootlabd HTTP"
+    );
+    let refused = lab.counter(COUNTER_SERVICES_INPUT_DENIED);
+    assert!(
+        !lab.node.http_reachable("10.77.0.254", 9999),
+        "node -> unlisted port"
+    );
+    assert!(lab.counter(COUNTER_SERVICES_INPUT_DENIED) > refused);
+
+    // What bootlabd does for each address the forwarder learns.
+    let learned = LearnedSet::new(lab.services.nft());
+    assert_eq!(
+        learned.add(ip(REGISTRY), Duration::from_secs(600)).unwrap(),
+        Learned::Added(Duration::from_secs(600))
+    );
+    assert_eq!(
+        learned
+            .add(ip("2001:db8::1"), Duration::from_secs(600))
+            .unwrap(),
+        Learned::NotIpv4
+    );
+    assert!(
+        lab.node.http_reachable(REGISTRY, 80),
+        "learned address not reachable"
+    );
+    assert!(
+        !lab.node.http_reachable(SHORT_LIVED, 80),
+        "an address nobody resolved passed"
+    );
+
+    // A shorter TTL for the same address never shortens its life.
+    let Learned::Added(granted) = learned.add(ip(REGISTRY), Duration::from_secs(5)).unwrap() else {
+        panic!("IPv4 address not added");
+    };
+    assert!(
+        granted > Duration::from_secs(60),
+        "shortened to {granted:?}"
+    );
+    let el = learned.elements().unwrap();
+    let reg = el.iter().find(|e| e.addr.to_string() == REGISTRY).unwrap();
+    assert!(reg.timeout > Some(Duration::from_secs(60)), "{reg:?}");
+
+    // SIGHUP: re-apply keeps learned addresses and counters; nothing changes.
+    let listing = lab.table().listing_without_state().unwrap();
+    let before = lab.table().state().unwrap().unwrap();
+    assert_eq!(lab.table().apply(&rs).unwrap(), ApplyOutcome::Replaced);
+    let after = lab.table().state().unwrap().unwrap();
+    assert_eq!(lab.table().listing_without_state().unwrap(), listing);
+    assert_eq!(
+        after.counters, before.counters,
+        "counters reset by re-apply"
+    );
+    assert_eq!(
+        after
+            .set(LEARNED_SET)
+            .unwrap()
+            .elements
+            .iter()
+            .map(|e| e.addr)
+            .collect::<Vec<_>>(),
+        before
+            .set(LEARNED_SET)
+            .unwrap()
+            .elements
+            .iter()
+            .map(|e| e.addr)
+            .collect::<Vec<_>>(),
+        "learned addresses lost on re-apply"
+    );
+    assert!(
+        lab.node.http_reachable(REGISTRY, 80),
+        "learned address lost on re-apply"
+    );
+
+    // /metrics shows the denied flows.
+    let metrics = Metrics::new();
+    register_firewall_metrics(&metrics, lab.table(), &rs);
+    let text = metrics.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bootlab_firewall_denied_packets{counter=\"lab_egress_denied\"}"))
+        .unwrap_or_else(|| panic!("no lab_egress_denied gauge in\n{text}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= 2.0, "{line}");
+    assert!(
+        text.contains("bootlab_firewall_learned_addresses 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_learned_address_stops_passing_when_its_ttl_runs_out() {
+    let lab = GatewayLab::new();
+    let rs = services_ruleset(&isolated(), &ifaces()).unwrap().unwrap();
+    lab.table().apply(&rs).unwrap();
+    assert!(
+        !lab.node.http_reachable(SHORT_LIVED, 80),
+        "reachable before DNS answered"
+    );
+
+    let learned = LearnedSet::new(lab.services.nft());
+    learned
+        .add(ip(SHORT_LIVED), Duration::from_secs(8))
+        .unwrap();
+    assert!(
+        lab.node.http_reachable(SHORT_LIVED, 80),
+        "not reachable after DNS answered"
+    );
+
+    // Wait for the kernel to expire the element (no deadline asserted: the
+    // loop ends when the element is gone), then the address is refused again.
+    while learned
+        .elements()
+        .unwrap()
+        .iter()
+        .any(|e| e.addr.to_string() == SHORT_LIVED)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
+    assert!(
+        !lab.node.http_reachable(SHORT_LIVED, 80),
+        "reachable after the TTL expired"
+    );
+    assert!(lab.counter(COUNTER_LAB_EGRESS_DENIED) > denied);
+}
+
+#[test]
+fn learning_without_the_table_is_an_error_that_says_so() {
+    require_tools();
+    let ns = Netns::new("nolearn");
+    let learned = LearnedSet::new(ns.nft());
+    let err = learned
+        .add(ip(REGISTRY), Duration::from_secs(60))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("No such file or directory"),
+        "{err}"
+    );
+}
