@@ -17,6 +17,7 @@ pub(crate) async fn spawn_all(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
+    spawn_dhcp(shared, shutdown, tasks)?;
     spawn_http(shared, shutdown, tasks).await?;
     Ok(())
 }
@@ -38,5 +39,21 @@ async fn spawn_http(
             bootlab_http::serve(listener, shared, shutdown).await,
         )
     });
+    Ok(())
+}
+
+/// DHCP on `services.interface` (or the NIC whose MAC is `services.mac`,
+/// when listening on 0.0.0.0), else a plain UDP socket on
+/// `services.listen.dhcp`.
+fn spawn_dhcp(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let inv = shared.inventory();
+    let socket = bootlab_dhcp::bind(&inv)
+        .with_context(|| format!("binding dhcp on {}", inv.services.listen.dhcp))?;
+    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    tasks.spawn(async move { ("dhcp", bootlab_dhcp::serve(socket, shared, shutdown).await) });
     Ok(())
 }
