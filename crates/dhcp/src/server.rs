@@ -90,6 +90,15 @@ pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
 
 /// Binds `0.0.0.0:port` on `ifname` with `SO_BINDTODEVICE` and `SO_BROADCAST`.
 pub fn bind_interface(ifname: &str, port: u16) -> io::Result<DhcpSocket> {
+    DhcpSocket::from_std(
+        interface_socket(ifname, port)?,
+        SocketMode::Interface(ifname.to_owned()),
+    )
+}
+
+/// The std socket behind [`bind_interface`] (needs no runtime, so it can be
+/// made on a thread that entered another network namespace).
+pub fn interface_socket(ifname: &str, port: u16) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
@@ -98,10 +107,17 @@ pub fn bind_interface(ifname: &str, port: u16) -> io::Result<DhcpSocket> {
         .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {ifname}: {e}")))?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
     s.set_nonblocking(true)?;
-    Ok(DhcpSocket {
-        socket: UdpSocket::from_std(s.into())?,
-        mode: SocketMode::Interface(ifname.to_owned()),
-    })
+    Ok(s.into())
+}
+
+impl DhcpSocket {
+    /// Wraps a bound, non-blocking std socket. Needs a Tokio runtime.
+    pub fn from_std(socket: std::net::UdpSocket, mode: SocketMode) -> io::Result<Self> {
+        Ok(Self {
+            socket: UdpSocket::from_std(socket)?,
+            mode,
+        })
+    }
 }
 
 /// Binds a plain UDP socket on `addr`.

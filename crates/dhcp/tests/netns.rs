@@ -1,0 +1,258 @@
+//! Real DHCP clients against the server in network namespaces: ISC
+//! `dhclient` and busybox `udhcpc` get their reserved address, host name,
+//! router, DNS server and domain; an unknown MAC gets nothing without a pool
+//! and a pool address with one. The server runs in-process in interface
+//! mode (SO_BINDTODEVICE on the server end of a veth pair).
+//!
+//! Needs root, iproute2, isc-dhcp-client and udhcpc; fails loudly without.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use bootlab_boot::Shared;
+use bootlab_dhcp::{DhcpSocket, SocketMode};
+use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP, run};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    shared: Shared,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(lab: &Lab, pool: bool) -> Self {
+        let inv = bootlab_inventory::load(&lab.inventory(pool)).expect("lab inventory");
+        let ifname = lab.server_if.clone();
+        let std_socket = Lab::in_netns(&lab.server_ns, move || {
+            bootlab_dhcp::server::interface_socket(&ifname, 67).expect("bind in netns")
+        });
+        let socket =
+            DhcpSocket::from_std(std_socket, SocketMode::Interface(lab.server_if.clone())).unwrap();
+        let (shared, publisher) = Shared::new(inv);
+        // Keep the publisher alive for the server's lifetime.
+        std::mem::forget(publisher);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(bootlab_dhcp::serve(socket, shared.clone(), stop.clone()));
+        Self { shared, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    fn dropped(&self, reason: &str) -> u64 {
+        let text = self.shared.metrics.render();
+        let key = format!("bootlab_dhcp_dropped_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Runs udhcpc once; returns the script's record of the lease, or None when
+/// it got none.
+fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
+    common::require("udhcpc", "udhcpc");
+    let dir = lab.dir.path();
+    let out = dir.join("udhcpc.env");
+    let script = dir.join("udhcpc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = bound ]; then\n  echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid lease=$lease\" > {}\nfi\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    run(std::process::Command::new("chmod").arg("+x").arg(&script));
+    let status = lab
+        .client_cmd("udhcpc")
+        .args([
+            "-i",
+            &lab.client_if,
+            "-f",
+            "-n",
+            "-q",
+            "-t",
+            &tries.to_string(),
+            "-T",
+            "1",
+            "-A",
+            "1",
+            "-s",
+        ])
+        .arg(&script)
+        .output()
+        .unwrap();
+    if status.status.success() {
+        Some(std::fs::read_to_string(&out).unwrap_or_default())
+    } else {
+        None
+    }
+}
+
+/// Runs dhclient once (up to 20 s); returns its lease file.
+fn dhclient(lab: &Lab) -> String {
+    common::require("dhclient", "isc-dhcp-client");
+    let dir = lab.dir.path();
+    let leases = dir.join("dhclient.leases");
+    let pid = dir.join("dhclient.pid");
+    let conf = dir.join("dhclient.conf");
+    std::fs::write(
+        &conf,
+        "timeout 20;\nrequest subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, domain-search, host-name;\n",
+    )
+    .unwrap();
+    let out = lab
+        .client_cmd("dhclient")
+        .args(["-1", "-v", "-sf", "/bin/true", "-cf"])
+        .arg(&conf)
+        .arg("-lf")
+        .arg(&leases)
+        .arg("-pf")
+        .arg(&pid)
+        .arg(&lab.client_if)
+        .output()
+        .unwrap();
+    // dhclient forks into the background after binding; stop it by its pid.
+    if let Ok(p) = std::fs::read_to_string(&pid) {
+        let _ = std::process::Command::new("kill").arg(p.trim()).status();
+    }
+    assert!(
+        out.status.success(),
+        "dhclient got no lease: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&leases).unwrap()
+}
+
+fn field<'a>(record: &'a str, key: &str) -> &'a str {
+    record
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {record}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dhclient_gets_the_reservation() {
+    let lab = std::sync::Arc::new(Lab::new(NODE_MAC, None));
+    let server = Server::start(&lab, false).await;
+    let l = lab.clone();
+    let lease = blocking(move || dhclient(&l)).await;
+    assert!(
+        lease.contains(&format!("fixed-address {NODE_IP};")),
+        "{lease}"
+    );
+    assert!(lease.contains("option host-name \"node-a\";"), "{lease}");
+    assert!(
+        lease.contains(&format!("option routers {GATEWAY};")),
+        "{lease}"
+    );
+    assert!(
+        lease.contains(&format!("option domain-name-servers {SERVICES_IP};")),
+        "{lease}"
+    );
+    assert!(
+        lease.contains("option domain-name \"nt.lab.test\";"),
+        "{lease}"
+    );
+    assert!(
+        lease.contains("option subnet-mask 255.255.255.0;"),
+        "{lease}"
+    );
+    assert!(lease.contains("option dhcp-lease-time 3600;"), "{lease}");
+    let m = server
+        .shared
+        .timeline
+        .machine(NODE_MAC.parse().unwrap())
+        .expect("the machine is on the timeline");
+    let kinds: Vec<&str> = m.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"discover") && kinds.contains(&"ack"),
+        "{kinds:?}"
+    );
+    assert_eq!(m.ip, Some(NODE_IP));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udhcpc_gets_the_reservation() {
+    let lab = std::sync::Arc::new(Lab::new(NODE_MAC, None));
+    let server = Server::start(&lab, false).await;
+    let l = lab.clone();
+    let record = blocking(move || udhcpc(&l, 5))
+        .await
+        .expect("udhcpc got no lease");
+    assert_eq!(field(&record, "ip"), NODE_IP.to_string(), "{record}");
+    assert_eq!(field(&record, "hostname"), "node-a", "{record}");
+    assert_eq!(field(&record, "router"), GATEWAY.to_string(), "{record}");
+    assert_eq!(field(&record, "dns"), SERVICES_IP.to_string(), "{record}");
+    assert_eq!(field(&record, "domain"), "nt.lab.test", "{record}");
+    assert_eq!(field(&record, "subnet"), "255.255.255.0", "{record}");
+    assert_eq!(
+        field(&record, "serverid"),
+        SERVICES_IP.to_string(),
+        "{record}"
+    );
+    // The lease is on disk before the ACK went out.
+    let log = std::fs::read_to_string(
+        lab.dir
+            .path()
+            .join("data")
+            .join(bootlab_dhcp::leases::LEASE_LOG),
+    )
+    .unwrap();
+    assert!(
+        log.contains(&format!("lease {NODE_IP} {NODE_MAC} ")),
+        "{log}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_mac_gets_nothing_without_a_pool() {
+    let lab = std::sync::Arc::new(Lab::new("02:00:00:4d:99:01", None));
+    let server = Server::start(&lab, false).await;
+    let l = lab.clone();
+    let got = blocking(move || udhcpc(&l, 3)).await;
+    assert_eq!(got, None, "an unknown MAC must get silence");
+    assert!(
+        server.dropped("unknown_mac") >= 3,
+        "{}",
+        server.shared.metrics.render()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_mac_gets_a_pool_address_with_a_pool() {
+    let lab = std::sync::Arc::new(Lab::new("02:00:00:4d:99:02", None));
+    let server = Server::start(&lab, true).await;
+    let l = lab.clone();
+    let record = blocking(move || udhcpc(&l, 5))
+        .await
+        .expect("udhcpc got no pool lease");
+    let ip: Ipv4Addr = field(&record, "ip").parse().unwrap();
+    assert!(
+        (100..=200).contains(&ip.octets()[3]) && ip.octets()[..3] == [10, 77, 0],
+        "{ip}"
+    );
+    assert_eq!(field(&record, "router"), GATEWAY.to_string());
+    assert_eq!(field(&record, "dns"), SERVICES_IP.to_string());
+    // A second run (same MAC) gets the same address back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let l = lab.clone();
+    let again = blocking(move || udhcpc(&l, 5)).await.expect("second lease");
+    assert_eq!(field(&again, "ip"), ip.to_string());
+    server.stop().await;
+    assert!(Path::new(&lab.dir.path().join("data")).is_dir());
+}
