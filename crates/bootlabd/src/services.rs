@@ -19,6 +19,7 @@ pub(crate) async fn spawn_all(
 ) -> anyhow::Result<()> {
     spawn_dhcp(shared, shutdown, tasks)?;
     spawn_http(shared, shutdown, tasks).await?;
+    spawn_dns(shared, shutdown, tasks).await?;
     Ok(())
 }
 
@@ -55,5 +56,30 @@ fn spawn_dhcp(
         .with_context(|| format!("binding dhcp on {}", inv.services.listen.dhcp))?;
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move { ("dhcp", bootlab_dhcp::serve(socket, shared, shutdown).await) });
+    Ok(())
+}
+
+/// DNS on `services.listen.dns`, UDP and TCP (the lab zones; forwarding for
+/// `egress.allow_domains`). Learned addresses are not consumed yet (`None`):
+/// the firewall's egress set is their destination.
+async fn spawn_dns(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let addr = shared.inventory().services.listen.dns;
+    let udp = tokio::net::UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("binding dns (udp) on {addr}"))?;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding dns (tcp) on {addr}"))?;
+    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    tasks.spawn(async move {
+        (
+            "dns",
+            bootlab_dns::serve(udp, tcp, shared, None, shutdown).await,
+        )
+    });
     Ok(())
 }
