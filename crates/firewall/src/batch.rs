@@ -2,10 +2,11 @@
 //! kernel transaction (`nft -j -f -`), so it applies entirely or not at all.
 //!
 //! [`apply_batch`] replaces the table's *rules* and keeps its *state*: it
-//! flushes every chain, deletes only chains/sets/counters the new ruleset
-//! does not have (or whose definition changed), and `add`s the rest — `add`
-//! of an existing set or counter is a no-op in the kernel, so learned set
-//! elements and counter values survive a re-apply (SIGHUP).
+//! flushes and deletes every chain (chains hold no state) and re-creates the
+//! wanted ones in order, deletes only the sets and counters the new ruleset
+//! does not have (or whose definition changed), and `add`s the wanted ones —
+//! `add` of an existing set or counter is a no-op in the kernel, so learned
+//! set elements and counter values survive a re-apply (SIGHUP).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -21,7 +22,7 @@ use nftables::schema::{self, NfListObject, Nftables, SetFlag, SetType, SetTypeVa
 use nftables::stmt::{self, JumpTarget, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use crate::live::{LiveHook, TableState};
+use crate::live::TableState;
 use crate::ruleset::{
     Action, Chain, ChainKind, Hook, HookPoint, Match, Rule, Ruleset, TABLE_NAME, Verdict,
 };
@@ -82,33 +83,6 @@ fn hook_parts(h: &Hook) -> (NfChainType, NfHook, NfChainPolicy) {
         Verdict::Drop => NfChainPolicy::Drop,
     };
     (kind, point, policy)
-}
-
-/// True when the live base chain matches the wanted hook exactly.
-fn same_hook(live: Option<&LiveHook>, want: Option<&Hook>) -> bool {
-    match (live, want) {
-        (None, None) => true,
-        (Some(l), Some(w)) => {
-            let kind = match w.kind {
-                ChainKind::Filter => "filter",
-                ChainKind::Nat => "nat",
-            };
-            let point = match w.point {
-                HookPoint::Input => "input",
-                HookPoint::Forward => "forward",
-                HookPoint::Postrouting => "postrouting",
-            };
-            let policy = match w.policy {
-                Verdict::Accept => "accept",
-                Verdict::Drop => "drop",
-            };
-            l.kind == kind
-                && l.point == point
-                && l.priority == i64::from(w.priority)
-                && l.policy == policy
-        }
-        _ => false,
-    }
 }
 
 fn chain_def(c: &Chain) -> schema::Chain<'static> {
@@ -259,14 +233,9 @@ pub fn apply_batch(desired: &Ruleset, current: &TableState) -> Nftables<'static>
             &live.name,
         ))));
     }
-    // 2. Chains that are gone or changed shape.
+    // 2. Chains hold no state: all are re-created, in the wanted order.
     for live in &current.chains {
-        let keep = desired
-            .chain(&live.name)
-            .is_some_and(|want| same_hook(live.hook.as_ref(), want.hook.as_ref()));
-        if !keep {
-            b.delete(NfListObject::Chain(chain_ref(&live.name)));
-        }
+        b.delete(NfListObject::Chain(chain_ref(&live.name)));
     }
     // 3. Sets and counters that are gone or changed shape (their state goes too).
     for live in &current.sets {
@@ -348,4 +317,113 @@ pub fn learn_batch(entries: &[(Ipv4Addr, Duration)]) -> Nftables<'static> {
         )));
     }
     b.to_nftables()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{CounterValue, LiveChain, LiveSet};
+    use crate::ruleset::{AddressSet, NamedCounter};
+
+    fn commands(n: &Nftables<'_>) -> Vec<String> {
+        n.objects
+            .iter()
+            .map(|o| {
+                let v = serde_json::to_value(o).unwrap();
+                let (cmd, body) = v.as_object().unwrap().iter().next().unwrap();
+                let (kind, obj) = body.as_object().unwrap().iter().next().unwrap();
+                format!(
+                    "{cmd} {kind} {}",
+                    obj.get("name").and_then(|n| n.as_str()).unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reapply_keeps_wanted_state_and_drops_the_rest() {
+        let desired = Ruleset {
+            counters: vec![NamedCounter {
+                name: "keep".into(),
+                description: String::new(),
+            }],
+            sets: vec![AddressSet {
+                name: "learned_destinations".into(),
+            }],
+            chains: vec![],
+        };
+        let current = TableState {
+            chains: vec![LiveChain {
+                name: "old".into(),
+                hook: None,
+            }],
+            sets: vec![
+                LiveSet {
+                    name: "learned_destinations".into(),
+                    key_type: "ipv4_addr".into(),
+                    flags: vec!["timeout".into()],
+                    elements: vec![],
+                },
+                LiveSet {
+                    name: "stale".into(),
+                    key_type: "ipv4_addr".into(),
+                    flags: vec![],
+                    elements: vec![],
+                },
+            ],
+            counters: vec![
+                CounterValue {
+                    name: "keep".into(),
+                    packets: 1,
+                    bytes: 2,
+                },
+                CounterValue {
+                    name: "gone".into(),
+                    packets: 1,
+                    bytes: 2,
+                },
+            ],
+            rule_count: 0,
+        };
+        assert_eq!(
+            commands(&apply_batch(&desired, &current)),
+            [
+                "add table bootlab",
+                "flush chain old",
+                "delete chain old",
+                "delete set stale",
+                "delete counter gone",
+                "add counter keep",
+                "add set learned_destinations",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_set_whose_shape_changed_is_recreated() {
+        let desired = Ruleset {
+            counters: vec![],
+            sets: vec![AddressSet {
+                name: "learned_destinations".into(),
+            }],
+            chains: vec![],
+        };
+        let current = TableState {
+            sets: vec![LiveSet {
+                name: "learned_destinations".into(),
+                key_type: "ipv4_addr".into(),
+                flags: vec!["interval".into()],
+                elements: vec![],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            commands(&apply_batch(&desired, &current)),
+            [
+                "add table bootlab",
+                "delete set learned_destinations",
+                "add set learned_destinations",
+            ]
+        );
+    }
 }

@@ -165,6 +165,28 @@ pub fn strip_state(listing: &str) -> String {
     out
 }
 
+/// True when two state-free listings hold the same objects, whatever order
+/// the kernel lists them in (a counter created by a later apply is listed
+/// after older ones).
+pub fn same_objects(a: &str, b: &str) -> bool {
+    fn blocks(s: &str) -> Vec<String> {
+        let lines: Vec<&str> = s.trim_end().lines().collect();
+        let (header, footer) = (lines.first().copied(), lines.last().copied());
+        let body = lines
+            .get(1..lines.len().saturating_sub(1))
+            .unwrap_or_default();
+        let mut v: Vec<String> = body
+            .join("\n")
+            .split("\n\n")
+            .map(|b| b.trim().to_owned())
+            .collect();
+        v.sort();
+        v.push(format!("{header:?}{footer:?}"));
+        v
+    }
+    blocks(a) == blocks(b)
+}
+
 /// `counter packets 3 bytes 180 accept` -> `counter accept`.
 fn without_inline_counter_values(line: &str) -> String {
     let words: Vec<&str> = line.split(' ').collect();
@@ -197,5 +219,15 @@ mod tests {
         let live = "table inet bootlab {\n\tcounter c {\n\t\tpackets 3 bytes 180\n\t}\n\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\telements = { 1.2.3.4 timeout 1h expires 59m,\n\t\t\t     5.6.7.8 }\n\t}\n\tchain x {\n\t\tcounter packets 1 bytes 60 accept\n\t\tip daddr 1.2.3.4 counter name \"c\" drop\n\t}\n}\n";
         let want = "table inet bootlab {\n\tcounter c {\n\t}\n\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}\n\tchain x {\n\t\tcounter accept\n\t\tip daddr 1.2.3.4 counter name \"c\" drop\n\t}\n}\n";
         assert_eq!(strip_state(live), want);
+    }
+
+    #[test]
+    fn same_objects_ignores_block_order_only() {
+        let a = "table inet bootlab {\n\tcounter a {\n\t}\n\n\tcounter b {\n\t}\n\n\tchain x {\n\t}\n}\n";
+        let b = "table inet bootlab {\n\tcounter b {\n\t}\n\n\tcounter a {\n\t}\n\n\tchain x {\n\t}\n}\n";
+        let c = "table inet bootlab {\n\tcounter b {\n\t}\n\n\tchain x {\n\t}\n}\n";
+        assert!(super::same_objects(a, b));
+        assert!(!super::same_objects(a, c));
+        assert!(!super::same_objects(a, &a.replace("inet", "ip")));
     }
 }

@@ -16,7 +16,7 @@ use nftables::schema::Nftables;
 
 use crate::batch::{apply_batch, remove_batch};
 use crate::live::{CounterValue, ListingError, TableState, parse_table_listing};
-use crate::render::{render_nft, strip_state};
+use crate::render::{render_nft, same_objects, strip_state};
 use crate::ruleset::{Ruleset, TABLE_NAME};
 
 /// Why talking to nftables failed.
@@ -225,9 +225,12 @@ impl BootlabTable {
         Ok(self.listing()?.map(|l| strip_state(&l)))
     }
 
-    /// True when the live table holds exactly `ruleset` (state ignored).
+    /// True when the live table holds exactly `ruleset`'s objects (state
+    /// and the order of counters and sets ignored).
     pub fn matches(&self, ruleset: &Ruleset) -> Result<bool, TableError> {
-        Ok(self.listing_without_state()?.as_deref() == Some(render_nft(ruleset).as_str()))
+        Ok(self
+            .listing_without_state()?
+            .is_some_and(|live| same_objects(&live, &render_nft(ruleset))))
     }
 
     /// Every named counter with its value (empty when the table is absent):
