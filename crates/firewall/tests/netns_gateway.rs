@@ -274,3 +274,65 @@ fn learning_without_the_table_is_an_error_that_says_so() {
         "{err}"
     );
 }
+
+/// DHCP clients send from 0.0.0.0: the input filter must match the lab
+/// interface, not a source address; the same packet on the uplink is refused.
+#[test]
+fn dhcp_from_the_unconfigured_address_passes_on_the_lab_interface_only() {
+    require_tools();
+    let services = Netns::new("gwdhcp");
+    let client = Netns::new("dhcpcl");
+    let outside = Netns::new("dhcpout");
+    veth(&client, "eth0", &services, "eth0");
+    veth(&services, "eth1", &outside, "in0");
+    services.sh("ip addr add 10.77.0.254/24 dev eth0 && ip addr add 192.0.2.2/24 dev eth1");
+    let rs = services_ruleset(&isolated(), &ifaces()).unwrap().unwrap();
+    let table = BootlabTable::new(services.nft());
+    table.apply(&rs).unwrap();
+    let refused = || {
+        table
+            .state()
+            .unwrap()
+            .unwrap()
+            .counter(COUNTER_SERVICES_INPUT_DENIED)
+            .unwrap()
+            .packets
+    };
+
+    // A stand-in DHCP server: prints the source of the first datagram on :67.
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &services.name, "python3", "-c"])
+        .arg(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0', 67))\n\
+             print(s.recvfrom(2048)[1][0], flush=True)\n",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let discover = |ns: &Netns, ifname: &str| {
+        // udhcpc gives up after one discover; we only care that it was sent.
+        let _ = ns.try_sh(&format!(
+            "busybox udhcpc -i {ifname} -n -q -t 1 -T 1 -s /bin/true"
+        ));
+    };
+
+    // From outside (uplink): dropped and counted, the server hears nothing.
+    let before = refused();
+    discover(&outside, "in0");
+    assert!(refused() > before, "DHCP on the uplink was not refused");
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "DHCP from the uplink reached the server"
+    );
+
+    // From the lab, unconfigured: passes. (Repeat until the server heard one:
+    // the listener may not be bound yet when the first discover goes out.)
+    while server.try_wait().unwrap().is_none() {
+        discover(&client, "eth0");
+    }
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0.0.0.0");
+}

@@ -18,7 +18,8 @@ use bootlab_firewall::Nft;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// Panics with a clear message unless `ip`, `nft`, `curl` and `python3` run
+/// Panics with a clear message unless `ip`, `nft`, `curl`, `python3` and
+/// `busybox` run
 /// and we may create network namespaces.
 pub fn require_tools() {
     for (tool, arg) in [
@@ -26,6 +27,7 @@ pub fn require_tools() {
         ("nft", "--version"),
         ("curl", "--version"),
         ("python3", "--version"),
+        ("busybox", "true"),
     ] {
         let ok = Command::new(tool)
             .arg(arg)
