@@ -120,11 +120,18 @@ impl Lab {
 
     /// The inventory for this lab (written to the temp dir).
     pub fn inventory(&self, pool: bool) -> PathBuf {
+        self.inventory_with(
+            "10.77.0.0/24",
+            pool.then_some(("10.77.0.100", "10.77.0.200")),
+        )
+    }
+
+    /// The inventory with another CIDR and pool.
+    pub fn inventory_with(&self, cidr: &str, pool: Option<(&str, &str)>) -> PathBuf {
         let dir = self.dir.path();
-        let pool = if pool {
-            r#"pool = { start = "10.77.0.100", end = "10.77.0.200" }"#
-        } else {
-            ""
+        let pool = match pool {
+            Some((a, b)) => format!(r#"pool = {{ start = "{a}", end = "{b}" }}"#),
+            None => String::new(),
         };
         let text = format!(
             r#"
@@ -133,7 +140,7 @@ name = "nt"
 domain = "lab.test"
 
 [network]
-cidr = "10.77.0.0/24"
+cidr = "{cidr}"
 mode = "nat"
 gateway = "{GATEWAY}"
 host_ip = "{GATEWAY}"
