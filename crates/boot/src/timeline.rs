@@ -142,7 +142,11 @@ pub fn classify_fetch(inv: &Inventory, mac: Option<MacAddr>, path: &str, is_scri
 struct Inner {
     machines: HashMap<MacAddr, Machine>,
     by_ip: HashMap<Ipv4Addr, MacAddr>,
+    /// Reverse of `by_ip` (one lease address per MAC), so binds and event
+    /// records stay O(1) however many leases the pool hands out.
+    ip_by_mac: HashMap<MacAddr, Ipv4Addr>,
     reserved: HashMap<Ipv4Addr, (MacAddr, String)>,
+    reserved_by_mac: HashMap<MacAddr, Ipv4Addr>,
     names: HashMap<MacAddr, String>,
     clock: u64,
 }
@@ -175,9 +179,11 @@ impl Timeline {
     pub fn set_inventory(&self, inv: &Inventory) {
         let mut g = self.lock();
         g.reserved.clear();
+        g.reserved_by_mac.clear();
         g.names.clear();
         for r in inv.reservations() {
             g.reserved.insert(r.ip, (r.mac, r.hostname.clone()));
+            g.reserved_by_mac.insert(r.mac, r.ip);
             g.names.insert(r.mac, r.hostname);
         }
         let names = g.names.clone();
@@ -189,8 +195,16 @@ impl Timeline {
     /// Records that `mac` now holds `ip` (a DHCP ACK).
     pub fn bind(&self, mac: MacAddr, ip: Ipv4Addr) {
         let mut g = self.lock();
-        g.by_ip.retain(|_, m| *m != mac);
-        g.by_ip.insert(ip, mac);
+        if let Some(old) = g.ip_by_mac.insert(mac, ip) {
+            if old != ip && g.by_ip.get(&old) == Some(&mac) {
+                g.by_ip.remove(&old);
+            }
+        }
+        if let Some(prev) = g.by_ip.insert(ip, mac) {
+            if prev != mac && g.ip_by_mac.get(&prev) == Some(&ip) {
+                g.ip_by_mac.remove(&prev);
+            }
+        }
         if let Some(m) = g.machines.get_mut(&mac) {
             m.ip = Some(ip);
         }
@@ -198,7 +212,12 @@ impl Timeline {
 
     /// Forgets a binding (RELEASE, expiry).
     pub fn unbind(&self, ip: Ipv4Addr) {
-        self.lock().by_ip.remove(&ip);
+        let mut g = self.lock();
+        if let Some(mac) = g.by_ip.remove(&ip) {
+            if g.ip_by_mac.get(&mac) == Some(&ip) {
+                g.ip_by_mac.remove(&mac);
+            }
+        }
     }
 
     /// The MAC that holds `ip`: a lease first, then a reservation.
@@ -216,22 +235,22 @@ impl Timeline {
         g.clock += 1;
         let clock = g.clock;
         if !g.machines.contains_key(&mac) && g.machines.len() >= MAX_MACHINES {
-            if let Some(oldest) = g.machines.values().min_by_key(|m| m.seen).map(|m| m.mac) {
-                g.machines.remove(&oldest);
+            // Drop the least recently seen sixteenth at once, so a flood of
+            // new MACs costs one scan per MAX_MACHINES / 16 arrivals.
+            let mut seen: Vec<(u64, MacAddr)> =
+                g.machines.values().map(|m| (m.seen, m.mac)).collect();
+            let n = (MAX_MACHINES / 16).max(1);
+            seen.select_nth_unstable(n - 1);
+            for (_, old) in &seen[..n] {
+                g.machines.remove(old);
             }
         }
         let name = g.names.get(&mac).cloned();
         let ip = g
-            .by_ip
-            .iter()
-            .find(|(_, m)| **m == mac)
-            .map(|(ip, _)| *ip)
-            .or_else(|| {
-                g.reserved
-                    .iter()
-                    .find(|(_, (m, _))| *m == mac)
-                    .map(|(ip, _)| *ip)
-            });
+            .ip_by_mac
+            .get(&mac)
+            .or_else(|| g.reserved_by_mac.get(&mac))
+            .copied();
         let m = g.machines.entry(mac).or_insert_with(|| Machine {
             mac,
             name,
@@ -341,5 +360,47 @@ impl Timeline {
         let mut v: Vec<Machine> = g.machines.values().cloned().collect();
         v.sort_by_key(|m| (m.name.is_none(), m.mac));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u32) -> MacAddr {
+        let b = n.to_be_bytes();
+        MacAddr([2, 0, b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn binds_move_and_unbind() {
+        let t = Timeline::default();
+        let ip = |n: u8| Ipv4Addr::new(10, 0, 0, n);
+        t.bind(mac(1), ip(1));
+        t.bind(mac(1), ip(2));
+        assert_eq!(t.mac_for_ip(ip(1)), None);
+        assert_eq!(t.mac_for_ip(ip(2)), Some(mac(1)));
+        // The address goes to another MAC.
+        t.bind(mac(2), ip(2));
+        assert_eq!(t.mac_for_ip(ip(2)), Some(mac(2)));
+        t.dhcp(mac(1), "discover", "");
+        assert_eq!(t.machine(mac(1)).unwrap().ip, None);
+        t.unbind(ip(2));
+        assert_eq!(t.mac_for_ip(ip(2)), None);
+    }
+
+    #[test]
+    fn many_machines_stay_bounded() {
+        let t = Timeline::default();
+        for n in 0..(MAX_MACHINES as u32 * 3) {
+            t.bind(mac(n), Ipv4Addr::from(0x0a00_0000 + n));
+            t.dhcp(mac(n), "ack", "");
+        }
+        assert!(t.machines().len() <= MAX_MACHINES);
+        let last = mac(MAX_MACHINES as u32 * 3 - 1);
+        assert_eq!(
+            t.machine(last).unwrap().ip,
+            Some(Ipv4Addr::from(0x0a00_0000 + MAX_MACHINES as u32 * 3 - 1))
+        );
     }
 }

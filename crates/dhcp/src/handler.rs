@@ -52,7 +52,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_leases: 65_536,
+            max_leases: 262_144,
             per_mac_burst: 16,
             per_mac_per_sec: 4,
             rate_table_size: 65_536,
