@@ -4,9 +4,9 @@
 //! [`apply_batch`] replaces the table's *rules* and keeps its *state*: it
 //! flushes and deletes every chain (chains hold no state) and re-creates the
 //! wanted ones in order, deletes only the sets and counters the new ruleset
-//! does not have (or whose definition changed), and `add`s the wanted ones —
-//! `add` of an existing set or counter is a no-op in the kernel, so learned
-//! set elements and counter values survive a re-apply (SIGHUP).
+//! does not have (or whose definition changed), and creates only the missing
+//! ones — so learned set elements and counter values survive a re-apply
+//! (SIGHUP).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -24,7 +24,8 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::live::TableState;
 use crate::ruleset::{
-    Action, Chain, ChainKind, Hook, HookPoint, Match, Rule, Ruleset, TABLE_NAME, Verdict,
+    Action, AddressSet, Chain, ChainKind, DENIED_SET_SIZE, DENIED_SET_TIMEOUT_SECS, Hook,
+    HookPoint, Match, Rule, Ruleset, SetKind, TABLE_NAME, Verdict,
 };
 
 const FAMILY: NfFamily = NfFamily::INet;
@@ -46,15 +47,34 @@ fn chain_ref(name: &str) -> schema::Chain<'static> {
     }
 }
 
-fn learned_set_def(name: &str) -> schema::Set<'static> {
+fn set_ref(name: &str) -> schema::Set<'static> {
     schema::Set {
         family: FAMILY,
         table: TABLE_NAME.into(),
         name: name.to_owned().into(),
-        set_type: SetTypeValue::Single(SetType::Ipv4Addr),
-        flags: Some(HashSet::from([SetFlag::Timeout])),
         ..Default::default()
     }
+}
+
+fn set_def(set: &AddressSet) -> schema::Set<'static> {
+    let mut def = set_ref(&set.name);
+    match set.kind {
+        SetKind::Addresses => {
+            def.set_type = SetTypeValue::Single(SetType::Ipv4Addr);
+            def.flags = Some(HashSet::from([SetFlag::Timeout]));
+        }
+        SetKind::Endpoints => {
+            def.set_type = SetTypeValue::Concatenated(Cow::Borrowed(&[
+                SetType::Ipv4Addr,
+                SetType::InetProto,
+                SetType::InetService,
+            ]));
+            def.flags = Some(HashSet::from([SetFlag::Timeout]));
+            def.timeout = Some(DENIED_SET_TIMEOUT_SECS);
+            def.size = Some(DENIED_SET_SIZE);
+        }
+    }
+    def
 }
 
 fn counter_def(name: &str) -> schema::Counter<'static> {
@@ -195,6 +215,14 @@ fn match_statement(m: &Match) -> Statement<'static> {
             Operator::EQ,
             Expression::String("ipv6-icmp".into()),
         ),
+        Match::TcpOrUdp => matches(
+            meta(MetaKey::L4proto),
+            Operator::EQ,
+            Expression::Named(NamedExpression::Set(vec![
+                SetItem::Element(Expression::String("tcp".into())),
+                SetItem::Element(Expression::String("udp".into())),
+            ])),
+        ),
     }
 }
 
@@ -210,6 +238,15 @@ fn rule_def(chain: &str, r: &Rule) -> schema::Rule<'static> {
             target: target.clone().into(),
         }),
         Action::Masquerade => Statement::Masquerade(None),
+        Action::RecordEndpoint(set) => Statement::Set(stmt::Set {
+            op: stmt::SetOp::Update,
+            elem: Expression::Named(NamedExpression::Concat(vec![
+                payload("ip", "daddr"),
+                meta(MetaKey::L4proto),
+                payload("th", "dport"),
+            ])),
+            set: format!("@{set}").into(),
+        }),
     });
     schema::Rule {
         family: FAMILY,
@@ -238,12 +275,17 @@ pub fn apply_batch(desired: &Ruleset, current: &TableState) -> Nftables<'static>
         b.delete(NfListObject::Chain(chain_ref(&live.name)));
     }
     // 3. Sets and counters that are gone or changed shape (their state goes too).
+    let mut kept_sets = Vec::new();
     for live in &current.sets {
-        let keep = desired.has_set(&live.name)
-            && live.key_type == "ipv4_addr"
-            && live.flags == ["timeout"];
-        if !keep {
-            b.delete(NfListObject::Set(Box::new(learned_set_def(&live.name))));
+        let keep = desired.sets.iter().any(|want| {
+            want.name == live.name
+                && live.key_type == want.kind.key_type()
+                && live.flags.iter().any(|f| f == "timeout")
+        });
+        if keep {
+            kept_sets.push(live.name.as_str());
+        } else {
+            b.delete(NfListObject::Set(Box::new(set_ref(&live.name))));
         }
     }
     for live in &current.counters {
@@ -251,12 +293,19 @@ pub fn apply_batch(desired: &Ruleset, current: &TableState) -> Nftables<'static>
             b.delete(NfListObject::Counter(counter_def(&live.name)));
         }
     }
-    // 4. Everything wanted; `add` leaves existing objects (and their state) alone.
+    // 4. What is missing. Kept sets and counters are not re-added: they keep
+    // their elements and values untouched (and nft adds flags of its own to
+    // a set, e.g. `dynamic` for one the packet path updates, so a re-`add`
+    // with our definition would not even match).
     for c in &desired.counters {
-        b.add(NfListObject::Counter(counter_def(&c.name)));
+        if !current.counters.iter().any(|live| live.name == c.name) {
+            b.add(NfListObject::Counter(counter_def(&c.name)));
+        }
     }
     for s in &desired.sets {
-        b.add(NfListObject::Set(Box::new(learned_set_def(&s.name))));
+        if !kept_sets.contains(&s.name.as_str()) {
+            b.add(NfListObject::Set(Box::new(set_def(s))));
+        }
     }
     for c in &desired.chains {
         b.add(NfListObject::Chain(chain_def(c)));
@@ -323,7 +372,7 @@ pub fn learn_batch(entries: &[(Ipv4Addr, Duration)]) -> Nftables<'static> {
 mod tests {
     use super::*;
     use crate::live::{CounterValue, LiveChain, LiveSet};
-    use crate::ruleset::{AddressSet, NamedCounter};
+    use crate::ruleset::NamedCounter;
 
     fn commands(n: &Nftables<'_>) -> Vec<String> {
         n.objects
@@ -349,6 +398,7 @@ mod tests {
             }],
             sets: vec![AddressSet {
                 name: "learned_destinations".into(),
+                kind: SetKind::Addresses,
             }],
             chains: vec![],
         };
@@ -363,12 +413,14 @@ mod tests {
                     key_type: "ipv4_addr".into(),
                     flags: vec!["timeout".into()],
                     elements: vec![],
+                    endpoints: vec![],
                 },
                 LiveSet {
                     name: "stale".into(),
                     key_type: "ipv4_addr".into(),
                     flags: vec![],
                     elements: vec![],
+                    endpoints: vec![],
                 },
             ],
             counters: vec![
@@ -393,8 +445,6 @@ mod tests {
                 "delete chain old",
                 "delete set stale",
                 "delete counter gone",
-                "add counter keep",
-                "add set learned_destinations",
             ]
         );
     }
@@ -405,6 +455,7 @@ mod tests {
             counters: vec![],
             sets: vec![AddressSet {
                 name: "learned_destinations".into(),
+                kind: SetKind::Addresses,
             }],
             chains: vec![],
         };
@@ -414,6 +465,7 @@ mod tests {
                 key_type: "ipv4_addr".into(),
                 flags: vec!["interval".into()],
                 elements: vec![],
+                endpoints: vec![],
             }],
             ..Default::default()
         };

@@ -43,12 +43,12 @@ pub mod table;
 
 pub use interfaces::{InterfaceError, interface_by_mac};
 pub use learned::{Learned, LearnedSet, TtlBounds};
-pub use live::{CounterValue, LearnedElement, TableState, parse_table_listing};
+pub use live::{CounterValue, DeniedEndpoint, LearnedElement, TableState, parse_table_listing};
 pub use metrics::register_firewall_metrics;
 pub use policy::{
     COUNTER_FORWARD_DENIED, COUNTER_LAB_EGRESS_DENIED, COUNTER_SERVICES_INPUT_DENIED, PolicyError,
     ServicesInterfaces, hypervisor_ruleset, services_is_gateway, services_ruleset,
 };
 pub use render::{render_nft, strip_state};
-pub use ruleset::{LEARNED_SET, Ruleset, TABLE_NAME};
+pub use ruleset::{DENIED_SET, LEARNED_SET, Ruleset, TABLE_NAME};
 pub use table::{ApplyOutcome, BootlabTable, Nft, TableError};

@@ -46,8 +46,23 @@ pub struct LiveSet {
     pub key_type: String,
     /// Flags, sorted.
     pub flags: Vec<String>,
-    /// IPv4 elements (others are skipped).
+    /// IPv4 address elements (of an address set).
     pub elements: Vec<LearnedElement>,
+    /// `address . protocol . port` elements (of the refused-endpoints set).
+    pub endpoints: Vec<DeniedEndpoint>,
+}
+
+/// An endpoint the policy refused recently.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeniedEndpoint {
+    /// Destination address.
+    pub addr: Ipv4Addr,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Destination port.
+    pub port: u16,
+    /// Time left before it is forgotten (restarts with every refused packet).
+    pub expires: Option<Duration>,
 }
 
 /// One element of an address set with its timing.
@@ -140,6 +155,32 @@ fn parse_element(v: &Value) -> Option<LearnedElement> {
     }
 }
 
+/// Parses one `{"elem": {"val": {"concat": [addr, proto, port]}, ...}}` (or
+/// the bare `{"concat": [...]}`).
+fn parse_endpoint(v: &Value) -> Option<DeniedEndpoint> {
+    let (val, meta) = match v.get("elem") {
+        Some(e) => (e.get("val")?, Some(e)),
+        None => (v, None),
+    };
+    let parts = val.get("concat")?.as_array()?;
+    let [addr, proto, port] = parts.as_slice() else {
+        return None;
+    };
+    Some(DeniedEndpoint {
+        addr: addr.as_str()?.parse().ok()?,
+        protocol: match proto {
+            Value::String(p) => p.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        },
+        port: u16::try_from(port.as_u64()?).ok()?,
+        expires: meta
+            .and_then(|e| e.get("expires"))
+            .and_then(Value::as_u64)
+            .map(Duration::from_secs),
+    })
+}
+
 /// Parses the JSON printed by `nft -j list table inet bootlab`, keeping only
 /// objects of that table.
 pub fn parse_table_listing(json: &str) -> Result<TableState, ListingError> {
@@ -186,16 +227,20 @@ pub fn parse_table_listing(json: &str) -> Result<TableState, ListingError> {
                     _ => vec![],
                 };
                 flags.sort();
-                let elements = body
-                    .get("elem")
-                    .and_then(Value::as_array)
+                let raw = body.get("elem").and_then(Value::as_array);
+                let elements = raw
                     .map(|els| els.iter().filter_map(parse_element).collect())
                     .unwrap_or_default();
+                let mut endpoints: Vec<DeniedEndpoint> = raw
+                    .map(|els| els.iter().filter_map(parse_endpoint).collect())
+                    .unwrap_or_default();
+                endpoints.sort();
                 state.sets.push(LiveSet {
                     name,
                     key_type: type_string(body.get("type")),
                     flags,
                     elements,
+                    endpoints,
                 });
             }
             "counter" => state.counters.push(CounterValue {
@@ -235,6 +280,24 @@ mod tests {
         assert_eq!(set.flags, vec!["timeout"]);
         assert_eq!(set.elements.len(), 2);
         assert_eq!(set.elements[0].timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn parses_refused_endpoints() {
+        let json = r#"{"nftables":[{"set":{"family":"inet","name":"denied_destinations","table":"bootlab",
+          "type":["ipv4_addr","inet_proto","inet_service"],"flags":["timeout"],"timeout":3600,
+          "elem":[{"elem":{"val":{"concat":["198.51.100.200","tcp",80]},"expires":3599}},
+                  {"elem":{"val":{"concat":["198.51.100.201",17,53]}}},
+                  {"elem":{"val":{"concat":["x","tcp",80]}}},
+                  {"elem":{"val":{"concat":["198.51.100.200","tcp",70000]}}}]}}]}"#;
+        let s = parse_table_listing(json).unwrap();
+        let set = s.set("denied_destinations").unwrap();
+        assert_eq!(set.key_type, "ipv4_addr . inet_proto . inet_service");
+        assert_eq!(set.endpoints.len(), 2);
+        assert_eq!(set.endpoints[0].port, 80);
+        assert_eq!(set.endpoints[0].expires, Some(Duration::from_secs(3599)));
+        assert_eq!(set.endpoints[1].protocol, "17");
+        assert!(set.elements.is_empty());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! * `bootlab_firewall_denied_packets{counter="<name>"}` and
 //!   `bootlab_firewall_denied_bytes{counter="<name>"}` for every named counter
 //!   of the ruleset (see [`crate::policy`] for what each counts);
+//! * `bootlab_firewall_denied_endpoints`: distinct refused endpoints of the
+//!   last hour (list them with [`crate::BootlabTable::denied_endpoints`]);
 //! * `bootlab_firewall_learned_addresses` when the ruleset has the learned set.
 //!
 //! One scrape runs `nft` once: the listing is cached for a second. When nft
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use bootlab_boot::Metrics;
 
 use crate::live::TableState;
-use crate::ruleset::{LEARNED_SET, Ruleset};
+use crate::ruleset::{DENIED_SET, LEARNED_SET, Ruleset};
 use crate::table::BootlabTable;
 
 /// How long one listing serves scrapes.
@@ -67,6 +69,18 @@ pub fn register_firewall_metrics(metrics: &Metrics, table: BootlabTable, ruleset
             &labels,
             move || {
                 s.read(|t| t.counter(&name).map(|c| c.bytes as f64))
+                    .unwrap_or(f64::NAN)
+            },
+        );
+    }
+    if ruleset.has_set(DENIED_SET) {
+        let s = snap.clone();
+        metrics.gauge(
+            "bootlab_firewall_denied_endpoints",
+            "distinct destination address/protocol/port refused in the last hour",
+            &[],
+            move || {
+                s.read(|t| t.set(DENIED_SET).map(|set| set.endpoints.len() as f64))
                     .unwrap_or(f64::NAN)
             },
         );

@@ -21,8 +21,8 @@
 use bootlab_inventory::{Inventory, MacAddr, NetworkMode};
 
 use crate::ruleset::{
-    Action, AddressSet, Chain, ChainKind, CtState, Hook, HookPoint, LEARNED_SET, Match,
-    NamedCounter, Rule, Ruleset, Verdict, host, normalise_networks,
+    Action, AddressSet, Chain, ChainKind, CtState, DENIED_SET, Hook, HookPoint, LEARNED_SET, Match,
+    NamedCounter, Rule, Ruleset, SetKind, Verdict, host, normalise_networks,
 };
 
 /// Counter: lab packets to the outside that the policy refused.
@@ -164,11 +164,25 @@ fn egress_allow_rules(inv: &Inventory, skip_services: bool, learned: bool) -> Ve
         );
     }
     rules.push(
+        Rule::new(
+            vec![Match::TcpOrUdp],
+            Action::RecordEndpoint(DENIED_SET.to_owned()),
+        )
+        .comment("remember what was refused"),
+    );
+    rules.push(
         Rule::new(vec![], DROP)
             .counted(COUNTER_LAB_EGRESS_DENIED)
             .comment("everything else leaving the lab"),
     );
     rules
+}
+
+fn denied_set() -> AddressSet {
+    AddressSet {
+        name: DENIED_SET.to_owned(),
+        kind: SetKind::Endpoints,
+    }
 }
 
 /// The hypervisor's ruleset for a nat-mode lab.
@@ -187,7 +201,7 @@ pub fn hypervisor_ruleset(inv: &Inventory) -> Result<Ruleset, PolicyError> {
                 "packets from the lab bridge {bridge} to the outside that the egress policy dropped"
             ),
         }],
-        sets: vec![],
+        sets: vec![denied_set()],
         chains: vec![
             Chain {
                 name: "forward".to_owned(),
@@ -325,7 +339,9 @@ pub fn services_ruleset(
         });
         sets.push(AddressSet {
             name: LEARNED_SET.to_owned(),
+            kind: SetKind::Addresses,
         });
+        sets.push(denied_set());
         chains.push(Chain {
             name: "forward".to_owned(),
             hook: Some(Hook {

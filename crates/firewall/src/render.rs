@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use ipnet::Ipv4Net;
 
 use crate::ruleset::{
-    Action, Chain, ChainKind, HookPoint, Match, Rule, Ruleset, TABLE_NAME, Verdict,
+    Action, Chain, ChainKind, DENIED_SET_SIZE, DENIED_SET_TIMEOUT_SECS, HookPoint, Match, Rule,
+    Ruleset, SetKind, TABLE_NAME, Verdict,
 };
 
 /// The ruleset as `table inet bootlab { ... }`.
@@ -20,10 +21,19 @@ pub fn render_nft(ruleset: &Ruleset) -> String {
         blocks.push(format!("\tcounter {} {{\n\t}}\n", c.name));
     }
     for s in &ruleset.sets {
-        blocks.push(format!(
-            "\tset {} {{\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t}}\n",
-            s.name
-        ));
+        blocks.push(match s.kind {
+            SetKind::Addresses => format!(
+                "\tset {} {{\n\t\ttype {}\n\t\tflags timeout\n\t}}\n",
+                s.name,
+                s.kind.key_type()
+            ),
+            SetKind::Endpoints => format!(
+                "\tset {} {{\n\t\ttype {}\n\t\tsize {DENIED_SET_SIZE}\n\t\tflags dynamic,timeout\n\t\ttimeout {}\n\t}}\n",
+                s.name,
+                s.kind.key_type(),
+                nft_duration(DENIED_SET_TIMEOUT_SECS)
+            ),
+        });
     }
     for chain in &ruleset.chains {
         blocks.push(render_chain(chain));
@@ -60,6 +70,21 @@ fn render_chain(chain: &Chain) -> String {
         let _ = writeln!(out, "\t\t{}", render_rule(rule));
     }
     out.push_str("\t}\n");
+    out
+}
+
+/// Seconds the way nft prints them: `1h`, `10m`, `1h30m`, `45s`.
+fn nft_duration(secs: u32) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (v, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if v > 0 {
+            let _ = write!(out, "{v}{unit}");
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
     out
 }
 
@@ -118,6 +143,7 @@ pub fn render_match(m: &Match) -> String {
         Match::TcpDestinationPort(p) => format!("tcp dport {p}"),
         Match::IcmpEchoRequest => "icmp type echo-request".to_owned(),
         Match::Icmpv6 => "meta l4proto ipv6-icmp".to_owned(),
+        Match::TcpOrUdp => "meta l4proto { tcp, udp }".to_owned(),
     }
 }
 
@@ -131,6 +157,9 @@ pub fn render_rule(rule: &Rule) -> String {
         Action::Verdict(v) => verdict(*v).to_owned(),
         Action::Jump(target) => format!("jump {target}"),
         Action::Masquerade => "masquerade".to_owned(),
+        Action::RecordEndpoint(set) => {
+            format!("update @{set} {{ ip daddr . meta l4proto . th dport }}")
+        }
     });
     if let Some(c) = &rule.comment {
         parts.push(format!("comment {}", quoted(c)));

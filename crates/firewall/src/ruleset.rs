@@ -16,6 +16,18 @@ pub const TABLE_NAME: &str = "bootlab";
 /// Name of the set the DNS forwarder fills (isolated mode, services VM).
 pub const LEARNED_SET: &str = "learned_destinations";
 
+/// Name of the set the packet path fills with refused endpoints
+/// (destination address . protocol . port), so `bootlab status` can say what
+/// an install tried to reach.
+pub const DENIED_SET: &str = "denied_destinations";
+
+/// How long a refused endpoint stays listed after its last refused packet.
+pub const DENIED_SET_TIMEOUT_SECS: u32 = 3600;
+
+/// At most this many refused endpoints are remembered (the kernel stops
+/// adding when full; the drop still happens and is still counted).
+pub const DENIED_SET_SIZE: u32 = 4096;
+
 /// Everything `table inet bootlab` holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
@@ -48,11 +60,35 @@ pub struct NamedCounter {
     pub description: String,
 }
 
-/// A named set of IPv4 addresses whose elements carry their own timeouts.
+/// A named set of addresses (elements kept across re-applies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressSet {
     /// The set's name.
     pub name: String,
+    /// What it holds.
+    pub kind: SetKind,
+}
+
+/// The two kinds of set bootlab keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// IPv4 addresses, each with its own timeout (filled from user space:
+    /// DNS-learned destinations).
+    Addresses,
+    /// `ipv4_addr . inet_proto . inet_service`, filled by the packet path
+    /// (`update @set`), each element expiring [`DENIED_SET_TIMEOUT_SECS`]
+    /// after its last hit, at most [`DENIED_SET_SIZE`] elements.
+    Endpoints,
+}
+
+impl SetKind {
+    /// The key type as nft prints it.
+    pub fn key_type(self) -> &'static str {
+        match self {
+            Self::Addresses => "ipv4_addr",
+            Self::Endpoints => "ipv4_addr . inet_proto . inet_service",
+        }
+    }
 }
 
 /// A chain; base chains have a [`Hook`].
@@ -202,6 +238,8 @@ pub enum Match {
     IcmpEchoRequest,
     /// `meta l4proto ipv6-icmp` (neighbour discovery must pass).
     Icmpv6,
+    /// `meta l4proto { tcp, udp }`.
+    TcpOrUdp,
 }
 
 /// What a rule does.
@@ -213,6 +251,9 @@ pub enum Action {
     Jump(String),
     /// `masquerade` (nat chains).
     Masquerade,
+    /// `update @<set> { ip daddr . meta l4proto . th dport }`: remember the
+    /// endpoint and go on with the next rule.
+    RecordEndpoint(String),
 }
 
 /// Sorts, de-duplicates and merges networks so nft accepts them in one

@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 use nftables::schema::Nftables;
 
 use crate::batch::{apply_batch, remove_batch};
-use crate::live::{CounterValue, ListingError, TableState, parse_table_listing};
+use crate::live::{CounterValue, DeniedEndpoint, ListingError, TableState, parse_table_listing};
 use crate::render::{render_nft, same_objects, strip_state};
-use crate::ruleset::{Ruleset, TABLE_NAME};
+use crate::ruleset::{DENIED_SET, Ruleset, TABLE_NAME};
 
 /// Why talking to nftables failed.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +231,18 @@ impl BootlabTable {
         Ok(self
             .listing_without_state()?
             .is_some_and(|live| same_objects(&live, &render_nft(ruleset))))
+    }
+
+    /// Endpoints (address, protocol, port) refused in the last hour, most
+    /// recently refused first; empty when the table is absent. For `bootlab
+    /// status`: what the install tried to reach and could not.
+    pub fn denied_endpoints(&self) -> Result<Vec<DeniedEndpoint>, TableError> {
+        let mut v = self
+            .state()?
+            .and_then(|s| s.set(DENIED_SET).map(|set| set.endpoints.clone()))
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.expires.cmp(&a.expires).then_with(|| a.cmp(b)));
+        Ok(v)
     }
 
     /// Every named counter with its value (empty when the table is absent):
