@@ -241,32 +241,40 @@ pub async fn serve_with(
                 info!("dhcp: inventory reloaded; leases kept");
             }
             r = sock.recv_from(&mut buf) => {
-                let (n, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // ICMP errors from earlier sends surface here; keep going.
-                        debug!("dhcp recv: {e}");
-                        continue;
-                    }
-                };
-                let out = handler.handle(&buf[..n], SystemTime::now());
-                metrics.account(&out);
-                log_outcome(&out, peer, &mut gate);
-                let Outcome { reply, commit, events, .. } = out;
-                match commit {
-                    Some(record) => {
-                        let pending = Pending { record, reply, peer, events };
-                        if tx.try_send(pending).is_err() {
-                            metrics.commit_failures.inc();
-                            warn!("dhcp: commit queue full; request dropped");
+                let mut next = r;
+                // Drain what is queued before going back to select.
+                for _ in 0..256 {
+                    let (n, peer) = match next {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // ICMP errors from earlier sends surface here; keep going.
+                            debug!("dhcp recv: {e}");
+                            break;
                         }
-                        metrics.set_lease_addresses(handler.leases().len());
-                    }
-                    None => {
-                        if let Some(reply) = reply {
-                            send(&sock, &mode, peer, &reply, &metrics).await;
+                    };
+                    let out = handler.handle(&buf[..n], SystemTime::now());
+                    metrics.account(&out);
+                    log_outcome(&out, peer, &mut gate);
+                    let Outcome { reply, commit, events, .. } = out;
+                    match commit {
+                        Some(record) => {
+                            let pending = Pending { record, reply, peer, events };
+                            if tx.try_send(pending).is_err() {
+                                metrics.commit_failures.inc();
+                                warn!("dhcp: commit queue full; request dropped");
+                            }
+                            metrics.set_lease_addresses(handler.leases().len());
                         }
-                        apply_events(&shared.timeline, events);
+                        None => {
+                            if let Some(reply) = reply {
+                                send(&sock, &mode, peer, &reply, &metrics).await;
+                            }
+                            apply_events(&shared.timeline, events);
+                        }
+                    }
+                    next = sock.try_recv_from(&mut buf);
+                    if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                        break;
                     }
                 }
             }
@@ -279,39 +287,40 @@ pub async fn serve_with(
 }
 
 fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpAddr>) {
-    let mac = out.mac.map(|m| m.to_string()).unwrap_or_default();
-    let xid = out.xid.map(|x| format!("{x:#010x}")).unwrap_or_default();
-    let _span = info_span!("dhcp", %mac, %xid, %peer).entered();
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    if let Some(reason) = out.dropped {
+    let worth_logging =
+        out.dropped.is_some() || !out.malformed_options.is_empty() || out.note.is_some();
+    if worth_logging {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        // Once per peer per interval: floods do not flood the log.
         if gate.allow(peer.ip(), now_ms) {
-            info!(
-                reason = reason.as_str(),
-                "dropped: {}",
-                out.note.as_deref().unwrap_or("")
-            );
-        }
-    } else if !out.malformed_options.is_empty() && gate.allow(peer.ip(), now_ms) {
-        info!(options = ?out.malformed_options, "malformed options tolerated");
-    } else if let Some(note) = &out.note {
-        if gate.allow(peer.ip(), now_ms) {
-            info!("{note}");
+            let mac = out.mac.map(|m| m.to_string()).unwrap_or_default();
+            let xid = out.xid.map(|x| format!("{x:#010x}")).unwrap_or_default();
+            let _span = info_span!("dhcp", %mac, %xid, %peer).entered();
+            let note = out.note.as_deref().unwrap_or("");
+            match out.dropped {
+                Some(reason) => info!(reason = reason.as_str(), "dropped: {note}"),
+                None if !out.malformed_options.is_empty() => {
+                    info!(options = ?out.malformed_options, "malformed options tolerated; {note}");
+                }
+                None => info!("{note}"),
+            }
         }
     }
-    if let Some(r) = &out.reply {
-        debug!(
-            "{:?} -> {:?}: {} bytes{}",
-            out.received,
-            r.msg_type,
-            r.bytes.len(),
-            if r.dropped_options.is_empty() {
-                String::new()
-            } else {
-                format!(" (left out options {:?})", r.dropped_options)
-            }
-        );
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        if let Some(r) = &out.reply {
+            debug!(
+                mac = ?out.mac,
+                xid = ?out.xid,
+                %peer,
+                "{:?} -> {:?}: {} bytes, left out options {:?}",
+                out.received,
+                r.msg_type,
+                r.bytes.len(),
+                r.dropped_options
+            );
+        }
     }
 }
 
@@ -323,7 +332,11 @@ async fn send(
     metrics: &DhcpMetrics,
 ) {
     let to = reply_address(mode, peer, reply.to);
-    match sock.send_to(&reply.bytes, to).await {
+    let sent = match sock.try_send_to(&reply.bytes, to) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(&reply.bytes, to).await,
+        other => other,
+    };
+    match sent {
         Ok(_) => metrics.sent(reply.msg_type),
         Err(e) => {
             metrics.send_errors.inc();

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# bench/dhcp.sh - perfdhcp against bootlabd and ISC Kea (memfile) in the
+# same run and the same network-namespace setup; prints 4-way exchanges/s,
+# drop ratio and the ratio between the two.
+#
+# "Rate" is the highest offered perfdhcp -r rate (steps of 1.5x, STEP_SECS
+# each) that still has <= MAX_DROP_PCT drops. Each step starts its server
+# afresh (empty lease file), so steps do not exhaust the pool. bootlabd
+# fsyncs every ACKed lease before the ACK leaves (group commit); Kea's
+# memfile appends without fsync.
+#
+# Needs root, iproute2, perfdhcp (kea-admin), kea-dhcp4 (kea-dhcp4-server)
+# and a release bootlabd (built here if missing).
+#
+#   bench/dhcp.sh                 # full run
+#   STEP_SECS=3 START_RATE=500 bench/dhcp.sh
+set -euo pipefail
+
+STEP_SECS=${STEP_SECS:-6}
+START_RATE=${START_RATE:-1000}
+MAX_RATE=${MAX_RATE:-100000}
+MAX_DROP_PCT=${MAX_DROP_PCT:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BOOTLABD=${BOOTLABD:-$ROOT/target/release/bootlabd}
+
+die() { echo "bench/dhcp.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+for t in ip perfdhcp kea-dhcp4; do
+    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || die "$t missing (apt-get install iproute2 kea-admin kea-dhcp4-server)"
+done
+export PATH=$PATH:/usr/sbin
+if [ ! -x "$BOOTLABD" ]; then
+    (cd "$ROOT" && cargo build --release -p bootlab-bootlabd) || die "cannot build bootlabd"
+fi
+
+TAG=$$
+SNS=bl-bench-s$TAG
+CNS=bl-bench-c$TAG
+SIF=bbs$TAG
+CIF=bbc$TAG
+WORK=$(mktemp -d /tmp/bootlab-bench-dhcp.XXXXXX)
+SERVER_PID=
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+cleanup() {
+    stop_server
+    ip netns del "$CNS" 2>/dev/null || true
+    ip netns del "$SNS" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ip netns add "$SNS"
+ip netns add "$CNS"
+ip link add "$SIF" netns "$SNS" type veth peer name "$CIF" netns "$CNS"
+ip -n "$SNS" link set lo up
+ip -n "$SNS" addr add 10.76.0.254/14 dev "$SIF"
+ip -n "$SNS" link set "$SIF" up
+ip -n "$CNS" link set lo up
+ip -n "$CNS" addr add 10.76.0.2/14 dev "$CIF"
+ip -n "$CNS" link set "$CIF" up
+
+cat > "$WORK/lab.toml" <<EOF
+[lab]
+name = "bench"
+domain = "lab.test"
+
+[network]
+cidr = "10.76.0.0/14"
+mode = "nat"
+gateway = "10.76.0.1"
+host_ip = "10.76.0.1"
+bridge = "virbr-bench"
+lease = "1h"
+pool = { start = "10.76.1.0", end = "10.79.255.250" }
+
+[libvirt]
+pool = "bench"
+pool_path = "/var/lib/libvirt/images/bench"
+vm_prefix = "bench-"
+virt_type = "qemu"
+
+[services]
+name = "services"
+ip = "10.76.0.254"
+mac = "52:54:00:4c:00:fe"
+interface = "$SIF"
+listen = { dhcp = "0.0.0.0:67", dns = "10.76.0.254:53", tftp = "10.76.0.254:69", http = "10.76.0.254:8080" }
+data_dir = "$WORK/bootlabd-data"
+assets_dir = "$WORK/assets"
+firewall = false
+
+[profiles.tiny]
+loader = "ipxe"
+kernel = "vmlinuz"
+initrd = ["initrd.img"]
+args = "console=ttyS0"
+EOF
+mkdir -p "$WORK/assets"
+
+cat > "$WORK/kea.json" <<EOF
+{ "Dhcp4": {
+    "interfaces-config": { "interfaces": [ "$SIF" ], "dhcp-socket-type": "udp" },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea/leases4.csv", "lfc-interval": 0 },
+    "valid-lifetime": 3600,
+    "subnet4": [ {
+        "id": 1,
+        "subnet": "10.76.0.0/14",
+        "pools": [ { "pool": "10.76.1.0 - 10.79.255.250" } ],
+        "option-data": [
+            { "name": "routers", "data": "10.76.0.1" },
+            { "name": "domain-name-servers", "data": "10.76.0.254" },
+            { "name": "domain-name", "data": "bench.lab.test" }
+        ]
+    } ],
+    "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$WORK/kea/kea.log" } ], "severity": "WARN" } ]
+} }
+EOF
+
+start_bootlabd() {
+    rm -rf "$WORK/bootlabd-data"
+    ip netns exec "$SNS" "$BOOTLABD" --config "$WORK/lab.toml" > "$WORK/bootlabd.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        grep -q "listening for dhcp" "$WORK/bootlabd.log" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    cat "$WORK/bootlabd.log" >&2
+    die "bootlabd did not start"
+}
+
+start_kea() {
+    rm -rf "$WORK/kea"
+    mkdir -p "$WORK/kea"
+    KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
+        ip netns exec "$SNS" kea-dhcp4 -c "$WORK/kea.json" > "$WORK/kea/stdout.log" 2>&1 &
+    SERVER_PID=$!
+    # Ready when it answers: one exchange.
+    for _ in $(seq 50); do
+        if ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -n 1 -r 1 -R 1 10.76.0.254 >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$WORK/kea/stdout.log" "$WORK/kea/kea.log" >&2 || true
+    die "kea-dhcp4 did not start"
+}
+
+# run_step RATE -> prints "exchanges_per_s drop_pct"
+run_step() {
+    local rate=$1 out
+    out=$(ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -r "$rate" -R 100000000 \
+        -p "$STEP_SECS" -W 500000 10.76.0.254 2>&1) || true
+    echo "$out" > "$WORK/perfdhcp-last.txt"
+    echo "$out" | awk -v secs="$STEP_SECS" '
+        /Statistics for: DISCOVER-OFFER/ { sec = "do" }
+        /Statistics for: REQUEST-ACK/ { sec = "ra" }
+        /^sent packets:/ { sent[sec] = $3 }
+        /^drops:/ { drops[sec] = $2 }
+        /^received packets:/ { recv[sec] = $3 }
+        END {
+            total = sent["do"] + sent["ra"]
+            d = (total > 0) ? 100 * (drops["do"] + drops["ra"]) / total : 100
+            printf "%.0f %.3f\n", recv["ra"] / secs, d
+        }'
+}
+
+# find_rate NAME START_FN -> sets BEST_RATE BEST_XPS BEST_DROP
+find_rate() {
+    local name=$1 start=$2 rate=$START_RATE res xps drop
+    BEST_RATE=0 BEST_XPS=0 BEST_DROP=100
+    while [ "$rate" -le "$MAX_RATE" ]; do
+        $start
+        res=$(run_step "$rate")
+        stop_server
+        xps=${res% *}
+        drop=${res#* }
+        printf '  %-8s offered %6d/s: %6d exchanges/s, %7.3f%% drops\n' "$name" "$rate" "$xps" "$drop"
+        if awk -v d="$drop" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
+            BEST_RATE=$rate BEST_XPS=$xps BEST_DROP=$drop
+            rate=$(( rate * 3 / 2 ))
+        else
+            break
+        fi
+    done
+}
+
+echo "DHCPv4 4-way exchanges (perfdhcp, relayed, ${STEP_SECS}s steps, <= ${MAX_DROP_PCT}% drops)"
+echo "bootlabd: durable leases (fdatasync per group commit); kea: memfile, no fsync"
+find_rate bootlabd start_bootlabd
+B_RATE=$BEST_RATE B_XPS=$BEST_XPS B_DROP=$BEST_DROP
+find_rate kea start_kea
+K_RATE=$BEST_RATE K_XPS=$BEST_XPS K_DROP=$BEST_DROP
+
+echo
+printf '%-10s %14s %14s %10s\n' server "rate (/s)" "exchanges/s" "drops %"
+printf '%-10s %14d %14d %10.3f\n' bootlabd "$B_RATE" "$B_XPS" "$B_DROP"
+printf '%-10s %14d %14d %10.3f\n' kea "$K_RATE" "$K_XPS" "$K_DROP"
+if [ "$K_RATE" -gt 0 ]; then
+    awk -v b="$B_RATE" -v k="$K_RATE" -v bx="$B_XPS" -v kx="$K_XPS" 'BEGIN {
+        printf "ratio bootlabd/kea: rate %.2fx, exchanges/s %.2fx\n", b / k, (kx > 0 ? bx / kx : 0) }'
+fi
