@@ -20,6 +20,7 @@ pub(crate) async fn spawn_all(
     spawn_dhcp(shared, shutdown, tasks)?;
     spawn_http(shared, shutdown, tasks).await?;
     spawn_dns(shared, shutdown, tasks).await?;
+    spawn_tftp(shared, shutdown, tasks).await?;
     Ok(())
 }
 
@@ -81,5 +82,20 @@ async fn spawn_dns(
             bootlab_dns::serve(udp, tcp, shared, None, shutdown).await,
         )
     });
+    Ok(())
+}
+
+/// TFTP on `services.listen.tftp` (read-only boot assets and per-MAC configs).
+async fn spawn_tftp(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let addr = shared.inventory().services.listen.tftp;
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("binding tftp on {addr}"))?;
+    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    tasks.spawn(async move { ("tftp", bootlab_tftp::serve(socket, shared, shutdown).await) });
     Ok(())
 }

@@ -1,1 +1,51 @@
-//! placeholder
+//! Read-only TFTP for network boot: files from `services.assets_dir`
+//! (confined by path resolution), virtual per-machine boot configs rendered
+//! from the inventory, and the options that make TFTP fast enough for
+//! kernels and initrds (RFC 2347 framework, RFC 2348 blksize, RFC 2349
+//! timeout/tsize, RFC 7440 windowsize).
+//!
+//! # Layout
+//! - [`packet`]: the wire format; request parsing (the fuzzed parser) and
+//!   packet encoding. Pure.
+//! - [`options`]: option negotiation against the server's limits. Pure.
+//! - [`source`]: what a file name means: a virtual per-MAC file, a confined
+//!   file under the assets root, or a refusal with its ERROR packet.
+//! - [`transfer`]: the windowed send loop: retransmit with backoff, give-up
+//!   bound, no Sorcerer's Apprentice, block-number rollover.
+//! - [`net`]: `IP_PKTINFO` (answer from the address the client talked to),
+//!   per-transfer sockets, path MTU.
+//! - [`server`]: the listening loop: refusals, session cap, metrics,
+//!   rate-limited logs, timeline events. Entry points [`serve`] and
+//!   [`serve_with`].
+//!
+//! # Why not async-tftp
+//! The issue asked for `async-tftp` 0.4 with our own handler unless
+//! measurements showed it cannot reach the targets. Measured on a veth pair
+//! between two network namespaces (64 MiB file, atftp client, same run,
+//! async-tftp 0.4.2's `DirHandler` vs tftpd-hpa 5.2): lock-step 512-byte
+//! blocks 4.15 s vs 2.37 s, lock-step 1468-byte blocks 1.19 s vs 0.61 s
+//! (both about half of tftpd-hpa's speed; the target is parity), and
+//! `windowsize 16` 0.53 s (1.15x tftpd-hpa's 1468 lock-step; the target is
+//! 4x). Its per-block reads go through a blocking thread pool and every
+//! session shares one single-threaded executor. It also offers no hook for
+//! the rest of the issue: it drops malformed requests silently (no metrics,
+//! no log), binds transfer sockets to the listening address (with a
+//! `0.0.0.0` bind the kernel picks the source address, not the one the
+//! client talked to), retransmits at a fixed interval (100 times by
+//! default) without backoff, has no session cap, clamps `blksize` to one
+//! fixed limit rather than the path MTU, and its handler cannot tell a
+//! finished transfer from an aborted one (needed for the timeline). So the
+//! transfer loop here is our own; `bench/tftp.sh` shows the numbers.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod net;
+pub mod options;
+pub mod packet;
+pub mod server;
+pub mod source;
+pub mod transfer;
+
+pub use server::{LogLimiter, TftpConfig, serve, serve_with};
+pub use transfer::Retransmit;

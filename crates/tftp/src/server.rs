@@ -1,0 +1,462 @@
+//! The listening loop: receive a request, answer bad ones with an ERROR (or
+//! drop them), refuse writes, enforce the session cap and the one-session-
+//! per-client rule, and run each read in its own task on its own socket.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bootlab_boot::{Counter, Metrics, Service, Shared};
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::net;
+use crate::options::{self, Limits};
+use crate::packet::{self, ErrorCode, Request, RequestKind};
+use crate::source::{self, Denial};
+use crate::transfer::{self, Retransmit, Tally, TransferError};
+
+/// Server settings. [`Default`] is what bootlabd runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TftpConfig {
+    /// Concurrent transfers at most; more get "server busy".
+    pub max_sessions: usize,
+    /// Largest `windowsize` granted.
+    pub max_windowsize: u16,
+    /// Largest window in bytes (see [`Limits::max_window_bytes`]).
+    pub max_window_bytes: usize,
+    /// Retransmission and give-up policy.
+    pub retransmit: Retransmit,
+    /// At most one warning per client address per this interval.
+    pub log_interval: Duration,
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 512,
+            max_windowsize: 64,
+            max_window_bytes: Limits::default().max_window_bytes,
+            retransmit: Retransmit::default(),
+            log_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counter names (Prometheus).
+pub mod metric {
+    /// Requests received, by `op` (`read`, `write`).
+    pub const REQUESTS: &str = "bootlab_tftp_requests_total";
+    /// Transfers finished (the last ACK arrived).
+    pub const TRANSFERS: &str = "bootlab_tftp_transfers_total";
+    /// Payload bytes delivered in finished transfers.
+    pub const BYTES: &str = "bootlab_tftp_bytes_sent_total";
+    /// Errors and refusals, by `kind`.
+    pub const ERRORS: &str = "bootlab_tftp_errors_total";
+    /// Packets resent after a timeout.
+    pub const RETRANSMITS: &str = "bootlab_tftp_retransmits_total";
+    /// ACKs ignored as duplicates (Sorcerer's Apprentice guard).
+    pub const DUPLICATE_ACKS: &str = "bootlab_tftp_duplicate_acks_total";
+    /// Transfers in progress (gauge).
+    pub const ACTIVE: &str = "bootlab_tftp_active_sessions";
+}
+
+struct Counters {
+    metrics: Metrics,
+    reads: Counter,
+    writes: Counter,
+    transfers: Counter,
+    bytes: Counter,
+    retransmits: Counter,
+    duplicate_acks: Counter,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics, active: Arc<AtomicUsize>) -> Self {
+        let req = |op| metrics.counter(metric::REQUESTS, "TFTP requests received.", &[("op", op)]);
+        metrics.gauge(
+            metric::ACTIVE,
+            "TFTP transfers in progress.",
+            &[],
+            move || active.load(Ordering::Relaxed) as f64,
+        );
+        Self {
+            metrics: metrics.clone(),
+            reads: req("read"),
+            writes: req("write"),
+            transfers: metrics.counter(metric::TRANSFERS, "TFTP transfers completed.", &[]),
+            bytes: metrics.counter(
+                metric::BYTES,
+                "TFTP payload bytes in completed transfers.",
+                &[],
+            ),
+            retransmits: metrics.counter(
+                metric::RETRANSMITS,
+                "TFTP packets resent after a timeout.",
+                &[],
+            ),
+            duplicate_acks: metrics.counter(
+                metric::DUPLICATE_ACKS,
+                "TFTP duplicate ACKs ignored (never answered with data).",
+                &[],
+            ),
+        }
+    }
+
+    fn error(&self, kind: &str) {
+        self.metrics
+            .counter(
+                metric::ERRORS,
+                "TFTP errors and refusals by kind.",
+                &[("kind", kind)],
+            )
+            .inc();
+    }
+}
+
+/// At most one log line per client address per interval, so a flood of bad
+/// packets cannot flood the log. Bounded memory.
+pub struct LogLimiter {
+    interval: Duration,
+    last: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl LogLimiter {
+    const MAX_PEERS: usize = 4096;
+
+    /// A limiter allowing one line per address per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a line about `peer` may be logged now.
+    pub fn allow(&self, peer: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= Self::MAX_PEERS {
+            let interval = self.interval;
+            g.retain(|_, t| now.duration_since(*t) < interval);
+            if g.len() >= Self::MAX_PEERS {
+                g.clear();
+            }
+        }
+        match g.get(&peer) {
+            Some(t) if now.duration_since(*t) < self.interval => false,
+            _ => {
+                g.insert(peer, now);
+                true
+            }
+        }
+    }
+}
+
+type SessionKey = (SocketAddr, IpAddr, String);
+
+struct Server {
+    shared: Shared,
+    config: TftpConfig,
+    counters: Counters,
+    limiter: LogLimiter,
+    active: Arc<AtomicUsize>,
+    /// Transfers running, by (client, local address, file name): a resent
+    /// request joins its transfer instead of starting a second one.
+    in_progress: Mutex<HashSet<SessionKey>>,
+}
+
+/// Serves TFTP on `socket` with the default settings until `shutdown`; then
+/// stops taking requests and returns when running transfers have ended.
+pub async fn serve(
+    socket: UdpSocket,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(socket, shared, TftpConfig::default(), shutdown).await
+}
+
+/// [`serve`] with explicit settings.
+pub async fn serve_with(
+    socket: UdpSocket,
+    shared: Shared,
+    config: TftpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = socket.local_addr()?;
+    net::enable_pktinfo(&socket)?;
+    let active = Arc::new(AtomicUsize::new(0));
+    let server = Arc::new(Server {
+        counters: Counters::new(&shared.metrics, active.clone()),
+        shared,
+        config,
+        limiter: LogLimiter::new(config.log_interval),
+        active,
+        in_progress: Mutex::new(HashSet::new()),
+    });
+    info!("listening for tftp on {addr}");
+    let mut sessions = JoinSet::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let got = tokio::select! {
+            () = shutdown.cancelled() => break,
+            got = net::recv_request(&socket, &mut buf) => got?,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+        };
+        server.handle_datagram(&buf[..got.len], got, &mut sessions);
+    }
+    info!(
+        sessions = sessions.len(),
+        "tftp: stopped taking requests, letting transfers finish"
+    );
+    while sessions.join_next().await.is_some() {}
+    Ok(())
+}
+
+impl Server {
+    fn warn_limited(&self, peer: SocketAddr, what: std::fmt::Arguments<'_>) {
+        if self.limiter.allow(peer.ip()) {
+            warn!(%peer, "{what}");
+        }
+    }
+
+    /// Like `warn_limited`, inside a session span (which names the peer).
+    fn session_warn(&self, peer: SocketAddr, what: std::fmt::Arguments<'_>) {
+        if self.limiter.allow(peer.ip()) {
+            warn!("{what}");
+        }
+    }
+
+    fn handle_datagram(
+        self: &Arc<Self>,
+        datagram: &[u8],
+        got: net::Received,
+        sessions: &mut JoinSet<()>,
+    ) {
+        let peer = got.peer;
+        if got.truncated {
+            self.counters.error("oversized");
+            self.warn_limited(peer, format_args!("tftp: dropped oversized datagram"));
+            return;
+        }
+        let req = match packet::parse_request(datagram) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.error(e.kind());
+                self.warn_limited(peer, format_args!("tftp: bad request: {e}"));
+                if let Some((code, msg)) = e.reply() {
+                    self.reply_error(got.local, peer, code, msg);
+                }
+                return;
+            }
+        };
+        match req.kind {
+            RequestKind::Write => {
+                self.counters.writes.inc();
+                self.counters.error("write_refused");
+                self.warn_limited(
+                    peer,
+                    format_args!("tftp: write request for {:?} refused", req.filename),
+                );
+                self.reply_error(
+                    got.local,
+                    peer,
+                    ErrorCode::AccessViolation,
+                    "read-only server",
+                );
+            }
+            RequestKind::Read => {
+                self.counters.reads.inc();
+                let key: SessionKey = (peer, got.local, req.filename.clone());
+                {
+                    let mut running = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+                    if running.contains(&key) {
+                        // The client resent its request before our first
+                        // packet arrived; the running transfer answers it.
+                        self.counters.error("duplicate_request");
+                        return;
+                    }
+                    if running.len() >= self.config.max_sessions {
+                        drop(running);
+                        self.counters.error("busy");
+                        self.warn_limited(
+                            peer,
+                            format_args!(
+                                "tftp: session cap {} reached, refused",
+                                self.config.max_sessions
+                            ),
+                        );
+                        self.reply_error(
+                            got.local,
+                            peer,
+                            ErrorCode::Undefined,
+                            "server busy, retry later",
+                        );
+                        return;
+                    }
+                    running.insert(key.clone());
+                }
+                self.active.fetch_add(1, Ordering::Relaxed);
+                let span = info_span!("tftp", %peer, file = %req.filename);
+                let server = Arc::clone(self);
+                sessions.spawn(
+                    async move {
+                        server.run_session(req, got.local, peer, &key).await;
+                        server.end_session(&key);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+
+    /// Sends an ERROR from a fresh port on the address the request came to.
+    fn reply_error(&self, local: IpAddr, peer: SocketAddr, code: ErrorCode, msg: &str) {
+        let pkt = packet::encode_error(code, msg);
+        if let Err(e) = net::send_once(local, peer, &pkt) {
+            debug!(%peer, "tftp: error reply not sent: {e}");
+        }
+    }
+
+    /// Frees a session's slot (idempotent).
+    fn end_session(&self, key: &SessionKey) {
+        let removed = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if removed {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn run_session(
+        self: &Arc<Self>,
+        req: Request,
+        local: IpAddr,
+        peer: SocketAddr,
+        key: &SessionKey,
+    ) {
+        let sock = match net::open_transfer_socket(local, peer) {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.error("io");
+                warn!("tftp: cannot open transfer socket: {e}");
+                return;
+            }
+        };
+        let inv = self.shared.inventory();
+        let timeline = self.shared.timeline.clone();
+        let resolved = {
+            let inv = Arc::clone(&inv);
+            let filename = req.filename.clone();
+            let mode = req.mode;
+            tokio::task::spawn_blocking(move || {
+                let root = inv.services.assets_dir.clone();
+                source::resolve(&inv, &root, &filename, mode, peer.ip(), |ip| {
+                    timeline.mac_for_ip(ip)
+                })
+            })
+            .await
+        };
+        let served = match resolved {
+            Ok(Ok(s)) => s,
+            Ok(Err(denial)) => {
+                self.counters.error(denial.kind());
+                match &denial {
+                    Denial::UnknownMac(_) | Denial::UnknownSource(_) => {
+                        self.session_warn(peer, format_args!("tftp: {:?}: {denial}", req.filename));
+                    }
+                    _ => self.session_warn(
+                        peer,
+                        format_args!("tftp: {:?} refused: {denial}", req.filename),
+                    ),
+                }
+                let (code, msg) = denial.reply();
+                let _ = sock.send(&packet::encode_error(code, msg)).await;
+                return;
+            }
+            Err(join) => {
+                self.counters.error("internal");
+                warn!("tftp: resolving the request failed: {join}");
+                let _ = sock
+                    .send(&packet::encode_error(
+                        ErrorCode::Undefined,
+                        "internal error",
+                    ))
+                    .await;
+                return;
+            }
+        };
+        let limits = Limits {
+            max_blksize: options::max_blksize_for_mtu(net::path_mtu(&sock).unwrap_or(1500)),
+            max_windowsize: self.config.max_windowsize,
+            max_window_bytes: self.config.max_window_bytes,
+        };
+        let neg = options::negotiate(&req.options, req.mode, served.content.len(), &limits);
+        debug!(
+            blksize = neg.blksize,
+            windowsize = neg.windowsize,
+            "tftp: transfer starts"
+        );
+        let mut tally = Tally::default();
+        let result = transfer::send_file(
+            &sock,
+            &served.content,
+            &neg,
+            self.config.retransmit,
+            &mut tally,
+        )
+        .await;
+        // The client may start its next request right after its last ACK.
+        self.end_session(key);
+        self.counters.retransmits.add(tally.retransmits);
+        self.counters.duplicate_acks.add(tally.duplicate_acks);
+        match result {
+            Ok(bytes) => {
+                self.counters.transfers.inc();
+                self.counters.bytes.add(bytes);
+                let mac = match peer.ip() {
+                    IpAddr::V4(ip) => self.shared.timeline.fetch(
+                        &inv,
+                        ip,
+                        served.mac,
+                        Service::Tftp,
+                        &req.filename,
+                        bytes,
+                        served.is_script,
+                    ),
+                    IpAddr::V6(_) => None,
+                };
+                info!(
+                    bytes,
+                    blksize = neg.blksize,
+                    windowsize = neg.windowsize,
+                    retransmits = tally.retransmits,
+                    mac = mac.map(|m| m.to_string()),
+                    "tftp: served"
+                );
+            }
+            Err(e) => {
+                self.counters.error(e.kind());
+                self.session_warn(
+                    peer,
+                    format_args!("tftp: transfer of {:?} failed: {e}", req.filename),
+                );
+                if matches!(e, TransferError::TimedOut { .. } | TransferError::Io(_)) {
+                    let msg = match e {
+                        TransferError::TimedOut { .. } => "timed out",
+                        _ => "read error",
+                    };
+                    let _ = sock
+                        .send(&packet::encode_error(ErrorCode::Undefined, msg))
+                        .await;
+                }
+            }
+        }
+    }
+}
