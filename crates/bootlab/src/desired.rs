@@ -66,6 +66,8 @@ pub struct DomainSpec {
 pub struct Desired {
     /// Pool name.
     pub pool: String,
+    /// Pool directory.
+    pub pool_path: String,
     /// Pool XML.
     pub pool_xml: String,
     /// Volumes, disks first.
@@ -83,9 +85,42 @@ pub fn disk_volume(domain: &str, i: usize) -> String {
     format!("{domain}-disk{i}.qcow2")
 }
 
-/// Names of the appliance kernel and initramfs volumes.
-pub fn appliance_volumes(domain: &str) -> (String, String) {
-    (format!("{domain}-vmlinuz"), format!("{domain}-initrd.img"))
+/// Name prefixes of the appliance kernel and initramfs volumes.
+pub fn appliance_volume_prefixes(domain: &str) -> (String, String) {
+    (format!("{domain}-vmlinuz-"), format!("{domain}-initrd-"))
+}
+
+/// Names of the appliance kernel and initramfs volumes: the content's digest
+/// is part of the name, so a changed appliance is a new volume (and a changed
+/// domain definition) while an unchanged one is left alone.
+pub fn appliance_volumes(
+    domain: &str,
+    files: &ApplianceFiles,
+) -> std::io::Result<(String, String)> {
+    let (k, i) = appliance_volume_prefixes(domain);
+    Ok((
+        format!("{k}{}", file_digest(&files.kernel)?),
+        format!("{i}{}.img", file_digest(&files.initrd)?),
+    ))
+}
+
+/// FNV-1a 64 of a file's bytes, 16 hex digits.
+pub fn file_digest(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{h:016x}"))
 }
 
 /// Where libvirt logs a domain's serial console.
@@ -104,6 +139,10 @@ pub fn appliance_cmdline(inv: &Inventory) -> String {
         inv.network.cidr.prefix_len(),
         inv.network.gateway
     );
+    if !s.disks.is_empty() {
+        let dev = xml::disk_target(inv.libvirt.disk_bus, 0);
+        c.push_str(&format!(" bootlab.data=/dev/{dev}"));
+    }
     if let Some(u) = &s.uplink {
         c.push_str(&format!(" bootlab.uplink={}", u.mac));
     }
@@ -144,7 +183,7 @@ impl Desired {
             let files = appliance
                 .filter(|_| spec.is_services && inv.services.install == InstallMethod::Appliance);
             if let Some(files) = files {
-                let (kname, iname) = appliance_volumes(&spec.domain);
+                let (kname, iname) = appliance_volumes(&spec.domain, files)?;
                 for (name, path) in [(&kname, &files.kernel), (&iname, &files.initrd)] {
                     volumes.push(VolumeSpec {
                         name: name.clone(),
@@ -192,6 +231,7 @@ impl Desired {
         }
         Ok(Desired {
             pool: inv.libvirt.pool.clone(),
+            pool_path: inv.libvirt.pool_path.to_string_lossy().into_owned(),
             pool_xml: xml::pool_xml(inv),
             volumes,
             network: inv.network.libvirt_name.clone(),

@@ -1,15 +1,26 @@
 //! bootlab, the host tool: checks a lab inventory, explains boot decisions,
-//! renders boot scripts; (coming) defines the libvirt network, storage and VMs.
+//! renders boot scripts, checks the host, and defines the libvirt network,
+//! storage, services VM (appliance) and PXE node VMs.
 //!
 //! # Layout
 //! - [`Cli`] / [`run`]: the command line (`bootlab <command> [LAB.toml] [flags]`).
 //! - `explain`: what bootlabd would answer a given client, from the inventory alone.
+//! - [`doctor`]: host checks behind a probe trait; [`procnet`]: /proc parsers.
+//! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for.
+//! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
+//! - [`appliance`]: kernel + generated initramfs holding bootlabd.
+//! - [`commands`]: doctor, plan, up, status, down, egress.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod appliance;
+pub mod commands;
 pub mod desired;
+pub mod doctor;
 mod explain;
+pub mod libvirt;
+pub mod procnet;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +69,85 @@ pub enum Command {
         #[arg(long)]
         ipxe: bool,
     },
+    /// Check the host: KVM, libvirtd, QEMU/OVMF, CIDR/bridge/port clashes, pool directory.
+    Doctor {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: commands::Output,
+    },
+    /// Show what `up` would change (desired vs actual).
+    Plan {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Appliance inputs.
+        #[command(flatten)]
+        appliance: commands::ApplianceArgs,
+        /// Plan as if `up --start` (node VMs started too).
+        #[arg(long)]
+        start: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: commands::Output,
+    },
+    /// Converge libvirt to the inventory (idempotent): pool, volumes,
+    /// network, services VM, node VMs, host egress rule.
+    Up {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Appliance inputs.
+        #[command(flatten)]
+        appliance: commands::ApplianceArgs,
+        /// Start the node VMs too (the services VM always starts).
+        #[arg(long)]
+        start: bool,
+    },
+    /// Network, VMs and each node's boot stage (from bootlabd when reachable).
+    Status {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: commands::Output,
+    },
+    /// Remove what `up` created, and only that.
+    Down {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Keep the VMs' disk volumes (and so the pool).
+        #[arg(long)]
+        keep_disks: bool,
+    },
+    /// The host egress rule (nat mode): `apply`, `show`, `remove`.
+    Egress {
+        /// What to do.
+        #[command(subcommand)]
+        action: commands::EgressAction,
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB, global = true)]
+        lab: PathBuf,
+    },
     /// Print a rendered boot script or per-MAC config: `boot.ipxe?mac=M`,
     /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`.
     Render {
@@ -81,6 +171,16 @@ pub fn load_or_report(path: &Path) -> Result<Inventory, ExitCode> {
             );
             Err(ExitCode::from(EXIT_INVALID_CONFIG))
         }
+    }
+}
+
+fn with_inventory(
+    lab: &Path,
+    f: impl FnOnce(&Inventory) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    match load_or_report(lab) {
+        Ok(inv) => f(&inv),
+        Err(code) => Ok(code),
     }
 }
 
@@ -141,6 +241,39 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print!("{}", explain::explain(&inv, mac, arch, ipxe));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor {
+            lab,
+            connect,
+            output,
+        } => with_inventory(&lab, |inv| commands::doctor(inv, &connect, output)),
+        Command::Plan {
+            lab,
+            connect,
+            appliance,
+            start,
+            output,
+        } => with_inventory(&lab, |inv| {
+            commands::plan(inv, &connect, &appliance, start, output)
+        }),
+        Command::Up {
+            lab,
+            connect,
+            appliance,
+            start,
+        } => with_inventory(&lab, |inv| commands::up(inv, &connect, &appliance, start)),
+        Command::Status {
+            lab,
+            connect,
+            output,
+        } => with_inventory(&lab, |inv| commands::status(inv, &connect, output)),
+        Command::Down {
+            lab,
+            connect,
+            keep_disks,
+        } => with_inventory(&lab, |inv| commands::down(inv, &connect, keep_disks)),
+        Command::Egress { action, lab } => {
+            with_inventory(&lab, |inv| commands::egress(inv, action))
         }
         Command::Render { args } => {
             let (lab, file) = match args.as_slice() {

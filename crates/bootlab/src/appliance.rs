@@ -1,0 +1,589 @@
+//! The `appliance` install method: a kernel plus a generated initramfs that
+//! holds a static busybox, the kernel modules the services VM needs (with
+//! their dependencies from `modules.dep`), bootlabd and nft with their shared
+//! libraries, the lab.toml and the boot assets. No download, boots in seconds.
+//!
+//! # Layout
+//! - [`ApplianceInputs`]: where kernel, modules, binaries and assets come from.
+//! - [`build`]: writes kernel + initramfs into a directory, deterministically
+//!   (same inputs, same bytes: `up` can tell "unchanged").
+//! - [`parse_modules_dep`], [`resolve_modules`]: module dependencies, deps first.
+//! - [`parse_ldd`]: the shared libraries a binary needs.
+//! - [`Cpio`]: a deterministic `newc` archive writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use bootlab_inventory::Inventory;
+
+use crate::desired::ApplianceFiles;
+
+/// Modules the appliance loads when the kernel has them as modules (builtin
+/// ones are skipped, missing ones are reported).
+pub const WANTED_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_console",
+    "virtio_rng",
+    "ahci",
+    "sd_mod",
+    "af_packet",
+    "ext4",
+    "nf_tables",
+    "nft_ct",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_reject_inet",
+    "nft_counter",
+    "nf_conntrack",
+    "nf_nat",
+];
+
+/// Where the appliance's parts come from.
+#[derive(Debug, Clone)]
+pub struct ApplianceInputs {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// `/lib/modules/<version>` (holding `modules.dep`).
+    pub modules: PathBuf,
+    /// A static busybox.
+    pub busybox: PathBuf,
+    /// The bootlabd binary.
+    pub bootlabd: PathBuf,
+    /// nft, if found (needed when `services.firewall = true`).
+    pub nft: Option<PathBuf>,
+    /// Boot assets to place at `services.assets_dir`.
+    pub assets: Option<PathBuf>,
+}
+
+impl ApplianceInputs {
+    /// Fills in defaults: the host's kernel and modules (local URIs only),
+    /// `/bin/busybox`, bootlabd next to this executable or on PATH, nft.
+    pub fn resolve(
+        kernel: Option<PathBuf>,
+        modules: Option<PathBuf>,
+        bootlabd: Option<PathBuf>,
+        assets: Option<PathBuf>,
+        local: bool,
+    ) -> anyhow::Result<Self> {
+        let release = || -> anyhow::Result<String> {
+            let out = Command::new("uname")
+                .arg("-r")
+                .output()
+                .context("running uname -r")?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let kernel = match kernel {
+            Some(k) => k,
+            None if local => PathBuf::from(format!("/boot/vmlinuz-{}", release()?)),
+            None => bail!(
+                "a remote libvirt URI: the host's own kernel says nothing about the hypervisor; \
+                 give the appliance kernel with --kernel PATH --modules DIR"
+            ),
+        };
+        let modules = match modules {
+            Some(m) => m,
+            None if local => PathBuf::from(format!("/lib/modules/{}", release()?)),
+            None => bail!("a remote libvirt URI: give the module tree with --modules DIR"),
+        };
+        let modules = pick_module_root(&modules)?;
+        let bootlabd = match bootlabd {
+            Some(b) => b,
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|e| Some(e.parent()?.join("bootlabd")))
+                .filter(|p| p.is_file())
+                .or_else(|| which("bootlabd"))
+                .context("bootlabd not found next to bootlab nor on PATH: give --bootlabd PATH")?,
+        };
+        let busybox = PathBuf::from("/bin/busybox");
+        if !busybox.is_file() {
+            bail!("/bin/busybox not found: apt-get install busybox-static");
+        }
+        for (what, p) in [("kernel", &kernel), ("bootlabd", &bootlabd)] {
+            if !p.is_file() {
+                bail!("{what} {} does not exist", p.display());
+            }
+        }
+        Ok(Self {
+            kernel,
+            modules,
+            busybox,
+            bootlabd,
+            nft: which("nft")
+                .or_else(|| Some(PathBuf::from("/usr/sbin/nft")).filter(|p| p.is_file())),
+            assets,
+        })
+    }
+}
+
+/// Accepts `/lib/modules/<ver>` or a directory holding exactly one `<ver>`.
+fn pick_module_root(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.join("modules.dep").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let subs: Vec<PathBuf> = std::fs::read_dir(p)
+        .with_context(|| format!("reading module dir {}", p.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|s| s.join("modules.dep").is_file())
+        .collect();
+    match subs.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "{} holds no modules.dep (give /lib/modules/<version>)",
+            p.display()
+        ),
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The module name of a path in `modules.dep` (`kernel/net/x/nf-foo.ko.xz` -> `nf_foo`).
+pub fn module_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let stem = base.split(".ko").next().unwrap_or(base);
+    stem.replace('-', "_")
+}
+
+/// Parses `modules.dep`: module path -> dependency paths.
+pub fn parse_modules_dep(text: &str) -> BTreeMap<String, Vec<String>> {
+    text.lines()
+        .filter_map(|l| {
+            let (m, deps) = l.split_once(':')?;
+            let m = m.trim();
+            if m.is_empty() || !m.contains(".ko") {
+                return None;
+            }
+            Some((
+                m.to_string(),
+                deps.split_whitespace().map(str::to_string).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Module paths to load for `wanted`, dependencies before dependents.
+/// Returns (load order, names not found as modules).
+pub fn resolve_modules(
+    dep: &BTreeMap<String, Vec<String>>,
+    wanted: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let by_name: BTreeMap<String, &String> = dep.keys().map(|p| (module_name(p), p)).collect();
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut missing = Vec::new();
+    fn visit(
+        p: &str,
+        dep: &BTreeMap<String, Vec<String>>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+        depth: usize,
+    ) {
+        if depth > 64 || !seen.insert(p.to_string()) {
+            return;
+        }
+        // modules.dep lists the full closure; visiting each keeps deps first.
+        for d in dep.get(p).map(Vec::as_slice).unwrap_or_default() {
+            visit(d, dep, seen, order, depth + 1);
+        }
+        order.push(p.to_string());
+    }
+    for w in wanted {
+        match by_name.get(&w.replace('-', "_")) {
+            Some(p) => visit(p, dep, &mut seen, &mut order, 0),
+            None => missing.push((*w).to_string()),
+        }
+    }
+    (order, missing)
+}
+
+/// Parses `ldd` output into the library files a binary needs.
+pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rhs)) => rhs.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn shared_libs(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .with_context(|| format!("running ldd {}", bin.display()))?;
+    // "not a dynamic executable" exits 1: a static binary needs nothing.
+    Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A deterministic `newc` cpio writer: every mtime is 0, inode numbers count
+/// up, entries are written in the order given (callers sort).
+pub struct Cpio<W: std::io::Write> {
+    out: W,
+    ino: u32,
+    dirs: BTreeSet<String>,
+}
+
+impl<W: std::io::Write> Cpio<W> {
+    /// A new archive.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            ino: 1,
+            dirs: BTreeSet::new(),
+        }
+    }
+
+    fn header(&mut self, name: &str, mode: u32, size: u32) -> std::io::Result<()> {
+        let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
+        let h = format!(
+            "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            size,
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.ino += 1;
+        self.out.write_all(h.as_bytes())?;
+        self.out.write_all(name.as_bytes())?;
+        self.out.write_all(&[0])?;
+        pad(&mut self.out, 110 + name.len() + 1)
+    }
+
+    /// A directory and its parents (once each).
+    pub fn dir(&mut self, name: &str) -> std::io::Result<()> {
+        let name = name.trim_matches('/');
+        if name.is_empty() || self.dirs.contains(name) {
+            return Ok(());
+        }
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.dir(parent)?;
+        }
+        self.dirs.insert(name.to_string());
+        self.header(name, 0o040755, 0)
+    }
+
+    /// A regular file (its parents are created).
+    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        let name = name.trim_start_matches('/');
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.dir(parent)?;
+        }
+        let size = u32::try_from(data.len())
+            .map_err(|_| std::io::Error::other(format!("{name}: file too large for cpio")))?;
+        self.header(name, 0o100000 | mode, size)?;
+        self.out.write_all(data)?;
+        pad(&mut self.out, data.len())
+    }
+
+    /// A symlink.
+    pub fn symlink(&mut self, name: &str, target: &str) -> std::io::Result<()> {
+        let name = name.trim_start_matches('/');
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            self.dir(parent)?;
+        }
+        self.header(name, 0o120777, target.len() as u32)?;
+        self.out.write_all(target.as_bytes())?;
+        pad(&mut self.out, target.len())
+    }
+
+    /// Writes the trailer and returns the writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.header("TRAILER!!!", 0, 0)?;
+        Ok(self.out)
+    }
+}
+
+fn pad<W: std::io::Write>(w: &mut W, len: usize) -> std::io::Result<()> {
+    let n = (4 - len % 4) % 4;
+    w.write_all(&[0u8; 3][..n])
+}
+
+/// The appliance's `/init`: mounts, loads modules, finds the lab NIC by
+/// MAC, addresses it, mounts (formats once) the data disk and runs bootlabd.
+pub const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /run /tmp /var/log /bin /sbin /usr/bin /usr/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox --install -s
+exec </dev/console >/dev/console 2>&1
+echo "bootlab-appliance: starting"
+for m in $(cat /etc/bootlab/modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -n1; }
+MAC=$(arg bootlab.mac); IP=$(arg bootlab.ip); GW=$(arg bootlab.gw); DATA=$(arg bootlab.data)
+UPLINK=$(arg bootlab.uplink)
+ip link set lo up
+IF=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  for d in /sys/class/net/*; do
+    [ "$(cat "$d/address")" = "$MAC" ] && IF=$(basename "$d")
+  done
+  [ -n "$IF" ] && break
+  sleep 1
+done
+if [ -z "$IF" ]; then echo "bootlab-appliance: no NIC with MAC $MAC"; ls /sys/class/net; fi
+ip link set "$IF" up
+ip addr add "$IP" dev "$IF"
+if [ -n "$UPLINK" ]; then
+  for d in /sys/class/net/*; do
+    [ "$(cat "$d/address")" = "$UPLINK" ] && UP=$(basename "$d")
+  done
+  [ -n "$UP" ] && ip link set "$UP" up && udhcpc -i "$UP" -q -n -s /etc/bootlab/udhcpc.sh
+elif [ "$GW" != "${IP%/*}" ]; then
+  ip route add default via "$GW"
+fi
+DATADIR=$(cat /etc/bootlab/data_dir)
+mkdir -p "$DATADIR"
+if [ -n "$DATA" ] && [ -b "$DATA" ]; then
+  mount -t ext4 "$DATA" "$DATADIR" 2>/dev/null || mount -t ext2 "$DATA" "$DATADIR" 2>/dev/null \
+    || { mke2fs -q -L bootlab-data "$DATA" && mount -t ext2 "$DATA" "$DATADIR"; }
+fi
+echo "bootlab-appliance: lab NIC $IF ($MAC) $IP, data on ${DATA:-tmpfs}"
+while true; do
+  bootlabd --config /etc/bootlab/lab.toml
+  echo "bootlab-appliance: bootlabd exited ($?), restarting"
+  sleep 1
+done
+"#;
+
+/// udhcpc hook for the uplink (isolated mode).
+const UDHCPC: &str = r#"#!/bin/busybox sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    ;;
+esac
+"#;
+
+fn add_tree(cpio: &mut Cpio<impl std::io::Write>, src: &Path, dest: &str) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(src)
+        .with_context(|| format!("reading {}", src.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    cpio.dir(dest)?;
+    for e in entries {
+        let name = format!("{dest}/{}", e.file_name().to_string_lossy());
+        let meta = std::fs::metadata(e.path())?;
+        if meta.is_dir() {
+            add_tree(cpio, &e.path(), &name)?;
+        } else if meta.is_file() {
+            cpio.file(&name, 0o644, &std::fs::read(e.path())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the appliance into `out_dir`: `vmlinuz` (a copy of the kernel) and
+/// `initrd.img` (an uncompressed newc archive: the kernel takes it as is,
+/// and identical inputs give identical bytes). Returns the files and the
+/// modules that were asked for but are not modules of this kernel.
+pub fn build(
+    inv: &Inventory,
+    inputs: &ApplianceInputs,
+    out_dir: &Path,
+) -> anyhow::Result<(ApplianceFiles, Vec<String>)> {
+    std::fs::create_dir_all(out_dir)?;
+    let kernel = out_dir.join("vmlinuz");
+    std::fs::copy(&inputs.kernel, &kernel)
+        .with_context(|| format!("copying kernel {}", inputs.kernel.display()))?;
+    let initrd = out_dir.join("initrd.img");
+    let file = std::io::BufWriter::new(std::fs::File::create(&initrd)?);
+    let mut cpio = Cpio::new(file);
+
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "etc/bootlab",
+        "usr/bin",
+        "usr/sbin",
+        "var/log",
+    ] {
+        cpio.dir(d)?;
+    }
+    cpio.file("init", 0o755, INIT.as_bytes())?;
+    cpio.file("bin/busybox", 0o755, &std::fs::read(&inputs.busybox)?)?;
+    cpio.file("etc/bootlab/udhcpc.sh", 0o755, UDHCPC.as_bytes())?;
+
+    // kernel modules, deps first
+    let dep_text = std::fs::read_to_string(inputs.modules.join("modules.dep"))
+        .with_context(|| format!("reading {}/modules.dep", inputs.modules.display()))?;
+    let builtin =
+        std::fs::read_to_string(inputs.modules.join("modules.builtin")).unwrap_or_default();
+    let builtin: BTreeSet<String> = builtin.lines().map(module_name).collect();
+    let wanted: Vec<&str> = WANTED_MODULES
+        .iter()
+        .copied()
+        .filter(|m| !builtin.contains(*m))
+        .collect();
+    let (order, missing) = resolve_modules(&parse_modules_dep(&dep_text), &wanted);
+    for m in &order {
+        let data =
+            std::fs::read(inputs.modules.join(m)).with_context(|| format!("reading module {m}"))?;
+        cpio.file(&format!("lib/modules/{m}"), 0o644, &data)?;
+    }
+    let mut order_file = order.join("\n");
+    order_file.push('\n');
+    cpio.file("etc/bootlab/modules.order", 0o644, order_file.as_bytes())?;
+
+    // binaries and their shared libraries
+    let mut libs = BTreeSet::new();
+    // Debug info is most of a debug build's size and useless in the appliance.
+    let stripped = out_dir.join("bootlabd.stripped");
+    let strip_ok = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&inputs.bootlabd)
+        .status()
+        .is_ok_and(|s| s.success());
+    let bootlabd = if strip_ok {
+        &stripped
+    } else {
+        &inputs.bootlabd
+    };
+    cpio.file("usr/sbin/bootlabd", 0o755, &std::fs::read(bootlabd)?)?;
+    libs.extend(shared_libs(&inputs.bootlabd)?);
+    if let Some(nft) = &inputs.nft {
+        cpio.file("usr/sbin/nft", 0o755, &std::fs::read(nft)?)?;
+        libs.extend(shared_libs(nft)?);
+    }
+    for lib in &libs {
+        let data = std::fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
+        cpio.file(&lib.to_string_lossy(), 0o755, &data)?;
+    }
+
+    // the inventory and where the services keep things
+    let lab =
+        std::fs::read(&inv.source).with_context(|| format!("reading {}", inv.source.display()))?;
+    cpio.file("etc/bootlab/lab.toml", 0o644, &lab)?;
+    let data_dir = inv.services.data_dir.to_string_lossy().into_owned();
+    cpio.file(
+        "etc/bootlab/data_dir",
+        0o644,
+        format!("{data_dir}\n").as_bytes(),
+    )?;
+    cpio.dir(&data_dir)?;
+    let assets_dir = inv.services.assets_dir.to_string_lossy().into_owned();
+    match &inputs.assets {
+        Some(a) => add_tree(&mut cpio, a, assets_dir.trim_start_matches('/'))?,
+        None => cpio.dir(&assets_dir)?,
+    }
+    cpio.finish()?.flush()?;
+    Ok((ApplianceFiles { kernel, initrd }, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_resolve_deps_first() {
+        let dep = parse_modules_dep(
+            "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n\
+             kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
+             kernel/net/core/failover.ko:\n\
+             kernel/net/netfilter/nf_tables.ko.xz: kernel/net/netfilter/nfnetlink.ko.xz\n\
+             kernel/net/netfilter/nfnetlink.ko.xz:\n\
+             garbage line\n",
+        );
+        let (order, missing) = resolve_modules(&dep, &["virtio_net", "nf_tables", "nope"]);
+        assert_eq!(
+            order,
+            [
+                "kernel/net/core/failover.ko",
+                "kernel/drivers/net/net_failover.ko",
+                "kernel/drivers/net/virtio_net.ko",
+                "kernel/net/netfilter/nfnetlink.ko.xz",
+                "kernel/net/netfilter/nf_tables.ko.xz"
+            ]
+        );
+        let pos = |n: &str| order.iter().position(|p| p.ends_with(n)).unwrap();
+        assert!(pos("/failover.ko") < pos("/net_failover.ko"));
+        assert!(pos("/net_failover.ko") < pos("/virtio_net.ko"));
+        assert!(pos("nfnetlink.ko.xz") < pos("nf_tables.ko.xz"));
+        assert_eq!(missing, vec!["nope"]);
+    }
+
+    #[test]
+    fn ldd_output() {
+        let t = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                 \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\
+                 \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+                 \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n\
+                 \tlibmissing.so => not found\n";
+        assert_eq!(
+            parse_ldd(t),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn cpio_is_deterministic_and_readable_by_cpio() {
+        let build = || {
+            let mut c = Cpio::new(Vec::new());
+            c.file("a/b/c.txt", 0o644, b"hello").unwrap();
+            c.symlink("a/l", "b/c.txt").unwrap();
+            c.finish().unwrap()
+        };
+        let one = build();
+        assert_eq!(one, build());
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("cpio")
+            .args(["-idm", "--quiet"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("cpio must be installed");
+        child.stdin.take().unwrap().write_all(&one).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/c.txt")).unwrap(),
+            b"hello"
+        );
+        assert_eq!(std::fs::read(dir.path().join("a/l")).unwrap(), b"hello");
+    }
+}

@@ -1,0 +1,457 @@
+//! The libvirt-facing commands: `doctor`, `plan`, `up`, `status`, `down`,
+//! `egress apply|show|remove`. Flags arrive parsed (see [`crate::Cli`]);
+//! this module turns them into ready objects and runs the steps.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bootlab_firewall::{BootlabTable, Nft, hypervisor_ruleset};
+use bootlab_inventory::{InstallMethod, Inventory, NetworkMode, VirtType};
+use serde::Serialize;
+use virt::connect::Connect;
+
+use crate::appliance::{self, ApplianceInputs};
+use crate::desired::Desired;
+use crate::doctor::{self, Probes as _, SystemProbes};
+use crate::libvirt::{self, Action, Actual, Change, Object, UpOptions};
+
+/// `--output`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// Flags shared by the commands that talk to libvirt.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// libvirt URI (overrides libvirt.uri), e.g. qemu+ssh://host/system.
+    #[arg(long = "connect", value_name = "URI")]
+    pub connect: Option<String>,
+}
+
+/// Flags of `plan` and `up` that decide the appliance.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ApplianceArgs {
+    /// Appliance kernel (default: the host's /boot/vmlinuz-$(uname -r)).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Its module tree (default: /lib/modules/$(uname -r)).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub bootlabd: Option<PathBuf>,
+    /// Boot assets to place at services.assets_dir inside the appliance
+    /// (e.g. what `boot-assets/gather.sh DIR` gathered).
+    #[arg(long, value_name = "DIR")]
+    pub assets: Option<PathBuf>,
+    /// Build the appliance into DIR and keep it (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub appliance_dir: Option<PathBuf>,
+}
+
+fn uri(inv: &Inventory, c: &ConnectArgs) -> String {
+    c.connect.clone().unwrap_or_else(|| inv.libvirt.uri.clone())
+}
+
+/// `auto` -> kvm or qemu: locally by running a tiny KVM guest; remotely by
+/// asking libvirt whether the hypervisor offers KVM.
+fn resolve_virt_type(inv: &Inventory, conn: &Connect, local: bool) -> VirtType {
+    if local {
+        let probes = SystemProbes { uri: String::new() };
+        doctor::resolve_virt_type(inv.libvirt.virt_type, || probes.kvm())
+    } else {
+        doctor::resolve_virt_type(inv.libvirt.virt_type, || {
+            match conn.get_domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0) {
+                Ok(_) => doctor::KvmState::GuestRuns,
+                Err(e) => doctor::KvmState::GuestFails(e.to_string()),
+            }
+        })
+    }
+}
+
+/// Everything `plan` and `up` work from.
+struct Prepared {
+    conn: Connect,
+    desired: Desired,
+    local: bool,
+    virt_type: VirtType,
+    _work: tempfile::TempDir,
+}
+
+fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Result<Prepared> {
+    let uri = uri(inv, c);
+    let local = libvirt::is_local_uri(&uri);
+    let conn = libvirt::connect(&uri)?;
+    let virt_type = resolve_virt_type(inv, &conn, local);
+    let work = tempfile::tempdir()?;
+    let files = if inv.services.install == InstallMethod::Appliance {
+        let inputs = ApplianceInputs::resolve(
+            a.kernel.clone(),
+            a.modules.clone(),
+            a.bootlabd.clone(),
+            a.assets.clone(),
+            local,
+        )?;
+        let dir = a
+            .appliance_dir
+            .clone()
+            .unwrap_or_else(|| work.path().to_path_buf());
+        let (files, missing) = appliance::build(inv, &inputs, &dir)?;
+        if !missing.is_empty() {
+            eprintln!(
+                "note: not modules of this kernel (built in or absent): {}",
+                missing.join(", ")
+            );
+        }
+        Some(files)
+    } else {
+        eprintln!(
+            "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
+            match inv.services.install {
+                InstallMethod::Kickstart { .. } => "kickstart",
+                _ => "cloud-image",
+            }
+        );
+        None
+    };
+    let desired = Desired::from_inventory(inv, virt_type, files.as_ref())?;
+    Ok(Prepared {
+        conn,
+        desired,
+        local,
+        virt_type,
+        _work: work,
+    })
+}
+
+/// The host egress rule (nat mode, local URIs): a change when the live
+/// table differs from the inventory's ruleset.
+fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>> {
+    if inv.network.mode != NetworkMode::Nat {
+        return Ok(None);
+    }
+    if !local {
+        return Ok(Some(Change {
+            object: Object::Egress,
+            name: "inet bootlab".into(),
+            action: Action::Refuse {
+                why: "a remote URI: the host egress rule belongs on the hypervisor; run `bootlab egress apply` there".into(),
+            },
+            note: String::new(),
+        }));
+    }
+    let rs = hypervisor_ruleset(inv)?;
+    let table = BootlabTable::new(Nft::system());
+    let matches = table.matches(&rs).unwrap_or(false);
+    Ok((!matches).then(|| Change {
+        object: Object::Egress,
+        name: "inet bootlab".into(),
+        action: if table.state().ok().flatten().is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        },
+        note: "host egress rule".into(),
+    }))
+}
+
+fn full_plan(inv: &Inventory, p: &Prepared, opts: UpOptions) -> anyhow::Result<Vec<Change>> {
+    let have = Actual::read(&p.conn, &p.desired)?;
+    let mut changes = libvirt::plan(&p.desired, &have, opts);
+    changes.extend(egress_change(inv, p.local)?);
+    Ok(changes)
+}
+
+/// `bootlab doctor`
+pub fn doctor(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let uri = uri(inv, c);
+    let local = libvirt::is_local_uri(&uri);
+    let probes = SystemProbes { uri };
+    let findings = doctor::run_checks(inv, &probes, local);
+    let failed = match output {
+        Output::Text => doctor::print_findings(&findings),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&findings)?);
+            findings.iter().any(|f| f.level == doctor::Level::Fail)
+        }
+    };
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    virt_type: &'static str,
+    changes: &'a [Change],
+}
+
+fn virt_name(v: VirtType) -> &'static str {
+    match v {
+        VirtType::Kvm => "kvm",
+        _ => "qemu",
+    }
+}
+
+/// `bootlab plan`
+pub fn plan(
+    inv: &Inventory,
+    c: &ConnectArgs,
+    a: &ApplianceArgs,
+    start: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let p = prepare(inv, c, a)?;
+    let changes = full_plan(inv, &p, UpOptions { start_nodes: start })?;
+    match output {
+        Output::Text => {
+            println!("virt type: {}", virt_name(p.virt_type));
+            libvirt::print_plan(&changes);
+        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&PlanJson {
+                virt_type: virt_name(p.virt_type),
+                changes: &changes,
+            })?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bootlab up`
+pub fn up(
+    inv: &Inventory,
+    c: &ConnectArgs,
+    a: &ApplianceArgs,
+    start: bool,
+) -> anyhow::Result<ExitCode> {
+    let p = prepare(inv, c, a)?;
+    let changes = full_plan(inv, &p, UpOptions { start_nodes: start })?;
+    println!("virt type: {}", virt_name(p.virt_type));
+    if changes.is_empty() {
+        println!("nothing to do: libvirt matches the inventory");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = indicatif::ProgressBar::new(changes.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("converging libvirt");
+    let (egress, rest): (Vec<Change>, Vec<Change>) = changes
+        .iter()
+        .cloned()
+        .partition(|c| c.object == Object::Egress);
+    libvirt::apply(&p.conn, &p.desired, &rest)?;
+    bar.inc(rest.len() as u64);
+    for e in &egress {
+        match &e.action {
+            Action::Refuse { why } => eprintln!("note: egress rule skipped: {why}"),
+            _ => {
+                BootlabTable::new(Nft::system())
+                    .apply(&hypervisor_ruleset(inv)?)
+                    .context("applying the host egress rule")?;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("done:");
+    libvirt::print_plan(&changes);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bootlab down`
+pub fn down(inv: &Inventory, c: &ConnectArgs, keep_disks: bool) -> anyhow::Result<ExitCode> {
+    let uri = uri(inv, c);
+    let local = libvirt::is_local_uri(&uri);
+    let conn = libvirt::connect(&uri)?;
+    // Names do not depend on the appliance's content or the virt type.
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let mut report = libvirt::down(&conn, &desired, keep_disks)?;
+    let egress_is_ours = inv.network.mode == NetworkMode::Nat && local;
+    if egress_is_ours && BootlabTable::new(Nft::system()).remove().unwrap_or(false) {
+        report.removed.push("egress table inet bootlab".into());
+    }
+    for r in &report.removed {
+        println!("- {r}");
+    }
+    for k in &report.kept {
+        println!("  kept {k}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One machine from bootlabd's `/api/v1/machines`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MachineSummary {
+    /// MAC.
+    pub mac: String,
+    /// Node name, if known.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Latest boot stage.
+    #[serde(default)]
+    pub stage: Option<String>,
+}
+
+/// GET a small JSON document over plain HTTP/1.0, bounded in time.
+pub fn http_get_json(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut body = Vec::new();
+    s.take(16 << 20).read_to_end(&mut body)?;
+    let text = String::from_utf8_lossy(&body);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1) != Some("200") {
+        bail!("{}", head.lines().next().unwrap_or("bad response"));
+    }
+    Ok(serde_json::from_str(body)?)
+}
+
+#[derive(Serialize)]
+struct VmStatus {
+    domain: String,
+    state: String,
+    mac: String,
+    stage: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StatusJson {
+    network: String,
+    network_state: String,
+    bootlabd: String,
+    vms: Vec<VmStatus>,
+}
+
+/// `bootlab status`
+pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let conn = libvirt::connect(&uri(inv, c))?;
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let have = Actual::read(&conn, &desired)?;
+    let addr = SocketAddr::new(inv.services.ip.into(), inv.services.listen.http.port());
+    let (api, machines): (String, Vec<MachineSummary>) =
+        match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
+            Ok(v) => match serde_json::from_value(v) {
+                Ok(m) => (format!("answering at http://{addr}"), m),
+                Err(e) => (format!("unexpected answer from http://{addr}: {e}"), vec![]),
+            },
+            Err(e) => (format!("not reachable at http://{addr}: {e:#}"), vec![]),
+        };
+    let vms: Vec<VmStatus> = desired
+        .domains
+        .iter()
+        .map(|d| {
+            let mac = d
+                .plan
+                .nics
+                .first()
+                .map(|n| n.mac.clone())
+                .unwrap_or_default();
+            VmStatus {
+                domain: d.plan.name.clone(),
+                state: match have.domains.get(&d.plan.name) {
+                    None => "absent".into(),
+                    Some(s) if s.active => "running".into(),
+                    Some(_) => "shut off".into(),
+                },
+                stage: machines
+                    .iter()
+                    .find(|m| m.mac.eq_ignore_ascii_case(&mac))
+                    .and_then(|m| m.stage.clone()),
+                mac,
+            }
+        })
+        .collect();
+    let st = StatusJson {
+        network: desired.network.clone(),
+        network_state: match &have.network {
+            None => "absent".into(),
+            Some(n) if n.active => "active".into(),
+            Some(_) => "inactive".into(),
+        },
+        bootlabd: api,
+        vms,
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+        Output::Text => {
+            println!("network {}: {}", st.network, st.network_state);
+            println!("bootlabd: {}", st.bootlabd);
+            println!("{:<28} {:<9} {:<18} stage", "VM", "state", "MAC");
+            for v in &st.vms {
+                println!(
+                    "{:<28} {:<9} {:<18} {}",
+                    v.domain,
+                    v.state,
+                    v.mac,
+                    v.stage.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bootlab egress apply|show|remove`
+pub fn egress(inv: &Inventory, action: EgressAction) -> anyhow::Result<ExitCode> {
+    let rs = hypervisor_ruleset(inv)?;
+    let table = BootlabTable::new(Nft::system());
+    match action {
+        EgressAction::Show => {
+            print!("{}", bootlab_firewall::render_nft(&rs));
+            match table.listing_without_state()? {
+                Some(_) if table.matches(&rs)? => println!("# live: table inet bootlab matches"),
+                Some(_) => {
+                    println!("# live: table inet bootlab differs (run `bootlab egress apply`)")
+                }
+                None => println!("# live: no table inet bootlab"),
+            }
+        }
+        EgressAction::Apply => {
+            let outcome = table.apply(&rs)?;
+            println!("table inet bootlab: {outcome:?}");
+        }
+        EgressAction::Remove => {
+            let existed = table.remove()?;
+            println!(
+                "table inet bootlab: {}",
+                if existed { "removed" } else { "was not there" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bootlab egress <action>`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum EgressAction {
+    /// Apply the host egress rule (nat mode) as one transaction.
+    Apply,
+    /// Print the rule in nft syntax and whether the live table matches.
+    Show,
+    /// Remove bootlab's table (nothing else).
+    Remove,
+}

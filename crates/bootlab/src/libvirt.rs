@@ -1,0 +1,729 @@
+//! libvirt through its API (the `virt` crate): read what exists, compare it
+//! with [`Desired`], converge (`up`), remove (`down`).
+//!
+//! # Layout
+//! - [`connect`], [`is_local_uri`]: connections; host-local steps are refused
+//!   for remote URIs.
+//! - [`Actual::read`]: what libvirt has now, reduced to what `plan` compares
+//!   (bootlab's digest in `<metadata>`, capacities, states).
+//! - [`plan`]: desired vs actual -> [`Change`]s, empty when converged.
+//! - [`apply`]: carries the changes out; never destroys a network to edit it,
+//!   never shrinks or deletes a disk.
+//! - [`down`]: removes what `up` created, only objects that are bootlab's.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::network::Network;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+use virt::sys;
+
+use crate::desired::{Desired, VolumeContent, VolumeSpec};
+use crate::xml;
+
+/// Opens a connection.
+pub fn connect(uri: &str) -> anyhow::Result<Connect> {
+    // libvirt prints every error to stderr by default, including the
+    // expected "not found" of lookups; errors reach us as values instead.
+    virt::error::clear_error_callback();
+    Connect::open(Some(uri)).with_context(|| format!("connecting to libvirt at {uri}"))
+}
+
+/// True when `uri` talks to the local host (no host name, no remote
+/// transport): host egress rule, host checks and the host's kernel are only
+/// used then.
+pub fn is_local_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return true;
+    };
+    let transport = scheme.split_once('+').map(|(_, t)| t);
+    if matches!(
+        transport,
+        Some("ssh" | "tcp" | "tls" | "libssh" | "libssh2")
+    ) {
+        return false;
+    }
+    rest.starts_with('/')
+}
+
+/// A domain as libvirt has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainState {
+    /// bootlab's digest in the persistent definition, if the domain is ours.
+    pub digest: Option<String>,
+    /// Running.
+    pub active: bool,
+}
+
+/// The network as libvirt has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkState {
+    /// Digest in the persistent definition.
+    pub digest: Option<String>,
+    /// Digest of the running definition.
+    pub live_digest: Option<String>,
+    /// Running.
+    pub active: bool,
+    /// Starts with libvirtd.
+    pub autostart: bool,
+}
+
+/// The pool as libvirt has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolState {
+    /// Target path.
+    pub path: String,
+    /// Running.
+    pub active: bool,
+    /// Starts with libvirtd.
+    pub autostart: bool,
+    /// Volumes by name with their capacity.
+    pub volumes: BTreeMap<String, u64>,
+}
+
+/// What exists now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Actual {
+    /// The lab pool.
+    pub pool: Option<PoolState>,
+    /// The lab network.
+    pub network: Option<NetworkState>,
+    /// Domains by name (only names the inventory asks for).
+    pub domains: BTreeMap<String, DomainState>,
+}
+
+fn path_of_pool_xml(x: &str) -> String {
+    let mut r = quick_xml::Reader::from_str(x);
+    let mut in_path = false;
+    let mut depth_target = false;
+    loop {
+        match r.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) => match e.name().as_ref() {
+                "target" => depth_target = true,
+                "path" if depth_target => in_path = true,
+                _ => {}
+            },
+            Ok(quick_xml::events::Event::Text(t)) if in_path => {
+                return t.xml10_content().trim().to_string();
+            }
+            Ok(quick_xml::events::Event::End(e)) if e.name().as_ref() == "target" => {
+                depth_target = false
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return String::new(),
+            _ => {}
+        }
+    }
+}
+
+impl Actual {
+    /// Reads pool, volumes, network and the inventory's domains.
+    pub fn read(conn: &Connect, want: &Desired) -> anyhow::Result<Self> {
+        let mut a = Actual::default();
+        if let Ok(pool) = StoragePool::lookup_by_name(conn, &want.pool) {
+            let active = pool.is_active()?;
+            if active {
+                let _ = pool.refresh(0);
+            }
+            let mut volumes = BTreeMap::new();
+            if active {
+                for v in pool.list_all_volumes(0)? {
+                    volumes.insert(v.get_name()?, v.get_info()?.capacity);
+                }
+            }
+            a.pool = Some(PoolState {
+                path: path_of_pool_xml(&pool.get_xml_desc(0)?),
+                active,
+                autostart: pool.get_autostart()?,
+                volumes,
+            });
+        }
+        if let Ok(net) = Network::lookup_by_name(conn, &want.network) {
+            a.network = Some(NetworkState {
+                digest: xml::stored_digest(&net.get_xml_desc(sys::VIR_NETWORK_XML_INACTIVE)?),
+                live_digest: xml::stored_digest(&net.get_xml_desc(0)?),
+                active: net.is_active()?,
+                autostart: net.get_autostart()?,
+            });
+        }
+        for d in &want.domains {
+            if let Ok(dom) = Domain::lookup_by_name(conn, &d.plan.name) {
+                a.domains.insert(
+                    d.plan.name.clone(),
+                    DomainState {
+                        digest: xml::stored_digest(
+                            &dom.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)?,
+                        ),
+                        active: dom.is_active()?,
+                    },
+                );
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// What kind of object a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Object {
+    /// Storage pool.
+    Pool,
+    /// Storage volume.
+    Volume,
+    /// Network.
+    Network,
+    /// Domain.
+    Domain,
+    /// Host egress rule.
+    Egress,
+}
+
+/// One step `up` would take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Define/create it.
+    Create,
+    /// Its definition differs from the inventory.
+    Update,
+    /// Grow a volume.
+    Grow {
+        /// Current bytes.
+        from: u64,
+        /// Wanted bytes.
+        to: u64,
+    },
+    /// Start it.
+    Start,
+    /// Turn autostart on.
+    Autostart,
+    /// Remove a stale appliance volume.
+    Remove,
+    /// Cannot be done; why and what to do.
+    Refuse {
+        /// The reason and the fix.
+        why: String,
+    },
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Object kind.
+    pub object: Object,
+    /// Object name.
+    pub name: String,
+    /// What happens.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Extra words for humans.
+    pub note: String,
+}
+
+fn ch(object: Object, name: &str, action: Action, note: impl Into<String>) -> Change {
+    Change {
+        object,
+        name: name.to_string(),
+        action,
+        note: note.into(),
+    }
+}
+
+/// Options of `up` that change the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Start node VMs too.
+    pub start_nodes: bool,
+}
+
+/// True for volumes bootlab's appliance step creates for these domains.
+fn is_appliance_volume(want: &Desired, name: &str) -> bool {
+    want.domains.iter().filter(|d| d.is_services).any(|d| {
+        let (k, i) = crate::desired::appliance_volume_prefixes(&d.plan.name);
+        name.starts_with(&k) || name.starts_with(&i)
+    })
+}
+
+/// Desired vs actual. Empty when everything is as the inventory says.
+pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
+    let mut out = Vec::new();
+    let no_vols = BTreeMap::new();
+    let vols = match &have.pool {
+        None => {
+            out.push(ch(
+                Object::Pool,
+                &want.pool,
+                Action::Create,
+                format!("dir pool at {}", want.pool_path),
+            ));
+            &no_vols
+        }
+        Some(p) => {
+            if p.path.trim_end_matches('/') != want.pool_path.trim_end_matches('/') {
+                out.push(ch(
+                    Object::Pool,
+                    &want.pool,
+                    Action::Refuse {
+                        why: format!(
+                            "pool {} exists at {}, the inventory says {}: set libvirt.pool to another name or libvirt.pool_path to {}",
+                            want.pool, p.path, want.pool_path, p.path
+                        ),
+                    },
+                    "",
+                ));
+            }
+            if !p.active {
+                out.push(ch(Object::Pool, &want.pool, Action::Start, ""));
+            }
+            if !p.autostart {
+                out.push(ch(Object::Pool, &want.pool, Action::Autostart, ""));
+            }
+            &p.volumes
+        }
+    };
+    for v in &want.volumes {
+        match (vols.get(&v.name), &v.content) {
+            (None, VolumeContent::Disk) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                format!("qcow2, {}", human(v.capacity)),
+            )),
+            (None, VolumeContent::Upload(p)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                format!("upload {} ({})", p.display(), human(v.capacity)),
+            )),
+            (Some(&cap), VolumeContent::Disk) if cap < v.capacity => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Grow {
+                    from: cap,
+                    to: v.capacity,
+                },
+                format!("{} -> {}", human(cap), human(v.capacity)),
+            )),
+            _ => {}
+        }
+    }
+    for name in vols.keys() {
+        if is_appliance_volume(want, name) && !want.volumes.iter().any(|v| &v.name == name) {
+            out.push(ch(
+                Object::Volume,
+                name,
+                Action::Remove,
+                "stale appliance file",
+            ));
+        }
+    }
+    match &have.network {
+        None => {
+            out.push(ch(
+                Object::Network,
+                &want.network,
+                Action::Create,
+                "define, start, autostart",
+            ));
+        }
+        Some(n) => {
+            let wanted = xml::stored_digest(&want.network_xml);
+            if n.digest.is_none() {
+                out.push(ch(
+                    Object::Network,
+                    &want.network,
+                    Action::Refuse {
+                        why: format!(
+                            "network {0} exists and is not bootlab's: set network.libvirt_name to another name, or remove it (`virsh net-destroy {0}; virsh net-undefine {0}`)",
+                            want.network
+                        ),
+                    },
+                    "",
+                ));
+            } else if n.digest != wanted {
+                out.push(ch(
+                    Object::Network,
+                    &want.network,
+                    Action::Update,
+                    "definition differs",
+                ));
+            }
+            if !n.active {
+                out.push(ch(Object::Network, &want.network, Action::Start, ""));
+            } else if n.digest.is_some() && n.digest == wanted && n.live_digest != wanted {
+                out.push(ch(
+                    Object::Network,
+                    &want.network,
+                    Action::Refuse {
+                        why: format!(
+                            "the running network still has the old definition; bootlab does not destroy a network to edit it: restart it when convenient (`virsh net-destroy {0}; virsh net-start {0}`)",
+                            want.network
+                        ),
+                    },
+                    "",
+                ));
+            }
+            if !n.autostart {
+                out.push(ch(Object::Network, &want.network, Action::Autostart, ""));
+            }
+        }
+    }
+    for d in &want.domains {
+        let name = &d.plan.name;
+        match have.domains.get(name) {
+            None => {
+                out.push(ch(Object::Domain, name, Action::Create, domain_note(d)));
+                if d.is_services || opts.start_nodes {
+                    out.push(ch(Object::Domain, name, Action::Start, ""));
+                }
+            }
+            Some(s) => {
+                if s.digest.is_none() {
+                    out.push(ch(
+                        Object::Domain,
+                        name,
+                        Action::Refuse {
+                            why: format!(
+                                "domain {name} exists and is not bootlab's: change libvirt.vm_prefix or remove it (`virsh undefine {name}`)"
+                            ),
+                        },
+                        "",
+                    ));
+                    continue;
+                }
+                if s.digest != xml::stored_digest(&d.xml) {
+                    out.push(ch(
+                        Object::Domain,
+                        name,
+                        Action::Update,
+                        if s.active {
+                            "definition differs; takes effect at its next boot"
+                        } else {
+                            "definition differs"
+                        },
+                    ));
+                }
+                if !s.active && (d.is_services || opts.start_nodes) {
+                    out.push(ch(Object::Domain, name, Action::Start, ""));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn domain_note(d: &crate::desired::DomainSpec) -> String {
+    let p = &d.plan;
+    let nics: Vec<&str> = p.nics.iter().map(|n| n.mac.as_str()).collect();
+    format!(
+        "{} vCPU, {}, {}, {} disk(s), NIC {}{}",
+        p.vcpus,
+        human(p.memory),
+        p.firmware.as_str(),
+        p.disks.len(),
+        nics.join(" "),
+        if p.direct_boot.is_some() {
+            ", appliance (direct kernel boot)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Bytes for humans.
+pub fn human(b: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (u, n) in UNITS {
+        if b >= n && b % n == 0 {
+            return format!("{} {u}", b / n);
+        }
+    }
+    if b >= 1 << 20 {
+        return format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    }
+    format!("{b} B")
+}
+
+/// Prints the plan as a readable diff.
+pub fn print_plan(changes: &[Change]) {
+    if changes.is_empty() {
+        println!("nothing to do: libvirt matches the inventory");
+        return;
+    }
+    for c in changes {
+        let (sign, verb) = match &c.action {
+            Action::Create => ("+", "create".to_string()),
+            Action::Update => ("~", "update".to_string()),
+            Action::Grow { .. } => ("~", "grow".to_string()),
+            Action::Start => (">", "start".to_string()),
+            Action::Autostart => ("~", "autostart".to_string()),
+            Action::Remove => ("-", "remove".to_string()),
+            Action::Refuse { why } => ("!", format!("refused: {why}")),
+        };
+        let obj = match c.object {
+            Object::Pool => "pool",
+            Object::Volume => "volume",
+            Object::Network => "network",
+            Object::Domain => "domain",
+            Object::Egress => "egress",
+        };
+        if c.note.is_empty() {
+            println!("{sign} {obj:<7} {:<28} {verb}", c.name);
+        } else {
+            println!("{sign} {obj:<7} {:<28} {verb} ({})", c.name, c.note);
+        }
+    }
+}
+
+fn upload(
+    conn: &Connect,
+    vol: &StorageVol,
+    spec: &VolumeSpec,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let stream = Stream::new(conn, 0)?;
+    vol.upload(&stream, 0, spec.capacity, 0)
+        .with_context(|| format!("uploading into volume {}", spec.name))?;
+    let bar =
+        indicatif::ProgressBar::new(spec.capacity).with_message(format!("upload {}", spec.name));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:30} {bar:30} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            let sent = stream.send(&buf[off..n])?;
+            if sent == 0 {
+                bail!("libvirt stream refused data for {}", spec.name);
+            }
+            off += sent;
+        }
+        bar.inc(n as u64);
+    }
+    stream.finish()?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Carries out a plan. Refusals stop before anything is changed.
+pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Result<()> {
+    if let Some(why) = changes.iter().find_map(|c| match &c.action {
+        Action::Refuse { why }
+            if c.object != Object::Network || !why.contains("still has the old") =>
+        {
+            Some(why.clone())
+        }
+        _ => None,
+    }) {
+        bail!("{why}");
+    }
+    for c in changes {
+        match (c.object, &c.action) {
+            (Object::Pool, Action::Create) => {
+                let pool = StoragePool::define_xml(conn, &want.pool_xml, 0)
+                    .context("defining the storage pool")?;
+                pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
+                    .or_else(|_| pool.build(0))
+                    .context("building the pool directory")?;
+                pool.create(0).context("starting the storage pool")?;
+                pool.set_autostart(true)?;
+            }
+            (Object::Pool, Action::Start) => {
+                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+                let _ = pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE);
+                pool.create(0).context("starting the storage pool")?;
+            }
+            (Object::Pool, Action::Autostart) => {
+                StoragePool::lookup_by_name(conn, &want.pool)?.set_autostart(true)?;
+            }
+            (Object::Volume, Action::Create) => {
+                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+                let spec = want
+                    .volumes
+                    .iter()
+                    .find(|v| v.name == c.name)
+                    .context("volume not in the desired state")?;
+                let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
+                    .with_context(|| format!("creating volume {}", spec.name))?;
+                if let VolumeContent::Upload(path) = &spec.content {
+                    upload(conn, &vol, spec, path)?;
+                }
+            }
+            (Object::Volume, Action::Grow { to, .. }) => {
+                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+                StorageVol::lookup_by_name(&pool, &c.name)?
+                    .resize(*to, 0)
+                    .with_context(|| format!("growing volume {}", c.name))?;
+            }
+            (Object::Volume, Action::Remove) => {
+                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+                StorageVol::lookup_by_name(&pool, &c.name)?.delete(0)?;
+            }
+            (Object::Network, Action::Create) => {
+                let net =
+                    Network::define_xml(conn, &want.network_xml).context("defining the network")?;
+                net.create().context("starting the network")?;
+                net.set_autostart(true)?;
+            }
+            (Object::Network, Action::Update) => {
+                // Redefining updates the persistent definition in place; a
+                // running network is never destroyed for it.
+                Network::define_xml(conn, &want.network_xml).context("updating the network")?;
+            }
+            (Object::Network, Action::Start) => {
+                Network::lookup_by_name(conn, &want.network)?
+                    .create()
+                    .context("starting the network")?;
+            }
+            (Object::Network, Action::Autostart) => {
+                Network::lookup_by_name(conn, &want.network)?.set_autostart(true)?;
+            }
+            (Object::Domain, Action::Create | Action::Update) => {
+                let d = want
+                    .domains
+                    .iter()
+                    .find(|d| d.plan.name == c.name)
+                    .context("domain not in the desired state")?;
+                Domain::define_xml(conn, &d.xml)
+                    .with_context(|| format!("defining domain {}", c.name))?;
+            }
+            (Object::Domain, Action::Start) => {
+                Domain::lookup_by_name(conn, &c.name)?
+                    .create()
+                    .with_context(|| format!("starting domain {}", c.name))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What `down` removed or kept.
+#[derive(Debug, Default, Serialize)]
+pub struct DownReport {
+    /// Removed objects (`kind name`).
+    pub removed: Vec<String>,
+    /// Kept objects and why.
+    pub kept: Vec<String>,
+}
+
+/// Removes what `up` created, only objects that are bootlab's: domains and
+/// network carrying bootlab's metadata, the volumes named after the
+/// inventory's VMs, and the pool when nothing else is left in it.
+pub fn down(conn: &Connect, want: &Desired, keep_disks: bool) -> anyhow::Result<DownReport> {
+    let mut r = DownReport::default();
+    for d in &want.domains {
+        let Ok(dom) = Domain::lookup_by_name(conn, &d.plan.name) else {
+            continue;
+        };
+        if xml::stored_digest(&dom.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)?).is_none() {
+            r.kept
+                .push(format!("domain {} (not bootlab's)", d.plan.name));
+            continue;
+        }
+        if dom.is_active()? {
+            dom.destroy()
+                .with_context(|| format!("stopping {}", d.plan.name))?;
+        }
+        dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM)
+            .or_else(|_| dom.undefine())
+            .with_context(|| format!("undefining {}", d.plan.name))?;
+        r.removed.push(format!("domain {}", d.plan.name));
+    }
+    if let Ok(net) = Network::lookup_by_name(conn, &want.network) {
+        if xml::stored_digest(&net.get_xml_desc(sys::VIR_NETWORK_XML_INACTIVE)?).is_some() {
+            if net.is_active()? {
+                net.destroy()?;
+            }
+            net.undefine()?;
+            r.removed.push(format!("network {}", want.network));
+        } else {
+            r.kept
+                .push(format!("network {} (not bootlab's)", want.network));
+        }
+    }
+    if let Ok(pool) = StoragePool::lookup_by_name(conn, &want.pool) {
+        if path_of_pool_xml(&pool.get_xml_desc(0)?).trim_end_matches('/')
+            != want.pool_path.trim_end_matches('/')
+        {
+            r.kept.push(format!("pool {} (at another path)", want.pool));
+            return Ok(r);
+        }
+        if !pool.is_active()? {
+            pool.create(0).context("starting the pool to empty it")?;
+        }
+        let _ = pool.refresh(0);
+        for v in pool.list_all_volumes(0)? {
+            let name = v.get_name()?;
+            let ours_disk = want
+                .volumes
+                .iter()
+                .any(|s| s.name == name && s.content == VolumeContent::Disk);
+            if is_appliance_volume(want, &name) || (ours_disk && !keep_disks) {
+                v.delete(0)
+                    .with_context(|| format!("deleting volume {name}"))?;
+                r.removed.push(format!("volume {name}"));
+            } else {
+                r.kept.push(format!("volume {name}"));
+            }
+        }
+        if pool.list_volumes()?.is_empty() {
+            pool.destroy()?;
+            pool.delete(sys::VIR_STORAGE_POOL_DELETE_NORMAL)
+                .context("removing the pool directory")?;
+            pool.undefine()?;
+            r.removed.push(format!("pool {}", want.pool));
+        } else {
+            r.kept
+                .push(format!("pool {} (volumes left in it)", want.pool));
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_and_remote_uris() {
+        assert!(is_local_uri("qemu:///system"));
+        assert!(is_local_uri("qemu:///system?socket=/tmp/x/libvirt-sock"));
+        assert!(is_local_uri("qemu+unix:///system"));
+        assert!(is_local_uri("test:///default"));
+        assert!(!is_local_uri("qemu+ssh://root@hv/system"));
+        assert!(!is_local_uri("qemu://hv/system"));
+        assert!(!is_local_uri("qemu+tcp://hv/system"));
+    }
+
+    #[test]
+    fn pool_path_is_read_from_xml() {
+        assert_eq!(
+            path_of_pool_xml(
+                "<pool type='dir'><name>x</name><target><path>/a/b</path></target></pool>"
+            ),
+            "/a/b"
+        );
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(1 << 30), "1 GiB");
+        assert_eq!(human(3 << 20), "3 MiB");
+        assert_eq!(human(12), "12 B");
+    }
+}
