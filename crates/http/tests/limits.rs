@@ -144,3 +144,46 @@ fn stop_lets_an_in_flight_download_finish() {
     // Everything arrived: head + 8 MiB, minus the 16 bytes read first.
     assert!(got + 16 > 8 * 1024 * 1024, "only {got} bytes after stop");
 }
+
+/// Sends `request` raw and returns everything the server answers before it
+/// closes (or the first response, for a kept-alive connection).
+fn raw_exchange(lab: &Lab, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(lab.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn malformed_requests_get_protocol_errors_not_silence() {
+    let lab = Lab::start_with(limits());
+    let bad_line = raw_exchange(&lab, b"GARBAGE\r\n\r\n");
+    assert!(bad_line.starts_with("HTTP/1.1 400"), "{bad_line:?}");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let too_large = raw_exchange(&lab, huge.as_bytes());
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
+    let bad_header = raw_exchange(&lab, b"GET /assets/small.txt HTTP/1.1\r\nHost x\r\n\r\n");
+    assert!(bad_header.starts_with("HTTP/1.1 400"), "{bad_header:?}");
+    // The service is still there.
+    assert_eq!(get(&[&lab.url("/assets/small.txt")]).0, 200);
+    assert!(
+        metric(
+            &lab,
+            r#"bootlab_errors_total{service="http",kind="bad_request"}"#
+        ) >= 3
+    );
+}

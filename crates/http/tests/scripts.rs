@@ -178,3 +178,19 @@ fn machine_api_and_metrics() {
     );
     assert!(text.contains("bootlab_http_connections 1"), "{text}");
 }
+
+#[test]
+fn a_reloaded_inventory_changes_scripts_at_once() {
+    let lab = Lab::start();
+    let (_, before) = get_text(&[&lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
+    assert!(before.contains("bootlab.marker=worker "), "{before}");
+    let text = lab.config_text.replace(
+        "vars     = { marker = \"worker\" }",
+        "vars     = { marker = \"reloaded\" }",
+    );
+    assert_ne!(text, lab.config_text, "the test's edit applies");
+    let inv = bootlab_inventory::parse(&text, &lab.config_path).expect("edited inventory parses");
+    lab.publisher.publish(inv);
+    let (_, after) = get_text(&[&lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
+    assert!(after.contains("bootlab.marker=reloaded"), "{after}");
+}

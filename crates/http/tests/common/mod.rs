@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
-use bootlab_boot::Shared;
+use bootlab_boot::{InventoryPublisher, Shared};
 use bootlab_http::Limits;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,12 @@ pub struct Lab {
     pub shared: Shared,
     /// Scratch space next to (outside) the assets root.
     pub dir: tempfile::TempDir,
+    /// Swaps in a new inventory, as bootlabd's reload does.
+    pub publisher: InventoryPublisher,
+    /// The inventory text served (dev.toml with this lab's port and paths).
+    pub config_text: String,
+    /// The path the inventory was parsed as.
+    pub config_path: PathBuf,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -58,6 +64,7 @@ impl Lab {
                 &format!("assets_dir = {:?}", assets.display().to_string()),
             );
         let inv = bootlab_inventory::parse(&text, &config).expect("dev.toml parses");
+        let config_text = text.clone();
         assert_eq!(
             inv.services.assets_dir, assets,
             "assets_dir override applied"
@@ -68,7 +75,6 @@ impl Lab {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
             std::thread::spawn(move || {
-                let _publisher = publisher;
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
@@ -84,6 +90,9 @@ impl Lab {
             assets,
             shared,
             dir,
+            publisher,
+            config_text,
+            config_path: config,
             shutdown,
             thread: Some(thread),
         }
