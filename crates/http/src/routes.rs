@@ -138,6 +138,7 @@ fn render_for(
     state: &AppState,
     inv: &Inventory,
     conn: &ConnInfo,
+    method: &Method,
     mac: MacAddr,
     kind: ScriptKind,
     path: &str,
@@ -145,7 +146,8 @@ fn render_for(
     let node = inv.node_by_mac(mac)?;
     match render::render(inv, node, kind) {
         Ok(script) => {
-            if let Some(ip) = conn.peer_v4() {
+            // A HEAD fetches nothing: no timeline event.
+            if let Some(ip) = conn.peer_v4().filter(|_| method == Method::GET) {
                 state.shared.timeline.fetch(
                     inv,
                     ip,
@@ -198,14 +200,23 @@ fn unknown_machine(
 async fn boot_ipxe(
     State(state): State<AppStateRef>,
     Extension(conn): Extension<ConnInfo>,
+    method: Method,
     uri: Uri,
 ) -> Response {
     state.metrics.request(RequestKind::Script);
     let inv = state.shared.inventory();
     if let Some(raw) = query_mac(&uri) {
         return match raw.trim().parse::<MacAddr>() {
-            Ok(mac) => render_for(&state, &inv, &conn, mac, ScriptKind::Ipxe, "/boot.ipxe")
-                .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
+            Ok(mac) => render_for(
+                &state,
+                &inv,
+                &conn,
+                &method,
+                mac,
+                ScriptKind::Ipxe,
+                "/boot.ipxe",
+            )
+            .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
             Err(_) => {
                 state.metrics.error("bad_mac");
                 unknown_machine(&state, &conn, None, &raw)
@@ -216,8 +227,16 @@ async fn boot_ipxe(
         .peer_v4()
         .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
     match mac {
-        Some(mac) => render_for(&state, &inv, &conn, mac, ScriptKind::Ipxe, "/boot.ipxe")
-            .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
+        Some(mac) => render_for(
+            &state,
+            &inv,
+            &conn,
+            &method,
+            mac,
+            ScriptKind::Ipxe,
+            "/boot.ipxe",
+        )
+        .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
         None => {
             debug!(peer = %conn.peer, "boot.ipxe from an unknown address: chaining by MAC");
             ipxe(render::chain_by_mac_ipxe(&inv))
@@ -228,21 +247,32 @@ async fn boot_ipxe(
 async fn grub_by_source(
     State(state): State<AppStateRef>,
     Extension(conn): Extension<ConnInfo>,
+    method: Method,
 ) -> Response {
     state.metrics.request(RequestKind::Script);
     let inv = state.shared.inventory();
     let mac = conn
         .peer_v4()
         .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
-    mac.and_then(|mac| render_for(&state, &inv, &conn, mac, ScriptKind::Grub, "/grub/grub.cfg"))
-        .unwrap_or_else(|| {
-            state.refuse(
-                &conn,
-                "unknown_machine",
-                "grub/grub.cfg for an unknown address",
-            );
-            text(StatusCode::NOT_FOUND, "unknown machine\n")
-        })
+    mac.and_then(|mac| {
+        render_for(
+            &state,
+            &inv,
+            &conn,
+            &method,
+            mac,
+            ScriptKind::Grub,
+            "/grub/grub.cfg",
+        )
+    })
+    .unwrap_or_else(|| {
+        state.refuse(
+            &conn,
+            "unknown_machine",
+            "grub/grub.cfg for an unknown address",
+        );
+        text(StatusCode::NOT_FOUND, "unknown machine\n")
+    })
 }
 
 /// Per-MAC configs (`grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`) and 404s.
@@ -268,7 +298,7 @@ async fn fallback(
             .into_response();
     }
     let inv = state.shared.inventory();
-    render_for(&state, &inv, &conn, mac, file.kind(), path).unwrap_or_else(|| {
+    render_for(&state, &inv, &conn, &method, mac, file.kind(), path).unwrap_or_else(|| {
         state.refuse(
             &conn,
             "unknown_machine",

@@ -149,6 +149,11 @@ fn machine_api_and_metrics() {
     let lab = Lab::start();
     let (code, body) = get_text(&[&lab.url(&format!("/api/v1/machines/{BIOS}"))]);
     assert_eq!(code, 404, "never seen: {body}");
+    // A HEAD of a script fetches nothing: still never seen.
+    let (code, _) = get_text(&["--head", &lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
+    assert_eq!(code, 200);
+    let (code, _) = get_text(&[&lab.url(&format!("/api/v1/machines/{BIOS}"))]);
+    assert_eq!(code, 404);
     let (code, _) = get_text(&[&lab.url("/api/v1/machines/not-a-mac")]);
     assert_eq!(code, 400);
     let (code, body) = get_text(&[&lab.url("/api/v1/machines")]);
@@ -173,7 +178,7 @@ fn machine_api_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains(r#"bootlab_requests_total{service="http",kind="script"} 1"#),
+        text.contains(r#"bootlab_requests_total{service="http",kind="script"} 2"#),
         "{text}"
     );
     assert!(text.contains("bootlab_http_connections 1"), "{text}");
