@@ -159,6 +159,27 @@ impl LogLimiter {
 
 type SessionKey = (SocketAddr, IpAddr, String);
 
+/// A running session's claim on the cap; released on drop (also on panic
+/// or abort).
+struct SessionSlot {
+    server: Arc<Server>,
+    key: SessionKey,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.server.end_session(&self.key);
+    }
+}
+
+/// Errors after which the listening socket is unusable.
+fn is_fatal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::EBADF || code == nix::libc::ENOTSOCK || code == nix::libc::EINVAL
+    )
+}
+
 struct Server {
     shared: Shared,
     config: TftpConfig,
@@ -204,7 +225,19 @@ pub async fn serve_with(
     loop {
         let got = tokio::select! {
             () = shutdown.cancelled() => break,
-            got = net::recv_request(&socket, &mut buf) => got?,
+            got = net::recv_request(&socket, &mut buf) => match got {
+                Ok(got) => got,
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    // Transient (ENOBUFS, ENOMEM...): note it, pause, go on.
+                    server.counters.error("recv");
+                    if server.limiter.allow(addr.ip()) {
+                        warn!("tftp: receive failed: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         server.handle_datagram(&buf[..got.len], got, &mut sessions);
@@ -305,8 +338,12 @@ impl Server {
                 let server = Arc::clone(self);
                 sessions.spawn(
                     async move {
+                        // Frees the slot however the session ends.
+                        let _slot = SessionSlot {
+                            server: Arc::clone(&server),
+                            key: key.clone(),
+                        };
                         server.run_session(req, got.local, peer, &key).await;
-                        server.end_session(&key);
                     }
                     .instrument(span),
                 );
