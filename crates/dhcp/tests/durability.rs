@@ -290,3 +290,55 @@ fn acked_leases_survive_kill_9_and_are_never_offered_to_another() {
     }
     drop(daemon);
 }
+
+#[test]
+fn the_daemon_finds_its_interface_by_services_mac() {
+    require("udhcpc", "udhcpc");
+    let lab = Lab::new(common::NODE_MAC, None);
+    // No services.interface: bootlabd must find the NIC whose MAC is services.mac.
+    let config = lab.inventory(false);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("interface = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&lab, &config);
+    let log = std::fs::read_to_string(lab.dir.path().join("bootlabd.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "listening for dhcp on 0.0.0.0:67 (interface {})",
+            lab.server_if
+        )),
+        "{log}"
+    );
+    let script = lab.dir.path().join("bound.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip\"\nexit 0\n",
+    )
+    .unwrap();
+    run(Command::new("chmod").arg("+x").arg(&script));
+    let out = run(lab
+        .client_cmd("udhcpc")
+        .args([
+            "-i",
+            &lab.client_if,
+            "-f",
+            "-n",
+            "-q",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+        ])
+        .arg(&script));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("ip={}", common::NODE_IP)),
+        "{stdout}"
+    );
+    drop(daemon);
+}
