@@ -58,6 +58,7 @@ const ERROR_KINDS: &[&str] = &[
     "bad_mac",
     "render",
     "io",
+    "aborted_transfer",
     "header_timeout",
     "idle_timeout",
     "connection_cap",

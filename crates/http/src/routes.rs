@@ -361,7 +361,7 @@ impl SendReport for AssetReport {
     fn report(self: Box<Self>, bytes: u64, complete: bool) {
         self.state.metrics.bytes_sent.add(bytes);
         if !complete {
-            self.state.metrics.error("io");
+            self.state.metrics.error("aborted_transfer");
             debug!(peer = %self.peer, path = %self.path, bytes, "transfer abandoned");
         }
         if !self.record_fetch {

@@ -84,3 +84,50 @@ fn dhcp_then_script_then_kernel_in_order() {
     sorted.sort();
     assert_eq!(stamps, sorted, "events in time order");
 }
+
+#[test]
+fn an_aborted_download_records_the_bytes_that_left() {
+    let lab = Lab::start();
+    let len = 64 * 1024 * 1024u64;
+    std::fs::File::create(lab.assets.join("vmlinuz"))
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    // node-uefi's reservation is 127.0.0.11: curl from there, and stop
+    // reading after 1 MiB (head exits, curl dies on the broken pipe).
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -s --interface 127.0.0.11 {} | head -c 1048576 | wc -c",
+            lab.url("/assets/vmlinuz")
+        ))
+        .output()
+        .expect("sh runs");
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "1048576");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let bytes = loop {
+        let (code, json) = get_text(&[&lab.url("/api/v1/machines/52:54:00:77:00:11")]);
+        if code == 200 {
+            let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let e = &m["events"][0];
+            assert_eq!(e["kind"], "kernel", "{json}");
+            break e["bytes"].as_u64().unwrap();
+        }
+        assert!(std::time::Instant::now() < give_up, "no event: {json}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        bytes < len,
+        "an aborted transfer is not recorded as complete ({bytes})"
+    );
+    assert!(
+        bytes + 1024 >= 1024 * 1024,
+        "at least what the client read was sent ({bytes})"
+    );
+    assert!(
+        common::metric(
+            &lab,
+            r#"bootlab_errors_total{service="http",kind="aborted_transfer"}"#
+        ) >= 1
+    );
+}
