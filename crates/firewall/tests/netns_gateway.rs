@@ -119,11 +119,11 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
     assert!(lab.node.http_reachable(ALLOWED, 80), "node -> allow_cidrs");
     let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
     assert!(
-        !lab.node.http_reachable(DENIED, 80),
+        lab.node.http_dropped(DENIED, 80),
         "node -> not allowed address"
     );
     assert!(
-        !lab.node.http_reachable(REGISTRY, 80),
+        lab.node.http_dropped(REGISTRY, 80),
         "registry reachable before DNS answered"
     );
     assert!(
@@ -138,7 +138,7 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
     );
     let refused = lab.counter(COUNTER_SERVICES_INPUT_DENIED);
     assert!(
-        !lab.node.http_reachable("10.77.0.254", 9999),
+        lab.node.http_dropped("10.77.0.254", 9999),
         "node -> unlisted port"
     );
     assert!(lab.counter(COUNTER_SERVICES_INPUT_DENIED) > refused);
@@ -159,10 +159,12 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
         lab.node.http_reachable(REGISTRY, 80),
         "learned address not reachable"
     );
+    let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
     assert!(
-        !lab.node.http_reachable(SHORT_LIVED, 80),
+        lab.node.http_dropped(SHORT_LIVED, 80),
         "an address nobody resolved passed"
     );
+    assert!(lab.counter(COUNTER_LAB_EGRESS_DENIED) > denied);
 
     // A shorter TTL for the same address never shortens its life.
     let Learned::Added(granted) = learned.add(ip(REGISTRY), Duration::from_secs(5)).unwrap() else {
@@ -222,6 +224,29 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
         text.contains("bootlab_firewall_learned_addresses 1"),
         "{text}"
     );
+
+    // What the node tried and was refused, for `bootlab status`.
+    let refused: Vec<String> = lab
+        .table()
+        .denied_endpoints()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e.addr, e.protocol, e.port))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            format!("{DENIED} tcp 80"),
+            format!("{REGISTRY} tcp 80"),
+            format!("{SHORT_LIVED} tcp 80"),
+        ]
+    );
+    assert!(
+        text.contains("bootlab_firewall_denied_endpoints 3"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -229,10 +254,12 @@ fn a_learned_address_stops_passing_when_its_ttl_runs_out() {
     let lab = GatewayLab::new();
     let rs = services_ruleset(&isolated(), &ifaces()).unwrap().unwrap();
     lab.table().apply(&rs).unwrap();
+    let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
     assert!(
-        !lab.node.http_reachable(SHORT_LIVED, 80),
+        lab.node.http_dropped(SHORT_LIVED, 80),
         "reachable before DNS answered"
     );
+    assert!(lab.counter(COUNTER_LAB_EGRESS_DENIED) > denied);
 
     let learned = LearnedSet::new(lab.services.nft());
     learned
@@ -255,7 +282,7 @@ fn a_learned_address_stops_passing_when_its_ttl_runs_out() {
     }
     let denied = lab.counter(COUNTER_LAB_EGRESS_DENIED);
     assert!(
-        !lab.node.http_reachable(SHORT_LIVED, 80),
+        lab.node.http_dropped(SHORT_LIVED, 80),
         "reachable after the TTL expired"
     );
     assert!(lab.counter(COUNTER_LAB_EGRESS_DENIED) > denied);

@@ -168,7 +168,7 @@ fn nat_mode_lets_services_out_and_nodes_only_to_allow_cidrs() {
     assert!(lab.node.http_reachable(ALLOWED, 80), "node -> allow_cidrs");
     let before = lab.denied();
     assert!(
-        !lab.node.http_reachable(DENIED, 80),
+        lab.node.http_dropped(DENIED, 80),
         "node -> not allowed address passed"
     );
     assert!(lab.denied() > before, "the drop was not counted");
@@ -211,7 +211,7 @@ fn nat_mode_lets_services_out_and_nodes_only_to_allow_cidrs() {
     assert_eq!(lab.table().listing_without_state().unwrap(), listing);
     assert!(lab.table().matches(&rs).unwrap());
     assert_eq!(lab.denied(), denied, "re-apply reset the counter");
-    assert!(!lab.node.http_reachable(DENIED, 80));
+    assert!(lab.node.http_dropped(DENIED, 80));
     assert!(
         lab.denied() > denied,
         "the counter stopped counting after re-apply"
@@ -236,7 +236,7 @@ fn a_ruleset_nft_rejects_leaves_the_previous_one_in_force() {
     let lab = NatLab::new();
     let good = hypervisor_ruleset(&okd_with_allow_cidr()).unwrap();
     lab.table().apply(&good).unwrap();
-    assert!(!lab.node.http_reachable(DENIED, 80));
+    assert!(lab.node.http_dropped(DENIED, 80));
     let denied = lab.denied();
 
     // An "open everything" ruleset that nft must reject (jump to a missing
@@ -265,7 +265,7 @@ fn a_ruleset_nft_rejects_leaves_the_previous_one_in_force() {
     assert_eq!(lab.denied(), denied, "counter lost");
     assert!(lab.node.http_reachable(ALLOWED, 80));
     assert!(
-        !lab.node.http_reachable(DENIED, 80),
+        lab.node.http_dropped(DENIED, 80),
         "previous policy no longer in force"
     );
     assert!(lab.denied() > denied);

@@ -143,13 +143,28 @@ impl Netns {
         }
     }
 
-    /// True when an HTTP GET to `addr:port` from this namespace gets any
-    /// HTTP answer. A dropped SYN shows up as a connect timeout (2 s).
+    /// True when an HTTP GET to `addr:port` from this namespace gets an
+    /// HTTP answer (generous limits: a busy machine must not fail it).
     pub fn http_reachable(&self, addr: &str, port: u16) -> bool {
         self.try_sh(&format!(
-            "curl -s -o /dev/null --connect-timeout 2 --max-time 10 http://{addr}:{port}/"
+            "curl -s -o /dev/null --connect-timeout 15 --max-time 30 http://{addr}:{port}/"
         ))
         .is_ok()
+    }
+
+    /// True when the connection attempt to `addr:port` goes unanswered
+    /// (curl's "timed out", exit 28): the SYN was dropped. A refusal (RST,
+    /// ICMP unreachable) or an answer is `false`. The tests pair this with a
+    /// drop counter that must have grown, so a slow answer cannot pass as a
+    /// drop.
+    pub fn http_dropped(&self, addr: &str, port: u16) -> bool {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(["curl", "-s", "-o", "/dev/null", "--connect-timeout", "2"])
+            .arg(format!("http://{addr}:{port}/"))
+            .status()
+            .expect("run curl");
+        status.code() == Some(28)
     }
 }
 
