@@ -21,13 +21,15 @@
 //! Host tool (`bootlab egress apply|show|remove`, `bootlab up`, `status`):
 //! `hypervisor_ruleset(&inv)?`, then `render_nft(&rs)` (show / dry-run) or
 //! `BootlabTable::new(Nft::system()).apply(&rs)?`; `remove()`;
-//! `counters()` for status.
+//! `counters()` and `denied_endpoints()` for status.
 //!
 //! bootlabd: `ServicesInterfaces::discover(&inv, "/sys/class/net")`,
 //! `services_ruleset(&inv, &ifaces)?` (`None` when `services.firewall` is
 //! off), `apply` at start and on every SIGHUP (keeps learned addresses and
 //! counters), `register_firewall_metrics`, one `LearnedSet` fed from the DNS
-//! channel, `remove()` only for `--firewall-remove` (rules stay on stop).
+//! channel (`add(addr, ttl)` for every A record the forwarder passes on,
+//! before the answer goes to the client), `remove()` only for
+//! `--firewall-remove` (rules stay on stop).
 
 #![deny(missing_docs)]
 
