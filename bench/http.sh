@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-50}
-for tool in nginx curl ss; do
-  command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is required (apt-get install nginx curl iproute2)" >&2; exit 69; }
+for tool in nginx curl ss bc; do
+  command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is required (apt-get install nginx curl iproute2 bc)" >&2; exit 69; }
 done
 
 if [ -z "${BOOTLABD:-}" ]; then
