@@ -60,7 +60,12 @@ impl NatLab {
              ip link add virbr-okd type bridge && \
              ip addr add 192.168.200.1/24 dev virbr-okd && ip link set virbr-okd up");
         // br_netfilter: bridged IPv4 goes through the inet forward hook.
-        hypervisor.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1");
+        if let Err(e) = hypervisor.try_sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1") {
+            panic!(
+                "br_netfilter is not available (run `modprobe br_netfilter` on the host; \
+                 this test must see bridged packets in the forward hook): {e}"
+            );
+        }
         for (guest, port, mac, ip) in [
             (&services, "vnet0", "52:54:00:c8:00:fe", "192.168.200.254"),
             (&node, "vnet1", "f8:75:a4:ac:01:00", "192.168.200.10"),
