@@ -90,3 +90,37 @@ fn reapply_is_idempotent_policy_changes_apply_and_foreign_tables_stay() {
     assert_eq!(table.listing().unwrap(), None);
     assert_eq!(foreign(), FOREIGN, "foreign table touched by remove");
 }
+
+/// What `egress show` / `--dry-run` prints is valid `nft -f` input, and nft
+/// makes of it exactly the table the JSON batch makes.
+#[test]
+fn the_shown_ruleset_is_what_nft_builds_from_either_form() {
+    require_tools();
+    let ifaces_gw = ServicesInterfaces {
+        lab: "eth0".into(),
+        uplink: Some("eth1".into()),
+    };
+    let ifaces_nat = ServicesInterfaces {
+        lab: "eth0".into(),
+        uplink: None,
+    };
+    let rulesets = [
+        hypervisor_ruleset(&config("okd-lab.toml")).unwrap(),
+        services_ruleset(&config("okd-lab.toml"), &ifaces_nat)
+            .unwrap()
+            .unwrap(),
+        services_ruleset(&config("isolated-lab.toml"), &ifaces_gw)
+            .unwrap()
+            .unwrap(),
+    ];
+    for rs in &rulesets {
+        let text = render_nft(rs);
+        let by_text = Netns::new("text");
+        by_text.sh(&format!("nft -f - <<'EOF'\n{text}EOF"));
+        let by_json = Netns::new("json");
+        BootlabTable::new(by_json.nft()).apply(rs).unwrap();
+        let listing = |ns: &Netns| strip_state(&ns.sh("nft list table inet bootlab"));
+        assert_eq!(listing(&by_text), text);
+        assert_eq!(listing(&by_json), text);
+    }
+}
