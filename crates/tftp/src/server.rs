@@ -497,3 +497,26 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_one_line_per_peer_per_interval() {
+        let limiter = LogLimiter::new(Duration::from_secs(3600));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(limiter.allow(a));
+        assert!(!limiter.allow(a));
+        assert!(limiter.allow(b));
+        let always = LogLimiter::new(Duration::ZERO);
+        assert!(always.allow(a) && always.allow(a));
+        // Bounded memory: a flood of distinct peers never grows the map
+        // past its cap.
+        for i in 0..(LogLimiter::MAX_PEERS as u32 + 10) {
+            limiter.allow(IpAddr::V4(i.into()));
+        }
+        assert!(limiter.last.lock().unwrap().len() <= LogLimiter::MAX_PEERS);
+    }
+}
