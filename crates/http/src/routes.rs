@@ -106,6 +106,13 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// A response the builder refused (a header we built is invalid): a bug,
+/// answered with 500 rather than a misleading 200.
+fn build_failed(e: &axum::http::Error) -> Response {
+    error!("building a response failed: {e}");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+}
+
 fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -486,14 +493,16 @@ fn respond_with_file(
     }
     let pieces = match &plan {
         Plan::NotModified => {
-            return builder.body(Body::empty()).unwrap_or_default();
+            return builder
+                .body(Body::empty())
+                .unwrap_or_else(|e| build_failed(&e));
         }
         Plan::PreconditionFailed => {
             state.refuse(conn, "precondition_failed", "asset precondition failed");
             return builder
                 .header(header::CONTENT_LENGTH, "0")
                 .body(Body::empty())
-                .unwrap_or_default();
+                .unwrap_or_else(|e| build_failed(&e));
         }
         Plan::NotSatisfiable(e) => {
             state.refuse(conn, "bad_range", &format!("asset /assets/{decoded}: {e}"));
@@ -501,7 +510,7 @@ fn respond_with_file(
                 .header(header::CONTENT_RANGE, hv(&format!("bytes */{}", meta.len)))
                 .header(header::CONTENT_LENGTH, "0")
                 .body(Body::empty())
-                .unwrap_or_default();
+                .unwrap_or_else(|e| build_failed(&e));
         }
         Plan::Full => {
             builder = builder.header(header::CONTENT_TYPE, ctype);
@@ -538,7 +547,9 @@ fn respond_with_file(
         .sum();
     builder = builder.header(header::CONTENT_LENGTH, length);
     if *method == Method::HEAD {
-        return builder.body(Body::empty()).unwrap_or_default();
+        return builder
+            .body(Body::empty())
+            .unwrap_or_else(|e| build_failed(&e));
     }
     let report = AssetReport {
         state: Arc::clone(state),
@@ -552,5 +563,7 @@ fn respond_with_file(
         Arc::clone(&conn.written),
         Some(Box::new(report)),
     );
-    builder.body(Body::new(body)).unwrap_or_default()
+    builder
+        .body(Body::new(body))
+        .unwrap_or_else(|e| build_failed(&e))
 }
