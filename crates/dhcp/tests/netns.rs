@@ -256,3 +256,85 @@ async fn unknown_mac_gets_a_pool_address_with_a_pool() {
     server.stop().await;
     assert!(Path::new(&lab.dir.path().join("data")).is_dir());
 }
+
+/// A relayed DISCOVER for NODE_MAC from `giaddr`.
+fn relayed_discover(giaddr: Ipv4Addr, xid: u32) -> Vec<u8> {
+    use dhcproto::Encodable as _;
+    use dhcproto::v4::{DhcpOption, Message, MessageType};
+    let mac: bootlab_inventory::MacAddr = NODE_MAC.parse().unwrap();
+    let mut m = Message::new_with_id(
+        xid,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        giaddr,
+        &mac.octets(),
+    );
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut b = Vec::new();
+    m.encode(&mut dhcproto::Encoder::new(&mut b)).unwrap();
+    b
+}
+
+/// A UDP header (68 -> 67) whose length field says `claimed` payload bytes,
+/// checksum 0 (none), followed by `payload`.
+fn udp_datagram(payload: &[u8], claimed: usize) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&67u16.to_be_bytes());
+    d.extend_from_slice(&67u16.to_be_bytes());
+    d.extend_from_slice(&((8 + claimed) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_length_disagreeing_with_the_datagram() {
+    let relay_ip = Ipv4Addr::new(10, 77, 0, 2);
+    let lab = std::sync::Arc::new(Lab::new("02:00:00:4d:99:03", Some(relay_ip)));
+    let server = Server::start(&lab, false).await;
+    // A relay socket (for replies) and a raw UDP socket (to lie about the
+    // UDP length), both in the client namespace.
+    let (relay, raw) = Lab::in_netns(&lab.client_ns, move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let relay = std::net::UdpSocket::bind((relay_ip, 67)).unwrap();
+        relay
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap();
+        (relay, raw)
+    });
+    let to: socket2::SockAddr = std::net::SocketAddr::from((SERVICES_IP, 67)).into();
+    let discover = relayed_discover(relay_ip, 0xdead_0001);
+    // Shorter than the datagram: the kernel trims to 100 bytes, the server
+    // sees a truncated DHCP message and drops it (counted).
+    raw.send_to(&udp_datagram(&discover, 100), &to).unwrap();
+    // Longer than the datagram: the kernel drops it before the server.
+    raw.send_to(&udp_datagram(&discover, discover.len() + 200), &to)
+        .unwrap();
+    // Then an honest one: still served, and only it is answered.
+    let good = relayed_discover(relay_ip, 0xdead_0002);
+    raw.send_to(&udp_datagram(&good, good.len()), &to).unwrap();
+    let reply = blocking(move || {
+        let mut buf = [0u8; 1500];
+        let (n, _) = relay
+            .recv_from(&mut buf)
+            .expect("a reply to the honest DISCOVER");
+        buf[..n].to_vec()
+    })
+    .await;
+    assert_eq!(
+        &reply[4..8],
+        &0xdead_0002u32.to_be_bytes(),
+        "answered the honest one"
+    );
+    assert_eq!(&reply[16..20], &NODE_IP.octets(), "yiaddr");
+    assert_eq!(
+        server.dropped("malformed"),
+        1,
+        "{}",
+        server.shared.metrics.render()
+    );
+    server.stop().await;
+}
