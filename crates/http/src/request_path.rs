@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use axum::http::StatusCode;
 use bootlab_boot::assets::{self, Refusal};
 
 /// Why an asset path was refused before or during resolution.
@@ -36,6 +37,18 @@ impl PathError {
             Self::Refused(Refusal::Escape) => "escape",
             Self::Refused(Refusal::NotFound) => "not_found",
             Self::Refused(Refusal::NotAFile) => "not_a_file",
+        }
+    }
+
+    /// The status it is answered with: 403 for leaving the root, 400 for
+    /// malformed or smuggled paths, 404 for misses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Refused(Refusal::Traversal | Refusal::Escape) => StatusCode::FORBIDDEN,
+            Self::Refused(Refusal::NotFound | Refusal::NotAFile) => StatusCode::NOT_FOUND,
+            Self::BadEncoding | Self::DoubleEncoded | Self::Refused(Refusal::Malformed) => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use bootlab_boot::assets::Refusal;
 use bootlab_boot::render::{self, ScriptKind, VirtualFile};
 use bootlab_boot::{Service, Shared};
 use bootlab_inventory::{Inventory, MacAddr};
@@ -293,7 +294,8 @@ async fn fallback(
     let virtual_file = VirtualFile::parse(path).and_then(|v| v.mac().map(|m| (v, m)));
     let Some((file, mac)) = virtual_file else {
         state.metrics.request(RequestKind::Other);
-        state.refuse(&conn, "not_found", &format!("no route for {path}"));
+        state.metrics.error("not_found");
+        debug!(peer = %conn.peer, "no route for {path}");
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
     state.metrics.request(RequestKind::Script);
@@ -421,13 +423,12 @@ async fn asset(
     let root = state.shared.inventory().services.assets_dir.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, PathError> {
         let (decoded, path) = request_path::resolve_asset(&root, &raw)?;
-        let file = std::fs::File::open(&path)
-            .map_err(|_| PathError::Refused(bootlab_boot::assets::Refusal::NotFound))?;
+        let file = std::fs::File::open(&path).map_err(|_| PathError::Refused(Refusal::NotFound))?;
         let meta = file
             .metadata()
-            .map_err(|_| PathError::Refused(bootlab_boot::assets::Refusal::NotFound))?;
+            .map_err(|_| PathError::Refused(Refusal::NotFound))?;
         if !meta.is_file() {
-            return Err(PathError::Refused(bootlab_boot::assets::Refusal::NotAFile));
+            return Err(PathError::Refused(Refusal::NotAFile));
         }
         Ok(Opened {
             file,
@@ -439,22 +440,14 @@ async fn asset(
     let opened = match opened {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
-            state.refuse(
-                &conn,
-                e.kind(),
-                &format!("asset {}: {e}", request.uri().path()),
-            );
-            let status = if e.is_hostile() {
-                match e {
-                    PathError::Refused(
-                        bootlab_boot::assets::Refusal::Traversal
-                        | bootlab_boot::assets::Refusal::Escape,
-                    ) => StatusCode::FORBIDDEN,
-                    _ => StatusCode::BAD_REQUEST,
-                }
+            let what = format!("asset {}: {e}", request.uri().path());
+            if e.is_hostile() {
+                state.refuse(&conn, e.kind(), &what);
             } else {
-                StatusCode::NOT_FOUND
-            };
+                state.metrics.error(e.kind());
+                debug!(peer = %conn.peer, "{what}");
+            }
+            let status = e.status();
             return text(
                 status,
                 format!("{}\n", status.canonical_reason().unwrap_or("refused")),
