@@ -4,12 +4,15 @@
 //! # Layout
 //! - [`Args`] and [`run`]: command line, logging, config check, runtime.
 //! - `services`: binds each service's sockets and spawns it.
+//! - `firewall`: applies `table inet bootlab` at start and on reload, feeds
+//!   DNS-learned addresses into its set, `--firewall-remove`.
 //! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
 //!   keep state), SIGTERM/SIGINT stop with a grace deadline.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod firewall;
 mod lifecycle;
 mod services;
 
@@ -47,6 +50,11 @@ pub struct Args {
     /// Validate the inventory and exit: 0 when valid, 64 when not (errors on stderr).
     #[arg(long)]
     pub check: bool,
+
+    /// Remove bootlab's nftables table (`table inet bootlab`) and exit.
+    /// bootlabd never removes it on stop: the policy fails closed.
+    #[arg(long, conflicts_with = "check")]
+    pub firewall_remove: bool,
 
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -102,6 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_tracing(args.log_format);
+    if args.firewall_remove {
+        firewall::remove_and_report(&args.config)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bootlabd")

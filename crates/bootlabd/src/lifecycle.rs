@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::SHUTDOWN_GRACE;
+use crate::firewall::DaemonFirewall;
 use crate::services;
 
 /// Serves `inv` until SIGTERM/SIGINT.
@@ -39,14 +40,16 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     }
     let listen = inv.services.listen;
     let (shared, publisher) = Shared::new(inv);
+    let firewall = DaemonFirewall::system();
+    firewall.apply(&shared.inventory(), &shared.metrics)?;
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
-    services::spawn_all(&shared, &shutdown, &mut tasks).await?;
+    services::spawn_all(&shared, &shutdown, &mut tasks, &firewall).await?;
     info!(config = %config.display(), "bootlabd ready");
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config, &shared, &publisher, listen),
+            _ = hup.recv() => reload(&config, &shared, &publisher, listen, &firewall),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             Some(done) = tasks.join_next() => {
@@ -94,12 +97,17 @@ fn reload(
     shared: &Shared,
     publisher: &bootlab_boot::InventoryPublisher,
     listen: bootlab_inventory::Listen,
+    firewall: &DaemonFirewall,
 ) {
     info!(config = %config.display(), "SIGHUP: reloading the inventory");
     match bootlab_inventory::load(config) {
         Ok(new) => {
             if new.services.listen != listen {
                 warn!("services.listen changed; the new addresses take effect after a restart");
+            }
+            // The ruleset first: a rejected one leaves the old rules in force.
+            if let Err(e) = firewall.apply(&new, &shared.metrics) {
+                error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
             }
             let nodes = new.nodes.len();
             publisher.publish(new);

@@ -5,6 +5,10 @@
 
 use anyhow::Context as _;
 use bootlab_boot::Shared;
+use bootlab_dns::LearnedAddress;
+use tokio::sync::mpsc;
+
+use crate::firewall::DaemonFirewall;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -16,11 +20,12 @@ pub(crate) async fn spawn_all(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    firewall: &DaemonFirewall,
 ) -> anyhow::Result<()> {
     spawn_dhcp(shared, shutdown, tasks)?;
-    spawn_http(shared, shutdown, tasks).await?;
-    spawn_dns(shared, shutdown, tasks).await?;
+    spawn_dns(shared, shutdown, tasks, firewall).await?;
     spawn_tftp(shared, shutdown, tasks).await?;
+    spawn_http(shared, shutdown, tasks).await?;
     Ok(())
 }
 
@@ -44,6 +49,21 @@ async fn spawn_http(
     Ok(())
 }
 
+/// TFTP on `services.listen.tftp` (read-only boot assets and per-MAC configs).
+async fn spawn_tftp(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let addr = shared.inventory().services.listen.tftp;
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("binding tftp on {addr}"))?;
+    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    tasks.spawn(async move { ("tftp", bootlab_tftp::serve(socket, shared, shutdown).await) });
+    Ok(())
+}
+
 /// DHCP on `services.interface` (or the NIC whose MAC is `services.mac`,
 /// when listening on 0.0.0.0), else a plain UDP socket on
 /// `services.listen.dhcp`.
@@ -61,12 +81,13 @@ fn spawn_dhcp(
 }
 
 /// DNS on `services.listen.dns`, UDP and TCP (the lab zones; forwarding for
-/// `egress.allow_domains`). Learned addresses are not consumed yet (`None`):
-/// the firewall's egress set is their destination.
+/// `egress.allow_domains`). Addresses the forwarder learns go into the
+/// firewall's learned set when the firewall is on.
 async fn spawn_dns(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    firewall: &DaemonFirewall,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services.listen.dns;
     let udp = tokio::net::UdpSocket::bind(addr)
@@ -75,27 +96,42 @@ async fn spawn_dns(
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding dns (tcp) on {addr}"))?;
+    let learned = shared
+        .inventory()
+        .services
+        .firewall
+        .then(|| spawn_learned_consumer(firewall.clone(), shutdown.child_token(), tasks));
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move {
         (
             "dns",
-            bootlab_dns::serve(udp, tcp, shared, None, shutdown).await,
+            bootlab_dns::serve(udp, tcp, shared, learned, shutdown).await,
         )
     });
     Ok(())
 }
 
-/// TFTP on `services.listen.tftp` (read-only boot assets and per-MAC configs).
-async fn spawn_tftp(
-    shared: &Shared,
-    shutdown: &CancellationToken,
+/// Feeds DNS-learned addresses into the firewall's set, in batches.
+fn spawn_learned_consumer(
+    firewall: DaemonFirewall,
+    shutdown: CancellationToken,
     tasks: &mut Tasks,
-) -> anyhow::Result<()> {
-    let addr = shared.inventory().services.listen.tftp;
-    let socket = tokio::net::UdpSocket::bind(addr)
-        .await
-        .with_context(|| format!("binding tftp on {addr}"))?;
-    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
-    tasks.spawn(async move { ("tftp", bootlab_tftp::serve(socket, shared, shutdown).await) });
-    Ok(())
+) -> mpsc::Sender<LearnedAddress> {
+    let (tx, mut rx) = mpsc::channel::<LearnedAddress>(1024);
+    tasks.spawn(async move {
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = rx.recv() => match next { Some(l) => l, None => break },
+            };
+            let mut batch = vec![(first.address, first.ttl)];
+            while let Ok(more) = rx.try_recv() {
+                batch.push((more.address, more.ttl));
+            }
+            let fw = firewall.clone();
+            let _ = tokio::task::spawn_blocking(move || fw.learn(&batch)).await;
+        }
+        ("dns-learned", Ok(()))
+    });
+    tx
 }
