@@ -68,7 +68,8 @@ sed -e "s#http = \"127.0.0.1:8080\"#http = \"127.0.0.1:$bl_port\"#" \
     -e "s#^assets_dir .*#assets_dir = \"$assets\"#" \
     config/dev.toml >"$work/lab.toml"
 RUST_LOG=warn "$BOOTLABD" --config "$work/lab.toml" >"$work/bootlabd.log" 2>&1 &
-pids+=($!)
+bl_pid=$!
+pids+=($bl_pid)
 
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes auto;
@@ -78,6 +79,7 @@ events { worker_connections 1024; }
 http {
   access_log off;
   sendfile on;
+  sendfile_max_chunk 0; # nginx's fastest setting here (the 2m default is slower)
   tcp_nopush on;
   tcp_nodelay on;
   keepalive_timeout 60;
@@ -153,5 +155,6 @@ printf '%-28s %12s s %12s s %9.2fx  %s\n' "storm ${CLIENTS}x64 MiB (time)" "$bt"
   "$(echo "$bt / $nt" | bc -l)" "<= 1.10x nginx's time"
 printf '%-28s %10.1f MB/s %10.1f MB/s\n' "storm throughput" \
   "$(echo "$storm_mb / $bt / 1000000" | bc -l)" "$(echo "$storm_mb / $nt / 1000000" | bc -l)"
+echo "bootlabd peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$bl_pid/status")"
 echo "rounds: bootlabd single [${bl_single[*]}] storm [${bl_storm[*]}]"
 echo "        nginx    single [${ng_single[*]}] storm [${ng_storm[*]}]"
