@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 use bootlab_boot::{Counter, Metrics, Shared};
 use bootlab_inventory::Inventory;
 use hickory_proto::op::ResponseCode;
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
@@ -130,6 +134,9 @@ struct DnsCounters {
     tcp_rejected: Counter,
     tcp_idle_closed: Counter,
     reload_failed: Counter,
+    oversized: Counter,
+    noerror: Counter,
+    nxdomain: Counter,
 }
 
 impl DnsCounters {
@@ -222,6 +229,13 @@ impl DnsCounters {
                 "Reloads whose zones could not be built.",
                 &[],
             ),
+            oversized: m.counter(
+                "bootlab_dns_oversized_queries_total",
+                "UDP queries longer than the receive buffer, dropped.",
+                &[],
+            ),
+            noerror: rcode(ResponseCode::NoError, "NOERROR").1,
+            nxdomain: rcode(ResponseCode::NXDomain, "NXDOMAIN").1,
         }
     }
 
@@ -238,6 +252,22 @@ impl DnsCounters {
         }
         if info.problem.is_some() {
             self.malformed.inc();
+        }
+    }
+
+    fn batch(&self, counts: &BatchCounts) {
+        if counts.queries > 0 {
+            self.queries_udp.add(counts.queries);
+        }
+        if counts.fast_noerror > 0 {
+            self.noerror.add(counts.fast_noerror);
+        }
+        if counts.fast_nxdomain > 0 {
+            self.nxdomain.add(counts.fast_nxdomain);
+        }
+        let fast = counts.fast_noerror + counts.fast_nxdomain;
+        if fast > 0 {
+            self.fast.add(fast);
         }
     }
 
@@ -449,55 +479,136 @@ async fn reload_loop(
     }
 }
 
+/// Datagrams taken per `recvmmsg` (and replies sent per `sendmmsg`).
+const UDP_BATCH: usize = 32;
+/// Receive buffer per datagram; longer queries are dropped (no real client
+/// sends a query this long).
+const UDP_QUERY_MAX: usize = 4096;
+
+fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// Per-batch tallies, added to the shared counters once per batch (the hot
+/// path touches no shared cache line per packet).
+#[derive(Default)]
+struct BatchCounts {
+    queries: u64,
+    fast_noerror: u64,
+    fast_nxdomain: u64,
+}
+
 fn udp_worker(
     socket: &std::net::UdpSocket,
     service: &Service,
     forward_tx: &mpsc::Sender<(ForwardRequest, SocketAddr)>,
 ) {
-    let mut buf = vec![0u8; 65_535];
-    let mut out = Vec::with_capacity(4096);
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; UDP_QUERY_MAX]; UDP_BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(512)).collect();
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut received: Vec<(usize, Option<SockaddrStorage>, bool)> = Vec::with_capacity(UDP_BATCH);
+    let mut to_send: Vec<usize> = Vec::with_capacity(UDP_BATCH);
     let (mut generation, mut handler) = service.live.load();
     while !service.shutdown.is_cancelled() {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
+        received.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                fd,
+                &mut recv_headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    received.extend(
+                        results
+                            .map(|r| (r.bytes, r.address, r.flags.contains(MsgFlags::MSG_TRUNC))),
+                    );
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(e) => {
+                    debug!("dns udp receive: {e}");
+                    continue;
+                }
             }
-            Err(e) => {
-                debug!("dns udp receive: {e}");
-                continue;
-            }
-        };
+        }
         if service.live.generation() != generation {
             (generation, handler) = service.live.load();
         }
-        service.counters.queries_udp.inc();
-        match handler.handle(&buf[..n], Transport::Udp, &mut out) {
-            Outcome::Reply(info) => {
-                service.counters.reply(&info);
-                if let Some(p) = &info.problem {
-                    service.log_problem(peer, Transport::Udp, p);
+        let mut counts = BatchCounts::default();
+        to_send.clear();
+        for (i, &(len, addr, truncated)) in received.iter().enumerate() {
+            let Some(peer) = addr.as_ref().and_then(std_addr) else {
+                continue;
+            };
+            counts.queries += 1;
+            if truncated {
+                service.counters.oversized.inc();
+                service.log_drop(peer, DropReason::TooShort);
+                continue;
+            }
+            match handler.handle(&bufs[i][..len], Transport::Udp, &mut outs[i]) {
+                Outcome::Reply(info) => {
+                    match (info.fast, info.rcode) {
+                        (true, ResponseCode::NoError) => counts.fast_noerror += 1,
+                        (true, ResponseCode::NXDomain) => counts.fast_nxdomain += 1,
+                        _ => service.counters.reply(&info),
+                    }
+                    if let Some(p) = &info.problem {
+                        service.log_problem(peer, Transport::Udp, p);
+                    }
+                    to_send.push(i);
                 }
-                if let Err(e) = socket.send_to(&out, peer) {
-                    debug!(%peer, "dns udp send: {e}");
+                Outcome::Forward(req) => {
+                    service.counters.forwarded.inc();
+                    if forward_tx.try_send((*req, peer)).is_err() {
+                        service.counters.forward_queue_full.inc();
+                    }
+                }
+                Outcome::Drop(reason) => {
+                    service.counters.dropped(reason);
+                    service.log_drop(peer, reason);
                 }
             }
-            Outcome::Forward(req) => {
-                service.counters.forwarded.inc();
-                if forward_tx.try_send((*req, peer)).is_err() {
-                    service.counters.forward_queue_full.inc();
+        }
+        service.counters.batch(&counts);
+        if to_send.is_empty() {
+            continue;
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> =
+            to_send.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = to_send.iter().map(|&i| received[i].1).collect();
+        let mut sent = 0;
+        while sent < slices.len() {
+            match sendmmsg(
+                fd,
+                &mut send_headers,
+                slices[sent..].iter(),
+                &addrs[sent..],
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let n = results.count();
+                    if n == 0 {
+                        break;
+                    }
+                    sent += n;
                 }
-            }
-            Outcome::Drop(reason) => {
-                service.counters.dropped(reason);
-                service.log_drop(peer, reason);
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    // Skip the datagram that failed (e.g. an unreachable peer).
+                    debug!("dns udp send: {e}");
+                    sent += 1;
+                }
             }
         }
     }

@@ -171,6 +171,22 @@ impl AuthZone {
             .map(String::as_str)
     }
 
+    /// The zone in master-file form (SOA first), e.g. to serve the same
+    /// data from another server in benchmarks.
+    pub fn zone_file(&self) -> String {
+        let mut owners: Vec<&String> = self.records.keys().collect();
+        owners.sort();
+        let mut out = format!("$ORIGIN {}.\n{}\n", self.origin, self.soa);
+        for owner in owners {
+            for r in &self.records[owner] {
+                if r.record_type() != RecordType::SOA {
+                    out.push_str(&format!("{r}\n"));
+                }
+            }
+        }
+        out
+    }
+
     /// True when the key exists (has records or is an empty non-terminal).
     pub fn exists(&self, key: &str) -> bool {
         self.existing.contains(key)
