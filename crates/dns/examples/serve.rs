@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber_init();
     let mut args = std::env::args().skip(1);
     let (Some(lab), Some(addr)) = (args.next(), args.next()) else {
         return Err("usage: serve LAB.toml ADDR [UDP_WORKERS]".into());
@@ -30,5 +29,3 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve_with(udp, tcp, shared, None, shutdown, options).await?;
     Ok(())
 }
-
-fn tracing_subscriber_init() {}

@@ -752,3 +752,29 @@ async fn tcp_connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_logs_once_per_peer_per_interval() {
+        let t = LogThrottle::new(Duration::from_secs(3600));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(t.allow(a));
+        assert!(!t.allow(a), "second time within the interval is quiet");
+        assert!(t.allow(b), "other peers still log");
+        let zero = LogThrottle::new(Duration::ZERO);
+        assert!(zero.allow(a) && zero.allow(a));
+    }
+
+    #[test]
+    fn throttle_memory_is_bounded() {
+        let t = LogThrottle::new(Duration::from_secs(3600));
+        for i in 0..(LogThrottle::MAX_PEERS as u32 + 100) {
+            let _ = t.allow(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(t.last.lock().unwrap().len() <= LogThrottle::MAX_PEERS);
+    }
+}

@@ -659,3 +659,50 @@ fn handler_survives_every_prefix_and_bit_flip() {
     }
     let _ = Name::root();
 }
+
+#[test]
+fn reverse_zones_for_a_wider_prefix() {
+    // a /22 gives four /24 reverse zones (delegation-style names)
+    let inv = okd_with(|t| {
+        t.replace(
+            "cidr    = \"192.168.200.0/24\"",
+            "cidr    = \"192.168.200.0/22\"",
+        )
+    });
+    let h = handler(&inv);
+    for third in 200..204 {
+        let m = reply(
+            &h,
+            &query(
+                &format!("{third}.168.192.in-addr.arpa."),
+                RecordType::SOA,
+                None,
+            ),
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{third}");
+        assert!(m.metadata.authoritative);
+    }
+    let m = reply(
+        &h,
+        &query("30.200.168.192.in-addr.arpa.", RecordType::PTR, None),
+    );
+    assert_eq!(m.answers.len(), 1);
+    let m = reply(
+        &h,
+        &query("1.204.168.192.in-addr.arpa.", RecordType::PTR, None),
+    );
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::Refused,
+        "outside the /22"
+    );
+    let m = reply(
+        &h,
+        &query("7.201.168.192.in-addr.arpa.", RecordType::PTR, None),
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        m.authorities[0].name.to_ascii(),
+        "201.168.192.in-addr.arpa."
+    );
+}
