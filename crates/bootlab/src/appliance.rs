@@ -368,7 +368,10 @@ if [ -n "$DATA" ] && [ -b "$DATA" ]; then
   mount -t ext4 "$DATA" "$DATADIR" 2>/dev/null || mount -t ext2 "$DATA" "$DATADIR" 2>/dev/null \
     || { mke2fs -q -L bootlab-data "$DATA" && mount -t ext2 "$DATA" "$DATADIR"; }
 fi
-echo "bootlab-appliance: lab NIC $IF ($MAC) $IP, data on ${DATA:-tmpfs}"
+ASSETS=$(cat /etc/bootlab/assets_dir)
+mkdir -p "$ASSETS"
+mount --bind /usr/share/bootlab/assets "$ASSETS"
+echo "bootlab-appliance: lab NIC $IF ($MAC) $IP, data on ${DATA:-tmpfs}, assets at $ASSETS"
 while true; do
   bootlabd --config /etc/bootlab/lab.toml
   echo "bootlab-appliance: bootlabd exited ($?), restarting"
@@ -503,10 +506,18 @@ pub fn build(
         format!("{data_dir}\n").as_bytes(),
     )?;
     cpio.dir(&data_dir)?;
+    // The assets live outside data_dir in the archive and are bind-mounted
+    // at assets_dir once the data disk is mounted (assets_dir is often
+    // inside data_dir, which the data disk would hide).
     let assets_dir = inv.services.assets_dir.to_string_lossy().into_owned();
+    cpio.file(
+        "etc/bootlab/assets_dir",
+        0o644,
+        format!("{assets_dir}\n").as_bytes(),
+    )?;
     match &inputs.assets {
-        Some(a) => add_tree(&mut cpio, a, assets_dir.trim_start_matches('/'))?,
-        None => cpio.dir(&assets_dir)?,
+        Some(a) => add_tree(&mut cpio, a, "usr/share/bootlab/assets")?,
+        None => cpio.dir("usr/share/bootlab/assets")?,
     }
     cpio.finish()?.flush()?;
     Ok((ApplianceFiles { kernel, initrd }, missing))

@@ -580,9 +580,11 @@ pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Resu
                 net.set_autostart(true)?;
             }
             (Object::Network, Action::Update) => {
-                // Redefining updates the persistent definition in place; a
-                // running network is never destroyed for it.
-                Network::define_xml(conn, &want.network_xml).context("updating the network")?;
+                // Redefining (same UUID) updates the persistent definition in
+                // place; a running network is never destroyed for it.
+                let uuid = Network::lookup_by_name(conn, &want.network)?.get_uuid_string()?;
+                Network::define_xml(conn, &xml::with_uuid(&want.network_xml, &uuid))
+                    .context("updating the network")?;
             }
             (Object::Network, Action::Start) => {
                 Network::lookup_by_name(conn, &want.network)?
@@ -598,7 +600,14 @@ pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Resu
                     .iter()
                     .find(|d| d.plan.name == c.name)
                     .context("domain not in the desired state")?;
-                Domain::define_xml(conn, &d.xml)
+                let xml = match c.action {
+                    Action::Update => {
+                        let uuid = Domain::lookup_by_name(conn, &c.name)?.get_uuid_string()?;
+                        xml::with_uuid(&d.xml, &uuid)
+                    }
+                    _ => d.xml.clone(),
+                };
+                Domain::define_xml(conn, &xml)
                     .with_context(|| format!("defining domain {}", c.name))?;
             }
             (Object::Domain, Action::Start) => {

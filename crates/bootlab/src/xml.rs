@@ -453,3 +453,40 @@ pub fn stored_digest(xml: &str) -> Option<String> {
         }
     }
 }
+
+/// The same XML with `<uuid>` after the top-level `<name>`: redefining an
+/// existing domain or network must keep libvirt's UUID, and the digest
+/// (computed without it) stays the same.
+pub fn with_uuid(xml: &str, uuid: &str) -> String {
+    use quick_xml::Reader;
+    use quick_xml::events::{BytesEnd, BytesStart, Event};
+    let mut r = Reader::from_str(xml);
+    let mut w = Writer::new(Vec::new());
+    let mut depth = 0usize;
+    loop {
+        let ev = match r.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(ev) => ev,
+            Err(_) => return xml.to_string(),
+        };
+        let after_name = matches!(&ev, Event::End(e) if depth == 2 && e.name().as_ref() == "name");
+        match &ev {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if w.write_event(ev).is_err() {
+            return xml.to_string();
+        }
+        if after_name {
+            let ok = w
+                .write_event(Event::Start(BytesStart::new("uuid")))
+                .and_then(|_| w.write_event(Event::Text(BytesText::new(uuid))))
+                .and_then(|_| w.write_event(Event::End(BytesEnd::new("uuid"))));
+            if ok.is_err() {
+                return xml.to_string();
+            }
+        }
+    }
+    String::from_utf8(w.into_inner()).unwrap_or_else(|_| xml.to_string())
+}

@@ -273,3 +273,20 @@ fn disk_targets_follow_linux_names() {
     assert_eq!(xml::disk_target(DiskBus::Sata, 25), "sdz");
     assert_eq!(xml::disk_target(DiskBus::Scsi, 26), "sdaa");
 }
+
+#[test]
+fn uuid_is_inserted_after_the_name_and_keeps_the_digest() {
+    let inv = parse(&with(
+        "mode = \"nat\"\ngateway = \"10.9.0.1\"\nhost_ip = \"10.9.0.1\"",
+        "",
+    ));
+    let d = Desired::from_inventory(&inv, VirtType::Qemu, None).unwrap();
+    let u = "d313464f-bae1-4383-a680-2cc5e6eba584";
+    for x in [&d.domains[1].xml, &d.network_xml] {
+        let y = xml::with_uuid(x, u);
+        assert!(y.contains(&format!("</name><uuid>{u}</uuid>")), "{y}");
+        assert_eq!(xml::stored_digest(&y), xml::stored_digest(x));
+    }
+    validate("domain", &xml::with_uuid(&d.domains[1].xml, u));
+    validate("network", &xml::with_uuid(&d.network_xml, u));
+}
