@@ -365,3 +365,43 @@ async fn session_cap_and_one_session_per_client() {
     );
     drop(server);
 }
+
+/// A reload (new inventory published) in the middle of a transfer does not
+/// disturb it; the next request uses the new inventory's assets root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_in_flight_transfers() {
+    let lab = Lab::new();
+    let want = lab.asset("f.bin", pattern(512 * 3 + 1, 6));
+    let server = lab.serve("127.0.0.1:0", TftpConfig::default()).await;
+    let raw = Raw::new().await;
+    raw.send(server.addr, &rrq("f.bin", "octet", &[])).await;
+    let (d1, tid) = raw.recv().await;
+    assert_eq!(&d1[..4], &[0, 3, 0, 1]);
+
+    // Reload: same lab, assets moved to a new, empty root.
+    let new_root = lab.dir.path().join("assets2");
+    std::fs::create_dir_all(&new_root).unwrap();
+    let mut inv = (*lab.shared.inventory()).clone();
+    inv.services.assets_dir = new_root.clone();
+    lab.publisher.publish(inv);
+
+    let mut got = d1[4..].to_vec();
+    raw.send(tid, &ack(1)).await;
+    for block in 2u16..=4 {
+        let (pkt, _) = raw.recv().await;
+        assert_eq!(&pkt[..4], &[0, 3, 0, block as u8]);
+        got.extend_from_slice(&pkt[4..]);
+        raw.send(tid, &ack(block)).await;
+    }
+    assert_eq!(
+        got, want,
+        "the in-flight transfer survived the reload intact"
+    );
+    // New requests see the new root.
+    let (code, _) = error_for(&Raw::new().await, server.addr, &rrq("f.bin", "octet", &[])).await;
+    assert_eq!(code, NOT_FOUND);
+    std::fs::write(new_root.join("g.bin"), b"new").unwrap();
+    let (_, data) = Raw::new().await.fetch(server.addr, "g.bin", &[]).await;
+    assert_eq!(data, b"new");
+    server.stop().await;
+}

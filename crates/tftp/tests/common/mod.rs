@@ -45,7 +45,7 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
     pub assets: PathBuf,
     pub shared: Shared,
-    _publisher: InventoryPublisher,
+    pub publisher: InventoryPublisher,
 }
 
 impl Lab {
@@ -63,7 +63,7 @@ impl Lab {
             dir,
             assets,
             shared,
-            _publisher: publisher,
+            publisher,
         }
     }
 
