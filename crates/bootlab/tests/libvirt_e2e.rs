@@ -444,3 +444,131 @@ fn appliance_lab_up_is_idempotent_boots_nodes_and_down_leaves_nothing() {
     let tables = sh_ok(&format!("ip netns exec {} nft list tables", env.netns));
     assert!(!tables.contains("bootlab"), "{tables}");
 }
+
+/// Changing the inventory: `up` redefines the domain in place (same UUID),
+/// grows a disk, never shrinks one, and updates the network's persistent
+/// definition without destroying the running network.
+#[test]
+fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
+    common::require_root_and_tools(&["cpio", "busybox", "apt-get", "dpkg-deb", "depmod", "nft"]);
+    let env = LibvirtNetns::start("upd");
+    let root = env.root().to_path_buf();
+    let daemon = root.join("bootlabd");
+    std::fs::copy(bootlabd(), &daemon).unwrap();
+    let kdir = root.join("kernel");
+    sh_ok(&format!(
+        "{}/kernel-with-modules.sh {}",
+        repo().join("tests/e2e").display(),
+        kdir.display()
+    ));
+    let lab = root.join("lab.toml");
+    let base = lab_toml(&env);
+    std::fs::write(&lab, &base).unwrap();
+    let lab_s = lab.to_str().unwrap().to_string();
+    let kernel = format!("{}/vmlinuz", kdir.display());
+    let modules = format!("{}/modules", kdir.display());
+    let cmd = |c: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = vec![c, &lab_s, "--kernel", &kernel, "--modules", &modules];
+        a.extend(["--bootlabd", daemon.to_str().unwrap()]);
+        a.extend(extra);
+        env.exec(&bootlab(), &a)
+    };
+    ok(cmd("up", &[]), "bootlab up");
+    let conn = Connect::open(Some(&env.uri)).unwrap();
+    let uuid = |d: &str| {
+        Domain::lookup_by_name(&conn, d)
+            .unwrap()
+            .get_uuid_string()
+            .unwrap()
+    };
+    let net_uuid = Network::lookup_by_name(&conn, "e2e")
+        .unwrap()
+        .get_uuid_string()
+        .unwrap();
+    let bios_uuid = uuid("e2e-bios");
+
+    // more memory for the nodes, a bigger disk, another domain name
+    let changed = base
+        .replace(
+            "memory = \"256MiB\"\ndisks = [\"1GiB\"]",
+            "memory = \"384MiB\"\ndisks = [\"2GiB\"]",
+        )
+        .replace("domain = \"lab.test\"", "domain = \"lab2.test\"");
+    assert_ne!(changed, base);
+    std::fs::write(&lab, &changed).unwrap();
+    let plan = ok(cmd("plan", &[]), "plan after the change");
+    println!("--- plan after the change\n{plan}");
+    assert!(
+        plan.contains("~ domain  e2e-bios") && plan.contains("update"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ volume  e2e-bios-disk0.qcow2") && plan.contains("grow"),
+        "{plan}"
+    );
+    assert!(plan.contains("~ network e2e"), "{plan}");
+    let out = ok(cmd("up", &[]), "up after the change");
+    println!("--- up after the change\n{out}");
+    assert_eq!(uuid("e2e-bios"), bios_uuid, "redefined in place");
+    let net = Network::lookup_by_name(&conn, "e2e").unwrap();
+    assert_eq!(net.get_uuid_string().unwrap(), net_uuid);
+    assert!(
+        net.is_active().unwrap(),
+        "the running network was not destroyed"
+    );
+    assert!(
+        net.get_xml_desc(virt::sys::VIR_NETWORK_XML_INACTIVE)
+            .unwrap()
+            .contains("e2e.lab2.test"),
+        "persistent definition updated"
+    );
+    let x = Domain::lookup_by_name(&conn, "e2e-bios")
+        .unwrap()
+        .get_xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+        .unwrap();
+    assert!(x.contains("<memory unit='KiB'>393216</memory>"), "{x}");
+    let pool = StoragePool::lookup_by_name(&conn, "e2e").unwrap();
+    let cap = |v: &str| {
+        pool.refresh(0).unwrap();
+        virt::storage_vol::StorageVol::lookup_by_name(&pool, v)
+            .unwrap()
+            .get_info()
+            .unwrap()
+            .capacity
+    };
+    assert_eq!(cap("e2e-bios-disk0.qcow2"), 2 << 30);
+    // the running network keeps its old definition until restarted: plan says so
+    let plan = ok(cmd("plan", &[]), "plan after up");
+    assert!(plan.contains("does not destroy a network"), "{plan}");
+    assert!(!plan.contains("domain"), "{plan}");
+
+    // back to the smaller disk: never shrunk
+    std::fs::write(
+        &lab,
+        changed.replace("disks = [\"2GiB\"]", "disks = [\"1GiB\"]"),
+    )
+    .unwrap();
+    ok(cmd("up", &[]), "up with a smaller disk");
+    assert_eq!(cap("e2e-bios-disk0.qcow2"), 2 << 30, "never shrunk");
+
+    // down --keep-disks keeps the disks (and so the pool), removes the rest
+    let out = ok(
+        env.exec(&bootlab(), &["down", &lab_s, "--keep-disks"]),
+        "down --keep-disks",
+    );
+    println!("--- down --keep-disks\n{out}");
+    assert!(conn.list_all_domains(0).unwrap().is_empty());
+    assert!(conn.list_all_networks(0).unwrap().is_empty());
+    let mut vols: Vec<String> = pool.list_volumes().unwrap();
+    vols.sort();
+    assert_eq!(
+        vols,
+        [
+            "e2e-bios-disk0.qcow2",
+            "e2e-services-disk0.qcow2",
+            "e2e-uefi-disk0.qcow2"
+        ]
+    );
+    ok(env.exec(&bootlab(), &["down", &lab_s]), "down");
+    assert!(conn.list_all_storage_pools(0).unwrap().is_empty());
+}
