@@ -90,29 +90,16 @@ struct Prepared {
 fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Result<Prepared> {
     let uri = uri(inv, c);
     let local = libvirt::is_local_uri(&uri);
-    let conn = libvirt::connect(&uri)?;
-    let virt_type = resolve_virt_type(inv, &conn, local);
-    let work = tempfile::tempdir()?;
-    let files = if inv.services.install == InstallMethod::Appliance {
-        let inputs = ApplianceInputs::resolve(
+    // Inputs first: a remote URI without --kernel is refused before any
+    // connection is made.
+    let inputs = if inv.services.install == InstallMethod::Appliance {
+        Some(ApplianceInputs::resolve(
             a.kernel.clone(),
             a.modules.clone(),
             a.bootlabd.clone(),
             a.assets.clone(),
             local,
-        )?;
-        let dir = a
-            .appliance_dir
-            .clone()
-            .unwrap_or_else(|| work.path().to_path_buf());
-        let (files, missing) = appliance::build(inv, &inputs, &dir)?;
-        if !missing.is_empty() {
-            eprintln!(
-                "note: not modules of this kernel (built in or absent): {}",
-                missing.join(", ")
-            );
-        }
-        Some(files)
+        )?)
     } else {
         eprintln!(
             "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
@@ -122,6 +109,26 @@ fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Resul
             }
         );
         None
+    };
+    let conn = libvirt::connect(&uri)?;
+    let virt_type = resolve_virt_type(inv, &conn, local);
+    let work = tempfile::tempdir()?;
+    let files = match inputs {
+        Some(inputs) => {
+            let dir = a
+                .appliance_dir
+                .clone()
+                .unwrap_or_else(|| work.path().to_path_buf());
+            let (files, missing) = appliance::build(inv, &inputs, &dir)?;
+            if !missing.is_empty() {
+                eprintln!(
+                    "note: not modules of this kernel (built in or absent): {}",
+                    missing.join(", ")
+                );
+            }
+            Some(files)
+        }
+        None => None,
     };
     let desired = Desired::from_inventory(inv, virt_type, files.as_ref())?;
     Ok(Prepared {
