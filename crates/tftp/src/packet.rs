@@ -130,13 +130,14 @@ impl RequestError {
         }
     }
 
-    /// Whether the client gets an ERROR packet (`true`) or silence. Packets
+    /// The ERROR packet the client gets, or `None` for silence. Packets
     /// that are not requests (a stray ACK, an ERROR) are dropped: answering
-    /// an ERROR with an ERROR invites loops.
+    /// an ERROR with an ERROR invites loops. Unknown opcodes are dropped
+    /// too: a 2-byte datagram must not buy a 20-byte reply to a forged
+    /// source address.
     pub fn reply(&self) -> Option<(ErrorCode, &'static str)> {
         match self {
-            Self::TooShort | Self::NotARequest(_) => None,
-            Self::UnknownOpcode(_) => Some((ErrorCode::IllegalOperation, "unknown opcode")),
+            Self::TooShort | Self::NotARequest(_) | Self::UnknownOpcode(_) => None,
             Self::UnterminatedFilename
             | Self::UnterminatedMode
             | Self::EmptyFilename
@@ -370,8 +371,9 @@ mod tests {
         assert_eq!(e, RequestError::NotARequest(5));
         assert_eq!(e.reply(), None);
         assert_eq!(parse_request(&[0, 4, 0, 1]).unwrap_err().reply(), None);
+        assert_eq!(parse_request(&[0, 9, 1, 2]).unwrap_err().reply(), None);
         assert_eq!(
-            parse_request(&[0, 9, 1, 2])
+            parse_request(&rrq(&[b"f"]))
                 .unwrap_err()
                 .reply()
                 .map(|r| r.0),

@@ -159,6 +159,59 @@ impl LogLimiter {
 
 type SessionKey = (SocketAddr, IpAddr, String);
 
+/// ERROR replies to one address without a transfer (refusals, malformed
+/// requests), in a burst ...
+const REPLY_BURST: f64 = 64.0;
+/// ... and per second after it.
+const REPLY_PER_SEC: f64 = 16.0;
+
+/// A token bucket per client address for ERROR replies that start no
+/// transfer, so forged requests cannot turn the server into a reflector.
+/// Bounded memory.
+pub struct ReplyBudget {
+    burst: f64,
+    per_sec: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl ReplyBudget {
+    const MAX_PEERS: usize = 4096;
+
+    /// `burst` replies at once, `per_sec` after that.
+    pub fn new(burst: f64, per_sec: f64) -> Self {
+        Self {
+            burst,
+            per_sec,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends one reply for `peer`; false when its budget is used up.
+    pub fn take(&self, peer: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut g = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= Self::MAX_PEERS && !g.contains_key(&peer) {
+            let (burst, per_sec) = (self.burst, self.per_sec);
+            // Forget addresses whose bucket has refilled anyway.
+            g.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
+            });
+            if g.len() >= Self::MAX_PEERS {
+                return false;
+            }
+        }
+        let (tokens, at) = g.entry(peer).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// A running session's claim on the cap; released on drop (also on panic
 /// or abort).
 struct SessionSlot {
@@ -185,6 +238,7 @@ struct Server {
     config: TftpConfig,
     counters: Counters,
     limiter: LogLimiter,
+    reply_budget: ReplyBudget,
     active: Arc<AtomicUsize>,
     /// Transfers running, by (client, local address, file name): a resent
     /// request joins its transfer instead of starting a second one.
@@ -216,6 +270,7 @@ pub async fn serve_with(
         shared,
         config,
         limiter: LogLimiter::new(config.log_interval),
+        reply_budget: ReplyBudget::new(REPLY_BURST, REPLY_PER_SEC),
         active,
         in_progress: Mutex::new(HashSet::new()),
     });
@@ -353,6 +408,12 @@ impl Server {
 
     /// Sends an ERROR from a fresh port on the address the request came to.
     fn reply_error(&self, local: IpAddr, peer: SocketAddr, code: ErrorCode, msg: &str) {
+        if !self.reply_budget.take(peer.ip()) {
+            // Someone is making us answer a lot (or forging that address):
+            // stay quiet rather than reflect.
+            self.counters.error("reply_limited");
+            return;
+        }
         let pkt = packet::encode_error(code, msg);
         if let Err(e) = net::send_once(local, peer, &pkt) {
             debug!(%peer, "tftp: error reply not sent: {e}");
@@ -414,7 +475,11 @@ impl Server {
                     ),
                 }
                 let (code, msg) = denial.reply();
-                let _ = sock.send(&packet::encode_error(code, msg)).await;
+                if self.reply_budget.take(peer.ip()) {
+                    let _ = sock.send(&packet::encode_error(code, msg)).await;
+                } else {
+                    self.counters.error("reply_limited");
+                }
                 return;
             }
             Err(join) => {
@@ -501,6 +566,23 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_budget_bounds_replies_per_address() {
+        let budget = ReplyBudget::new(3.0, 0.0);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(budget.take(a) && budget.take(a) && budget.take(a));
+        assert!(!budget.take(a));
+        assert!(budget.take(b));
+        let refilling = ReplyBudget::new(1.0, 1e9);
+        assert!(refilling.take(a) && refilling.take(a));
+        // A flood of forged addresses: bounded map, and then silence.
+        for i in 0..(ReplyBudget::MAX_PEERS as u32 + 10) {
+            budget.take(IpAddr::V4(i.into()));
+        }
+        assert!(budget.buckets.lock().unwrap().len() <= ReplyBudget::MAX_PEERS);
+    }
 
     #[test]
     fn log_limiter_one_line_per_peer_per_interval() {
