@@ -455,7 +455,9 @@ impl Server {
             let mode = req.mode;
             tokio::task::spawn_blocking(move || {
                 let root = inv.services.assets_dir.clone();
-                source::resolve(&inv, &root, &filename, mode, peer.ip(), |ip| {
+                // An IPv4 client on a dual-stack socket is still that IPv4 address.
+                let client = peer.ip().to_canonical();
+                source::resolve(&inv, &root, &filename, mode, client, |ip| {
                     timeline.mac_for_ip(ip)
                 })
             })
@@ -522,7 +524,7 @@ impl Server {
             Ok(bytes) => {
                 self.counters.transfers.inc();
                 self.counters.bytes.add(bytes);
-                let mac = match peer.ip() {
+                let mac = match peer.ip().to_canonical() {
                     IpAddr::V4(ip) => self.shared.timeline.fetch(
                         &inv,
                         ip,

@@ -146,3 +146,25 @@ fn blksize_clamped_to_the_path_mtu() {
     });
     assert!(std::fs::read(&out).expect("output") == want);
 }
+
+/// IPv6 works too (no IP_PKTINFO there: answers come from the bound
+/// address), including a dual-stack socket serving an IPv4 client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_and_dual_stack() {
+    let lab = Lab::new();
+    let want = lab.asset("f.bin", pattern(3000, 9));
+    let server = lab.serve("[::1]:0", TftpConfig::default()).await;
+    let raw = Raw::bound("[::1]:0").await;
+    let (oack, data) = raw
+        .fetch(server.addr, "f.bin", &[("blksize", "1024")])
+        .await;
+    assert_eq!(data, want);
+    assert_eq!(oack, vec![("blksize".to_owned(), "1024".to_owned())]);
+    server.stop().await;
+
+    let server = lab.serve("[::]:0", TftpConfig::default()).await;
+    let v4 = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let (_, data) = Raw::new().await.fetch(v4, "f.bin", &[]).await;
+    assert_eq!(data, want);
+    server.stop().await;
+}
