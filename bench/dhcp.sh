@@ -141,24 +141,32 @@ start_kea() {
     KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
         ip netns exec "$SNS" kea-dhcp4 -c "$WORK/kea.json" > "$WORK/kea/stdout.log" 2>&1 &
     SERVER_PID=$!
-    # Ready when it answers: one exchange.
-    for _ in $(seq 50); do
-        if ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -n 1 -r 1 -R 1 10.76.0.254 >/dev/null 2>&1; then
+    # Ready when its UDP socket on port 67 is open.
+    for _ in $(seq 100); do
+        if ip netns exec "$SNS" ss -Hlun 'sport = :67' | grep -q .; then
+            sleep 0.2
             return 0
         fi
-        sleep 0.1
+        sleep 0.05
     done
     cat "$WORK/kea/stdout.log" "$WORK/kea/kea.log" >&2 || true
     die "kea-dhcp4 did not start"
 }
 
-# run_step RATE -> prints "exchanges_per_s drop_pct"
+# CPU seconds (user + system) the server process has used so far.
+cpu_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$SERVER_PID/stat"
+}
+
+# run_step RATE -> prints "exchanges_per_s drop_pct cpu_us_per_exchange"
 run_step() {
-    local rate=$1 out
+    local rate=$1 out cpu0 cpu1
+    cpu0=$(cpu_secs)
     out=$(ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -r "$rate" -R 100000000 \
         -p "$STEP_SECS" -W 500000 10.76.0.254 2>&1) || true
+    cpu1=$(cpu_secs)
     echo "$out" > "$WORK/perfdhcp-last.txt"
-    echo "$out" | awk -v secs="$STEP_SECS" '
+    echo "$out" | awk -v secs="$STEP_SECS" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
         /Statistics for: DISCOVER-OFFER/ { sec = "do" }
         /Statistics for: REQUEST-ACK/ { sec = "ra" }
         /^sent packets:/ { sent[sec] = $3 }
@@ -167,23 +175,24 @@ run_step() {
         END {
             total = sent["do"] + sent["ra"]
             d = (total > 0) ? 100 * (drops["do"] + drops["ra"]) / total : 100
-            printf "%.0f %.3f\n", recv["ra"] / secs, d
+            us = (recv["ra"] > 0) ? 1e6 * cpu / recv["ra"] : 0
+            printf "%.0f %.3f %.1f\n", recv["ra"] / secs, d, us
         }'
 }
 
 # find_rate NAME START_FN -> sets BEST_RATE BEST_XPS BEST_DROP
 find_rate() {
-    local name=$1 start=$2 rate=$START_RATE res xps drop
-    BEST_RATE=0 BEST_XPS=0 BEST_DROP=100
+    local name=$1 start=$2 rate=$START_RATE res xps drop us
+    BEST_RATE=0 BEST_XPS=0 BEST_DROP=100 BEST_US=0
     while [ "$rate" -le "$MAX_RATE" ]; do
         $start
         res=$(run_step "$rate")
         stop_server
-        xps=${res% *}
-        drop=${res#* }
-        printf '  %-8s offered %6d/s: %6d exchanges/s, %7.3f%% drops\n' "$name" "$rate" "$xps" "$drop"
+        read -r xps drop us <<< "$res"
+        printf '  %-8s offered %6d/s: %6d exchanges/s, %7.3f%% drops, %7.1f us CPU/exchange\n' \
+            "$name" "$rate" "$xps" "$drop" "$us"
         if awk -v d="$drop" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
-            BEST_RATE=$rate BEST_XPS=$xps BEST_DROP=$drop
+            BEST_RATE=$rate BEST_XPS=$xps BEST_DROP=$drop BEST_US=$us
             rate=$(( rate * 3 / 2 ))
         else
             break
@@ -194,15 +203,18 @@ find_rate() {
 echo "DHCPv4 4-way exchanges (perfdhcp, relayed, ${STEP_SECS}s steps, <= ${MAX_DROP_PCT}% drops)"
 echo "bootlabd: durable leases (fdatasync per group commit); kea: memfile, no fsync"
 find_rate bootlabd start_bootlabd
-B_RATE=$BEST_RATE B_XPS=$BEST_XPS B_DROP=$BEST_DROP
+B_RATE=$BEST_RATE B_XPS=$BEST_XPS B_DROP=$BEST_DROP B_US=$BEST_US
 find_rate kea start_kea
-K_RATE=$BEST_RATE K_XPS=$BEST_XPS K_DROP=$BEST_DROP
+K_RATE=$BEST_RATE K_XPS=$BEST_XPS K_DROP=$BEST_DROP K_US=$BEST_US
 
 echo
-printf '%-10s %14s %14s %10s\n' server "rate (/s)" "exchanges/s" "drops %"
-printf '%-10s %14d %14d %10.3f\n' bootlabd "$B_RATE" "$B_XPS" "$B_DROP"
-printf '%-10s %14d %14d %10.3f\n' kea "$K_RATE" "$K_XPS" "$K_DROP"
+printf '%-10s %14s %14s %10s %18s\n' server "rate (/s)" "exchanges/s" "drops %" "us CPU/exchange"
+printf '%-10s %14d %14d %10.3f %18.1f\n' bootlabd "$B_RATE" "$B_XPS" "$B_DROP" "$B_US"
+printf '%-10s %14d %14d %10.3f %18.1f\n' kea "$K_RATE" "$K_XPS" "$K_DROP" "$K_US"
 if [ "$K_RATE" -gt 0 ]; then
     awk -v b="$B_RATE" -v k="$K_RATE" -v bx="$B_XPS" -v kx="$K_XPS" 'BEGIN {
         printf "ratio bootlabd/kea: rate %.2fx, exchanges/s %.2fx\n", b / k, (kx > 0 ? bx / kx : 0) }'
+fi
+if awk -v b="$B_US" -v k="$K_US" 'BEGIN { exit !(b > 0 && k > 0) }'; then
+    awk -v b="$B_US" -v k="$K_US" 'BEGIN { printf "CPU per exchange kea/bootlabd: %.2fx (higher = bootlabd cheaper)\n", k / b }'
 fi

@@ -324,10 +324,12 @@ impl Request {
                 malformed.push(code::HOSTNAME);
             }
         }
-        if let Some(Err(())) = options.typed(code::CLIENT_FQDN) {
-            malformed.push(code::CLIENT_FQDN);
-        } else if let Some(f) = options.get(code::CLIENT_FQDN) {
-            if f.len() < 3 || !fqdn_labels_ok(&f[3..]) {
+        if let Some(f) = options.get(code::CLIENT_FQDN) {
+            // Length first: dhcproto's decoder asserts at least 3 bytes.
+            if f.len() < 3
+                || !fqdn_labels_ok(&f[3..])
+                || matches!(options.typed(code::CLIENT_FQDN), Some(Err(())))
+            {
                 malformed.push(code::CLIENT_FQDN);
             }
         }

@@ -1005,6 +1005,14 @@ fn malformed_60_77_93_97_and_names_are_tolerated_and_reported() {
     let mut bad = out.malformed_options;
     bad.sort_unstable();
     assert_eq!(bad, vec![12, 81]);
+    // Option 81 shorter than its 3 fixed bytes (found by the fuzzer: dhcproto asserts).
+    for short in [&[][..], &[0], &[0, 0]] {
+        let out = h.handle(
+            &Msg::new(UEFI_MAC, MessageType::Discover).bytes_with(&[(81, short)]),
+            t0(),
+        );
+        assert_eq!(out.malformed_options, vec![81]);
+    }
 }
 
 #[test]
