@@ -507,3 +507,46 @@ async fn forwarded_queries_use_random_ports_and_ids_and_time_out_to_servfail() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_pipelined_queries_are_answered_in_order() {
+    let s = start(okd(), ServeOptions::default()).await;
+    let mut stream = TcpStream::connect(s.tcp).await.unwrap();
+    let names = [
+        "master-0.okd.example.com.",
+        "nope.okd.example.com.",
+        "example.org.",
+    ];
+    let mut burst = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut q = query(name, RecordType::A, None);
+        q[..2].copy_from_slice(&(i as u16).to_be_bytes());
+        burst.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        burst.extend_from_slice(&q);
+    }
+    stream.write_all(&burst).await.unwrap();
+    let expected = [
+        ResponseCode::NoError,
+        ResponseCode::NXDomain,
+        ResponseCode::Refused,
+    ];
+    for (i, rcode) in expected.iter().enumerate() {
+        let len = tokio::time::timeout(PATIENCE, stream.read_u16())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut buf).await.unwrap();
+        let m = Message::from_vec(&buf).unwrap();
+        assert_eq!(m.metadata.id, i as u16);
+        assert_eq!(m.metadata.response_code, *rcode);
+    }
+    // garbage on TCP (a response) closes the connection
+    let mut q = query("okd.example.com.", RecordType::SOA, None);
+    q[2] |= 0x80;
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    stream.write_all(&framed).await.unwrap();
+    assert!(closed_by_server(&mut stream).await);
+    s.stop().await;
+}
