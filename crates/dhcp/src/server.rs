@@ -16,7 +16,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bootlab_boot::decision::ARM64_LOADER;
 use bootlab_boot::{Shared, Timeline};
@@ -105,6 +105,7 @@ pub fn interface_socket(ifname: &str, port: u16) -> io::Result<std::net::UdpSock
     s.set_broadcast(true)?;
     s.bind_device(Some(ifname.as_bytes()))
         .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {ifname}: {e}")))?;
+    grow_buffers(&s);
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
     s.set_nonblocking(true)?;
     Ok(s.into())
@@ -126,12 +127,29 @@ pub fn bind_address(addr: SocketAddr) -> io::Result<DhcpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
+    grow_buffers(&s);
     s.bind(&addr.into())?;
     s.set_nonblocking(true)?;
     Ok(DhcpSocket {
         socket: UdpSocket::from_std(s.into())?,
         mode: SocketMode::Address,
     })
+}
+
+/// Socket buffers that absorb bursts (and scheduling hiccups on a busy
+/// host) instead of dropping requests: 4 MiB for receiving, 1 MiB for
+/// sending. The forcing variants pass `rmem_max` when running as root; a
+/// refusal is not fatal.
+fn grow_buffers(s: &socket2::Socket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    const RECV: usize = 4 << 20;
+    const SEND: usize = 1 << 20;
+    if setsockopt(s, sockopt::RcvBufForce, &RECV).is_err() {
+        let _ = s.set_recv_buffer_size(RECV);
+    }
+    if setsockopt(s, sockopt::SndBufForce, &SEND).is_err() {
+        let _ = s.set_send_buffer_size(SEND);
+    }
 }
 
 fn arm64_loader_present(assets: &Path) -> bool {
@@ -223,16 +241,16 @@ pub async fn serve_with(
         .instrument(info_span!("dhcp-commit")),
     );
     let mut reload = shared.subscribe();
+    let mut reload_open = true;
     let mut gate: LogGate<std::net::IpAddr> = LogGate::new(10_000, 4096);
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            changed = reload.changed() => {
+            changed = reload.changed(), if reload_open => {
                 if changed.is_err() {
                     // The publisher is gone: keep serving the last inventory.
-                    reload = shared.subscribe();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    reload_open = false;
                     continue;
                 }
                 let inv = reload.borrow_and_update().clone();
