@@ -41,6 +41,12 @@ impl Lab {
     /// Starts with `limits`, serving `config/dev.toml` (assets in a temp dir,
     /// HTTP on the port actually bound).
     pub fn start_with(limits: Limits) -> Self {
+        Self::start_custom(limits, |text| text)
+    }
+
+    /// Like [`Lab::start_with`], with the inventory text passed through
+    /// `edit` after the port and assets directory are filled in.
+    pub fn start_custom(limits: Limits, edit: impl FnOnce(String) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let assets = dir.path().join("assets");
         std::fs::create_dir_all(&assets).expect("assets dir");
@@ -63,6 +69,7 @@ impl Lab {
                 "assets_dir = \"../target/dev-lab/assets\"",
                 &format!("assets_dir = {:?}", assets.display().to_string()),
             );
+        let text = edit(text);
         let inv = bootlab_inventory::parse(&text, &config).expect("dev.toml parses");
         let config_text = text.clone();
         assert_eq!(
