@@ -54,6 +54,24 @@ struct StoredTemplate {
     rcode: ResponseCode,
 }
 
+/// An NXDOMAIN reply after the question: the SOA of the zone, whose names
+/// point into the question; those pointers move with the length of the
+/// question name's part before the zone origin.
+#[derive(Debug)]
+struct NxTemplate {
+    header: [u8; 12],
+    tail: Box<[u8]>,
+    /// (offset in `tail`, pointer value when the prefix is `base_prefix` bytes).
+    pointers: Vec<(usize, u16)>,
+    base_prefix: usize,
+}
+
+#[derive(Debug, Default)]
+struct StoredNx {
+    plain: Option<NxTemplate>,
+    edns: Option<NxTemplate>,
+}
+
 /// The precomputed replies of one handler.
 #[derive(Debug, Default)]
 pub struct FastAnswers {
@@ -61,8 +79,69 @@ pub struct FastAnswers {
     exact: HashMap<Box<[u8]>, Stored>,
     /// Key: wire name of the wildcard's parent (the closest encloser) + qtype.
     wildcard: HashMap<Box<[u8]>, StoredTemplate>,
-    /// Wire names (lowercase) that exist in our zones.
-    existing: HashSet<Box<[u8]>>,
+    /// Wire names (lowercase) that exist in our zones, with the wire
+    /// length of their zone's origin.
+    existing: HashMap<Box<[u8]>, usize>,
+    /// Existing names that have a wildcard child (`*.<name>`).
+    wildcard_parents: HashSet<Box<[u8]>>,
+    /// NXDOMAIN templates, by zone origin (wire).
+    nxdomain: HashMap<Box<[u8]>, StoredNx>,
+}
+
+/// The compression pointers that differ between two tails built for
+/// question prefixes of `l1` and `l2` bytes, checked against a third.
+fn moving_pointers(probes: &[(Vec<u8>, usize); 3]) -> Option<Vec<(usize, u16)>> {
+    let [(t1, l1), (t2, l2), _] = probes;
+    if t1.len() != t2.len() {
+        return None;
+    }
+    let mut pointers = Vec::new();
+    let mut i = 0;
+    while i < t1.len() {
+        if t1[i] == t2[i] && (i + 1 >= t1.len() || t1[i + 1] == t2[i + 1]) {
+            i += 1;
+            continue;
+        }
+        let (Some(a), Some(b)) = (t1.get(i..i + 2), t2.get(i..i + 2)) else {
+            return None;
+        };
+        let (v1, v2) = (
+            u16::from_be_bytes([a[0], a[1]]),
+            u16::from_be_bytes([b[0], b[1]]),
+        );
+        if v1 & 0xc000 != 0xc000
+            || v2 & 0xc000 != 0xc000
+            || usize::from(v2.wrapping_sub(v1)) != l2 - l1
+        {
+            return None;
+        }
+        pointers.push((i, v1));
+        i += 2;
+    }
+    // The formula must rebuild every probe's tail exactly.
+    for (t, l) in probes {
+        let mut rebuilt = t1.clone();
+        patch_pointers(&mut rebuilt, &pointers, *l1, *l)?;
+        if rebuilt != *t {
+            return None;
+        }
+    }
+    Some(pointers)
+}
+
+fn patch_pointers(
+    tail: &mut [u8],
+    pointers: &[(usize, u16)],
+    base_prefix: usize,
+    prefix: usize,
+) -> Option<()> {
+    for &(at, base) in pointers {
+        let value = usize::from(base) + prefix - base_prefix;
+        let value = u16::try_from(value).ok().filter(|v| *v >= 0xc000)?;
+        tail.get_mut(at..at + 2)?
+            .copy_from_slice(&value.to_be_bytes());
+    }
+    Some(())
 }
 
 /// `a.b.c` -> `\x01a\x01b\x01c\x00`; `None` for names that need escaping.
@@ -169,9 +248,14 @@ impl FastAnswers {
     pub fn build(handler: &Handler) -> Self {
         let mut fast = Self::default();
         for zone in handler.zones().zones() {
+            let Some(origin_wire) = wire(&zone.origin) else {
+                continue;
+            };
+            fast.build_nxdomain(handler, zone, &origin_wire);
             for name in zone.existing_names() {
                 let Some(w) = wire(name) else { continue };
-                fast.existing.insert(w.clone().into_boxed_slice());
+                fast.existing
+                    .insert(w.clone().into_boxed_slice(), origin_wire.len());
                 for qtype in FAST_TYPES {
                     let mut key = w.clone();
                     key.extend_from_slice(&u16::from(qtype).to_be_bytes());
@@ -195,6 +279,9 @@ impl FastAnswers {
                 let Some(encloser) = wild.strip_prefix("*.") else {
                     continue;
                 };
+                if let Some(w) = wire(encloser) {
+                    fast.wildcard_parents.insert(w.into_boxed_slice());
+                }
                 let probes = [
                     format!("bootlab-fast-probe-a.{encloser}"),
                     format!("bootlab-fast-probe-bbbb.{encloser}"),
@@ -248,14 +335,125 @@ impl FastAnswers {
         fast
     }
 
-    /// Number of precomputed (name, type) replies and wildcard templates.
+    /// NXDOMAIN templates of one zone, from three probe names of different
+    /// lengths that do not exist (and no wildcard at the apex covers).
+    fn build_nxdomain(
+        &mut self,
+        handler: &Handler,
+        zone: &crate::zone::AuthZone,
+        origin_wire: &[u8],
+    ) {
+        let labels = [
+            "bootlab-fast-probe-a",
+            "bootlab-fast-probe-bbbb",
+            "bootlab-fast-probe-cccccccc",
+        ];
+        let mut stored = StoredNx::default();
+        for edns in [false, true] {
+            let mut probes: Vec<(Vec<u8>, usize)> = Vec::new();
+            let mut header = None;
+            for label in labels {
+                let name = format!("{label}.{}", zone.origin);
+                let Some(w) = wire(&name) else { return };
+                if zone.exists(&name) {
+                    return;
+                }
+                let Some((reply, ResponseCode::NXDomain)) =
+                    general(handler, &synthetic_query(&w, RecordType::A, edns))
+                else {
+                    return;
+                };
+                let Some(tail) = reply.get(12 + w.len() + 4..) else {
+                    return;
+                };
+                let h: [u8; 12] = match reply[..12].try_into() {
+                    Ok(h) => h,
+                    Err(_) => return,
+                };
+                if header.is_some_and(|prev| prev != h) {
+                    return;
+                }
+                header = Some(h);
+                probes.push((tail.to_vec(), w.len() - origin_wire.len()));
+            }
+            let Ok(probes) = <[(Vec<u8>, usize); 3]>::try_from(probes) else {
+                return;
+            };
+            let (Some(pointers), Some(header)) = (moving_pointers(&probes), header) else {
+                return;
+            };
+            let [(tail, base_prefix), _, _] = probes;
+            let template = NxTemplate {
+                header,
+                tail: tail.into_boxed_slice(),
+                pointers,
+                base_prefix,
+            };
+            if edns {
+                stored.edns = Some(template);
+            } else {
+                stored.plain = Some(template);
+            }
+        }
+        self.nxdomain.insert(origin_wire.into(), stored);
+    }
+
+    /// Number of precomputed (name, type) replies and templates.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
+        self.exact.len() + self.wildcard.len() + self.nxdomain.len()
     }
 
     /// True when nothing is precomputed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// NXDOMAIN for a name under `origin` (of `origin_len` wire bytes) that
+    /// no wildcard covers.
+    fn nxdomain(
+        &self,
+        q: &[u8],
+        p: &PlainQuery,
+        origin_len: usize,
+        edns: bool,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<ReplyInfo> {
+        let name_len = p.name_len;
+        let qtype = RecordType::from(u16::from_be_bytes([p.key[name_len], p.key[name_len + 1]]));
+        if !FAST_TYPES.contains(&qtype) {
+            return None;
+        }
+        let stored = self
+            .nxdomain
+            .get(&p.key[name_len.checked_sub(origin_len)?..name_len])?;
+        let template = if edns { &stored.edns } else { &stored.plain };
+        let template = template.as_ref()?;
+        let question_end = 12 + name_len + 4;
+        if question_end + template.tail.len() > limit {
+            return None;
+        }
+        out.clear();
+        out.extend_from_slice(&template.header);
+        out.extend_from_slice(&q[..question_end][12..]);
+        let tail_start = out.len();
+        out.extend_from_slice(&template.tail);
+        patch_pointers(
+            &mut out[tail_start..],
+            &template.pointers,
+            template.base_prefix,
+            name_len - origin_len,
+        )?;
+        out[0] = q[0];
+        out[1] = q[1];
+        out[2] |= q[2] & 0x01;
+        out[3] |= q[3] & 0x10;
+        Some(ReplyInfo {
+            rcode: ResponseCode::NXDomain,
+            truncated: false,
+            fast: true,
+            problem: None,
+        })
     }
 
     /// Writes the reply into `out` when the query is plain and precomputed.
@@ -286,21 +484,27 @@ impl FastAnswers {
             out.extend_from_slice(reply);
             stored.rcode
         } else {
-            if self.existing.contains(&p.key[..name_len]) {
+            if self.existing.contains_key(&p.key[..name_len]) {
                 return None;
             }
             // Closest encloser: the longest existing proper ancestor.
             let mut at = 0usize;
-            let encloser_start = loop {
+            let (encloser_start, origin_len) = loop {
                 let len = usize::from(p.key[at]);
                 if len == 0 {
                     return None;
                 }
                 at += 1 + len;
-                if self.existing.contains(&p.key[at..name_len]) {
-                    break at;
+                if let Some(origin_len) = self.existing.get(&p.key[at..name_len]) {
+                    break (at, *origin_len);
                 }
             };
+            if !self
+                .wildcard_parents
+                .contains(&p.key[encloser_start..name_len])
+            {
+                return self.nxdomain(q, &p, origin_len, edns, limit, out);
+            }
             let mut wkey = [0u8; 257];
             let wlen = name_len + 2 - encloser_start;
             wkey[..wlen].copy_from_slice(&p.key[encloser_start..name_len + 2]);

@@ -16,7 +16,7 @@ use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::fast::FastAnswers;
-use crate::zone::{Lookup, ZoneError, ZoneTable, key_of};
+use crate::zone::{Lookup, ZoneError, ZoneTable};
 
 /// Largest UDP payload we ever send or advertise (the DNS flag day 2020 value).
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
@@ -139,7 +139,7 @@ impl Default for HandlerConfig {
 pub struct Handler {
     zones: ZoneTable,
     fast: FastAnswers,
-    allow_domains: Vec<String>,
+    allow_domains: Vec<Name>,
     config: HandlerConfig,
 }
 
@@ -176,7 +176,12 @@ impl Handler {
         let mut handler = Self {
             zones,
             fast: FastAnswers::default(),
-            allow_domains: inv.egress.allow_domains.clone(),
+            allow_domains: inv
+                .egress
+                .allow_domains
+                .iter()
+                .filter_map(|d| Name::from_ascii(format!("{}.", d.trim_end_matches('.'))).ok())
+                .collect(),
             config,
         };
         handler.fast = FastAnswers::build(&handler);
@@ -326,8 +331,7 @@ impl Handler {
         }
         match self.zones.lookup(question.name(), question.query_type()) {
             Lookup::NotOurs => {
-                let key = key_of(question.name());
-                if self.forwardable(&key) {
+                if self.forwardable(question.name()) {
                     if self.config.upstreams.is_empty() {
                         return reply(
                             ResponseCode::ServFail,
@@ -376,14 +380,9 @@ impl Handler {
         }
     }
 
-    /// True when `key` is under `egress.allow_domains`.
-    fn forwardable(&self, key: &str) -> bool {
-        self.allow_domains.iter().any(|d| {
-            key == d
-                || (key.len() > d.len()
-                    && key.ends_with(d.as_str())
-                    && key.as_bytes()[key.len() - d.len() - 1] == b'.')
-        })
+    /// True when `name` is under `egress.allow_domains` (label by label).
+    fn forwardable(&self, name: &Name) -> bool {
+        self.allow_domains.iter().any(|d| d.zone_of(name))
     }
 
     /// The client's reply for a forwarded query, from the upstream's answer

@@ -66,6 +66,9 @@ fn parent_key(key: &str) -> Option<&str> {
 pub struct AuthZone {
     /// Origin key (`okd.example.com`).
     pub origin: String,
+    /// Origin as a name (lowercase, absolute): zone membership is decided
+    /// label by label, never on text (a label may hold a `.` byte).
+    origin_name: Name,
     /// The apex SOA record.
     pub soa: Record,
     /// Records by owner key, including the apex SOA and NS.
@@ -136,18 +139,16 @@ impl AuthZone {
         existing.insert(origin_key.clone());
         Ok(Self {
             origin: origin_key,
+            origin_name: origin,
             soa,
             records,
             existing,
         })
     }
 
-    /// True when `key` is the origin or under it.
-    fn contains(&self, key: &str) -> bool {
-        key == self.origin
-            || (key.len() > self.origin.len()
-                && key.ends_with(self.origin.as_str())
-                && key.as_bytes()[key.len() - self.origin.len() - 1] == b'.')
+    /// True when `name` is the origin or under it.
+    fn contains(&self, name: &Name) -> bool {
+        self.origin_name.zone_of(name)
     }
 
     /// The SOA as it goes into the authority section of a negative answer:
@@ -192,16 +193,19 @@ impl AuthZone {
         self.existing.contains(key)
     }
 
-    /// The records at `key`, with wildcard synthesis: `(records, synthesized)`.
+    /// The records at `qname` (lowercase), with wildcard synthesis.
     /// `None`: the name does not exist.
-    fn node(&self, key: &str, qname: &Name) -> Option<Vec<Record>> {
-        if self.existing.contains(key) {
-            return Some(self.records.get(key).cloned().unwrap_or_default());
+    fn node(&self, qname: &Name) -> Option<Vec<Record>> {
+        let key = key_of(qname);
+        if self.existing.contains(&key) {
+            return Some(self.records.get(&key).cloned().unwrap_or_default());
         }
         // Closest encloser: the longest existing ancestor (RFC 4592 3.3.1).
-        let mut at = parent_key(key);
-        while let Some(k) = at {
-            if self.existing.contains(k) {
+        // Walk by labels: a label's text may contain an escaped dot.
+        let mut at = qname.base_name();
+        while at.num_labels() >= self.origin_name.num_labels() {
+            let k = key_of(&at);
+            if self.existing.contains(&k) {
                 let wildcard = format!("*.{k}");
                 let records = self.records.get(&wildcard)?;
                 return Some(
@@ -215,10 +219,10 @@ impl AuthZone {
                         .collect(),
                 );
             }
-            if k == self.origin {
+            if at.num_labels() == 0 {
                 break;
             }
-            at = parent_key(k);
+            at = at.base_name();
         }
         None
     }
@@ -267,33 +271,32 @@ impl ZoneTable {
         &self.zones
     }
 
-    /// The zone (index) with the longest origin containing `key`.
-    pub fn zone_of(&self, key: &str) -> Option<usize> {
+    /// The zone (index) with the longest origin containing `name`.
+    pub fn zone_of(&self, name: &Name) -> Option<usize> {
         self.zones
             .iter()
             .enumerate()
-            .filter(|(_, z)| z.contains(key))
-            .max_by_key(|(_, z)| z.origin.len())
+            .filter(|(_, z)| z.contains(name))
+            .max_by_key(|(_, z)| z.origin_name.num_labels())
             .map(|(i, _)| i)
     }
 
     /// Looks up `qname`/`qtype`. `qname` must be lowercase; answer owners are
     /// the stored (lowercase) names, synthesized wildcard owners are `qname`.
     pub fn lookup(&self, qname: &Name, qtype: RecordType) -> Lookup {
-        let key = key_of(qname);
-        let Some(zone_idx) = self.zone_of(&key) else {
+        let Some(zone_idx) = self.zone_of(qname) else {
             return Lookup::NotOurs;
         };
         let mut answers = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         let mut current = qname.clone();
-        let mut current_key = key;
+        let mut current_key = key_of(qname);
         let mut current_zone = zone_idx;
         let mut nxdomain = false;
         let mut negative = false;
         loop {
             let zone = &self.zones[current_zone];
-            let Some(node) = zone.node(&current_key, &current) else {
+            let Some(node) = zone.node(&current) else {
                 nxdomain = true;
                 negative = true;
                 break;
@@ -321,7 +324,7 @@ impl ZoneTable {
             if seen.len() >= MAX_CNAME_CHAIN || seen.contains(&target_key) {
                 break;
             }
-            let Some(z) = self.zone_of(&target_key) else {
+            let Some(z) = self.zone_of(target) else {
                 // Out of our zones: the resolver follows it.
                 break;
             };
@@ -354,7 +357,7 @@ impl ZoneTable {
                 _ => continue,
             };
             let key = key_of(target);
-            let Some(z) = self.zone_of(&key) else {
+            let Some(z) = self.zone_of(target) else {
                 continue;
             };
             if let Some(records) = self.zones[z].records.get(&key) {

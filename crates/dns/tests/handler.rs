@@ -706,3 +706,85 @@ fn reverse_zones_for_a_wider_prefix() {
         "201.168.192.in-addr.arpa."
     );
 }
+
+/// A wire name from raw labels (a label may hold a `.` byte).
+fn raw_labels(labels: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in labels {
+        out.push(l.len() as u8);
+        out.extend_from_slice(l);
+    }
+    out.push(0);
+    out
+}
+
+fn raw_query(labels: &[&[u8]]) -> Vec<u8> {
+    let mut q = header(5, 0, 1, 0, 0, 0);
+    q.extend_from_slice(&raw_labels(labels));
+    q.extend_from_slice(&[0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn a_dot_inside_a_label_never_looks_like_a_zone_boundary() {
+    let h = handler(&okd());
+    // the label "x.okd" under example.com: not our zone
+    let q = raw_query(&[b"x.okd", b"example", b"com"]);
+    assert_eq!(rcode_of(&h, &q), ResponseCode::Refused);
+    // the label "master-0" + "okd.example" + "com": not our zone either
+    let q = raw_query(&[b"master-0", b"okd.example", b"com"]);
+    assert_eq!(rcode_of(&h, &q), ResponseCode::Refused);
+    // the label "x.apps" under our zone: no such name, and *.apps does not cover it
+    let q = raw_query(&[b"x.apps", b"okd", b"example", b"com"]);
+    let m = reply(&h, &q);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.answers.is_empty());
+    // the label "master-0.okd" is not master-0
+    let q = raw_query(&[b"master-0.okd", b"example", b"com"]);
+    assert_eq!(rcode_of(&h, &q), ResponseCode::Refused);
+
+    // forwarding: the label "x.quay" under io is not under quay.io
+    let inv = isolated_inventory(&["quay.io"], &["127.0.0.1:5300"]);
+    let h = Handler::new(
+        &inv,
+        HandlerConfig {
+            upstreams: vec!["127.0.0.1:5300".parse().unwrap()],
+            ..HandlerConfig::default()
+        },
+    )
+    .unwrap();
+    let q = raw_query(&[b"x.quay", b"io"]);
+    assert_eq!(rcode_of(&h, &q), ResponseCode::Refused);
+    let q = raw_query(&[b"x", b"quay", b"io"]);
+    let (outcome, _) = ask(&h, &q, Transport::Udp);
+    assert!(matches!(outcome, Outcome::Forward(_)));
+}
+
+#[test]
+fn nxdomain_fast_path_matches_for_every_name_length() {
+    let h = handler(&okd());
+    for len in 1..=63 {
+        for depth in 1..=3 {
+            let label = "q".repeat(len);
+            let name = format!("{}okd.example.com.", format!("{label}.").repeat(depth));
+            for edns in [None, Some(1232)] {
+                let (outcome, out) = ask(&h, &query(&name, RecordType::A, edns), Transport::Udp);
+                let Outcome::Reply(info) = outcome else {
+                    panic!()
+                };
+                assert!(info.fast, "{name}");
+                let m = Message::from_vec(&out).unwrap();
+                assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+                assert_eq!(m.authorities[0].name.to_ascii(), "okd.example.com.");
+            }
+        }
+    }
+    let (outcome, _) = ask(
+        &h,
+        &query("1.2.200.168.192.in-addr.arpa.", RecordType::PTR, None),
+        Transport::Udp,
+    );
+    assert!(
+        matches!(outcome, Outcome::Reply(ref i) if i.fast && i.rcode == ResponseCode::NXDomain)
+    );
+}
