@@ -14,17 +14,16 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bootlab_boot::decision::ARM64_LOADER;
 use bootlab_boot::{Shared, Timeline};
 use bootlab_inventory::{Inventory, MacAddr};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, error, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::handler::{DhcpHandler, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
 use crate::leases::{LeaseRecord, LeaseStore};
@@ -227,19 +226,20 @@ pub async fn serve_with(
         SocketMode::Interface(i) => info!("listening for dhcp on {local} (interface {i})"),
         SocketMode::Address => info!("listening for dhcp on {local}"),
     }
-    let sock = Arc::new(socket.socket);
-    let (tx, rx) = mpsc::channel::<Pending>(COMMIT_QUEUE);
-    let committer = tokio::spawn(
-        commit_loop(
-            store,
-            rx,
-            sock.clone(),
-            shared.timeline.clone(),
-            metrics.clone(),
-            mode.clone(),
-        )
-        .instrument(info_span!("dhcp-commit")),
-    );
+    let sock = socket.socket;
+    // The lease writer is a thread of its own: it blocks in fdatasync and
+    // sends the batch's replies itself, on a clone of the socket.
+    let writer_sock = std::net::UdpSocket::from(sock.as_fd().try_clone_to_owned()?);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
+    let writer = {
+        let (timeline, metrics, mode) = (shared.timeline.clone(), metrics.clone(), mode.clone());
+        std::thread::Builder::new()
+            .name("dhcp-lease-writer".into())
+            .spawn(move || {
+                let _span = info_span!("dhcp-commit").entered();
+                lease_writer(store, &rx, &writer_sock, &timeline, &metrics, &mode);
+            })?
+    };
     let mut reload = shared.subscribe();
     let mut reload_open = true;
     let mut gate: LogGate<std::net::IpAddr> = LogGate::new(10_000, 4096);
@@ -300,7 +300,7 @@ pub async fn serve_with(
     }
     drop(tx);
     // Let the last batch become durable and its replies go out.
-    let _ = committer.await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     Ok(())
 }
 
@@ -373,17 +373,18 @@ fn apply_events(timeline: &Timeline, events: Vec<MachineEvent>) {
     }
 }
 
-/// The group commit: one append + fdatasync per batch, then the batch's replies.
-async fn commit_loop(
+/// The group commit: one append + fdatasync per batch, then the batch's
+/// replies. Runs until the sending side is dropped and the queue is empty.
+fn lease_writer(
     mut store: LeaseStore,
-    mut rx: mpsc::Receiver<Pending>,
-    sock: Arc<UdpSocket>,
-    timeline: Timeline,
-    metrics: DhcpMetrics,
-    mode: SocketMode,
+    rx: &std::sync::mpsc::Receiver<Pending>,
+    sock: &std::net::UdpSocket,
+    timeline: &Timeline,
+    metrics: &DhcpMetrics,
+    mode: &SocketMode,
 ) {
     let mut batch: Vec<Pending> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -392,28 +393,15 @@ async fn commit_loop(
             }
         }
         let records: Vec<LeaseRecord> = batch.iter().map(|p| p.record).collect();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = store.append(&records);
-            (store, r)
-        })
-        .await;
-        let (s, result) = match joined {
-            Ok(x) => x,
-            Err(e) => {
-                error!("dhcp: lease writer failed: {e}; no more leases can be committed");
-                return;
-            }
-        };
-        store = s;
-        match result {
+        match store.append(&records) {
             Ok(()) => {
                 metrics.commit_batches.inc();
                 metrics.committed_records.add(batch.len() as u64);
                 for p in batch.drain(..) {
                     if let Some(reply) = &p.reply {
-                        send(&sock, &mode, p.peer, reply, &metrics).await;
+                        send_blocking(sock, mode, p.peer, reply, metrics);
                     }
-                    apply_events(&timeline, p.events);
+                    apply_events(timeline, p.events);
                 }
             }
             Err(e) => {
@@ -423,4 +411,33 @@ async fn commit_loop(
             }
         }
     }
+}
+
+/// Sends on the (non-blocking) socket clone, waiting briefly when its
+/// buffer is full.
+fn send_blocking(
+    sock: &std::net::UdpSocket,
+    mode: &SocketMode,
+    peer: SocketAddr,
+    reply: &Outgoing,
+    metrics: &DhcpMetrics,
+) {
+    let to = reply_address(mode, peer, reply.to);
+    for _ in 0..1000 {
+        match sock.send_to(&reply.bytes, to) {
+            Ok(_) => {
+                metrics.sent(reply.msg_type);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            Err(e) => {
+                metrics.send_errors.inc();
+                debug!("dhcp send to {to}: {e}");
+                return;
+            }
+        }
+    }
+    metrics.send_errors.inc();
 }
