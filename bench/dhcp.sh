@@ -20,6 +20,9 @@ STEP_SECS=${STEP_SECS:-6}
 START_RATE=${START_RATE:-1000}
 MAX_RATE=${MAX_RATE:-100000}
 MAX_DROP_PCT=${MAX_DROP_PCT:-1}
+# A step passes when one of TRIES runs stays within MAX_DROP_PCT (the same
+# for both servers; it smooths out other load on a shared machine).
+TRIES=${TRIES:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BOOTLABD=${BOOTLABD:-$ROOT/target/release/bootlabd}
 
@@ -180,32 +183,46 @@ run_step() {
         }'
 }
 
-# find_rate NAME START_FN -> sets BEST_RATE BEST_XPS BEST_DROP
-find_rate() {
-    local name=$1 start=$2 rate=$START_RATE res xps drop us
-    BEST_RATE=0 BEST_XPS=0 BEST_DROP=100 BEST_US=0
-    while [ "$rate" -le "$MAX_RATE" ]; do
+# try_rate NAME START_FN RATE -> true when the rate passes; sets XPS DROP US
+try_rate() {
+    local name=$1 start=$2 rate=$3 res try
+    for try in $(seq "$TRIES"); do
         $start
         res=$(run_step "$rate")
         stop_server
-        read -r xps drop us <<< "$res"
-        printf '  %-8s offered %6d/s: %6d exchanges/s, %7.3f%% drops, %7.1f us CPU/exchange\n' \
-            "$name" "$rate" "$xps" "$drop" "$us"
-        if awk -v d="$drop" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
-            BEST_RATE=$rate BEST_XPS=$xps BEST_DROP=$drop BEST_US=$us
-            rate=$(( rate * 3 / 2 ))
-        else
-            break
+        read -r XPS DROP US <<< "$res"
+        printf '  %-8s offered %6d/s (try %d): %6d exchanges/s, %7.3f%% drops, %7.1f us CPU/exchange\n' \
+            "$name" "$rate" "$try" "$XPS" "$DROP" "$US"
+        if awk -v d="$DROP" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
+            return 0
         fi
     done
+    return 1
 }
 
-echo "DHCPv4 4-way exchanges (perfdhcp, relayed, ${STEP_SECS}s steps, <= ${MAX_DROP_PCT}% drops)"
+echo "DHCPv4 4-way exchanges (perfdhcp, relayed, ${STEP_SECS}s steps x1.5, <= ${MAX_DROP_PCT}% drops, best of ${TRIES})"
 echo "bootlabd: durable leases (fdatasync per group commit); kea: memfile, no fsync"
-find_rate bootlabd start_bootlabd
-B_RATE=$BEST_RATE B_XPS=$BEST_XPS B_DROP=$BEST_DROP B_US=$BEST_US
-find_rate kea start_kea
-K_RATE=$BEST_RATE K_XPS=$BEST_XPS K_DROP=$BEST_DROP K_US=$BEST_US
+# Both ladders climb together (interleaved), so both see the same load.
+B_RATE=0 B_XPS=0 B_DROP=100 B_US=0 B_ON=yes
+K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes
+rate=$START_RATE
+while [ "$rate" -le "$MAX_RATE" ] && { [ $B_ON = yes ] || [ $K_ON = yes ]; }; do
+    if [ $B_ON = yes ]; then
+        if try_rate bootlabd start_bootlabd "$rate"; then
+            B_RATE=$rate B_XPS=$XPS B_DROP=$DROP B_US=$US
+        else
+            B_ON=no
+        fi
+    fi
+    if [ $K_ON = yes ]; then
+        if try_rate kea start_kea "$rate"; then
+            K_RATE=$rate K_XPS=$XPS K_DROP=$DROP K_US=$US
+        else
+            K_ON=no
+        fi
+    fi
+    rate=$(( rate * 3 / 2 ))
+done
 
 echo
 printf '%-10s %14s %14s %10s %18s\n' server "rate (/s)" "exchanges/s" "drops %" "us CPU/exchange"
