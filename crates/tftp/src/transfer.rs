@@ -222,13 +222,25 @@ pub async fn send_file(
 ) -> Result<u64, TransferError> {
     let policy = retransmit.for_client(neg.timeout_secs);
     let mut rbuf = [0u8; 516];
+    // One timer for the whole transfer, re-armed lazily (see `wait_ack`).
+    let timer = tokio::time::sleep(policy.max_delay.max(policy.initial));
+    tokio::pin!(timer);
 
     if !neg.oack.is_empty() {
         let oack = packet::encode_oack(&neg.oack);
         let mut attempt = 0;
         loop {
             send(sock, &oack).await?;
-            match wait_ack(sock, &mut rbuf, 0, 1, policy.delay(attempt), tally).await? {
+            match wait_ack(
+                sock,
+                &mut rbuf,
+                (0, 1),
+                policy.delay(attempt),
+                timer.as_mut(),
+                tally,
+            )
+            .await?
+            {
                 AckWait::Acked(_) => break,
                 AckWait::TimedOut if attempt >= policy.max_retries => {
                     return Err(TransferError::TimedOut {
@@ -272,9 +284,9 @@ pub async fn send_file(
         match wait_ack(
             sock,
             &mut rbuf,
-            cur.first,
-            cur.count,
+            (cur.first, cur.count),
             policy.delay(attempt),
+            timer.as_mut(),
             tally,
         )
         .await?
@@ -408,23 +420,41 @@ async fn send(sock: &UdpSocket, pkt: &[u8]) -> Result<(), TransferError> {
 /// Waits up to `wait` for an ACK of a block in `[base, base + count)`.
 /// Duplicate and stale ACKs (and anything else) are ignored without
 /// extending the wait.
+///
+/// `timer` is the transfer's one timer. It is re-armed only when it must
+/// fire earlier than it is set to; when it fires before this wait's
+/// deadline (progress moved the deadline on) it is re-armed then. So a
+/// lock-step transfer touches the timer wheel about once per `wait`, not
+/// once per block.
 async fn wait_ack(
     sock: &UdpSocket,
     rbuf: &mut [u8],
-    base: u64,
-    count: u64,
+    (base, count): (u64, u64),
     wait: Duration,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     tally: &mut Tally,
 ) -> Result<AckWait, TransferError> {
     let deadline = Instant::now() + wait;
+    if timer.deadline() > deadline || timer.is_elapsed() {
+        timer.as_mut().reset(deadline);
+    }
     loop {
-        let n = match tokio::time::timeout_at(deadline, sock.recv(rbuf)).await {
-            Err(_) => return Ok(AckWait::TimedOut),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(TransferError::ClientGone);
+        let n = tokio::select! {
+            biased;
+            received = sock.recv(rbuf) => match received {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(TransferError::ClientGone);
+                }
+                Err(e) => return Err(e.into()),
+            },
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Ok(AckWait::TimedOut);
+                }
+                timer.as_mut().reset(deadline);
+                continue;
             }
-            Ok(Err(e)) => return Err(e.into()),
         };
         match packet::parse_client_packet(&rbuf[..n]) {
             ClientPacket::Ack(wire) => {
