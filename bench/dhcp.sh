@@ -167,6 +167,11 @@ run_step() {
     cpu0=$(cpu_secs)
     out=$(ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -r "$rate" -R 100000000 \
         -p "$STEP_SECS" -W 500000 10.76.0.254 2>&1) || true
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "bench/dhcp.sh: the server died during the step; its log:" >&2
+        tail -30 "$WORK/bootlabd.log" "$WORK/kea/stdout.log" "$WORK/kea/kea.log" >&2 2>/dev/null || true
+        die "server died"
+    fi
     cpu1=$(cpu_secs)
     echo "$out" > "$WORK/perfdhcp-last.txt"
     echo "$out" | awk -v secs="$STEP_SECS" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
