@@ -37,8 +37,8 @@ if [ ! -x "$BOOTLABD" ]; then
 fi
 
 TAG=$$
-SNS=bl-bench-s$TAG
-CNS=bl-bench-c$TAG
+SNS=dhcpbench-s$TAG
+CNS=dhcpbench-c$TAG
 SIF=bbs$TAG
 CIF=bbc$TAG
 WORK=$(mktemp -d /tmp/bootlab-bench-dhcp.XXXXXX)

@@ -70,8 +70,8 @@ impl Lab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{n}", std::process::id() % 100_000);
         let lab = Self {
-            server_ns: format!("bl-dhcps-{tag}"),
-            client_ns: format!("bl-dhcpc-{tag}"),
+            server_ns: format!("dhcpt-s{tag}"),
+            client_ns: format!("dhcpt-c{tag}"),
             server_if: format!("bds{tag}"),
             client_if: format!("bdc{tag}"),
             dir: tempfile::tempdir().unwrap(),
