@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 use bootlab_boot::Shared;
-use bootlab_dns::LearnedAddress;
+use bootlab_dns::LearnedBatch;
 use tokio::sync::mpsc;
 
 use crate::firewall::DaemonFirewall;
@@ -111,25 +111,34 @@ async fn spawn_dns(
     Ok(())
 }
 
-/// Feeds DNS-learned addresses into the firewall's set, in batches.
+/// Feeds DNS-learned addresses into the firewall's set, then lets the DNS
+/// answer go (the batch's `applied` signal), so a client's first connection
+/// to a just-resolved address is already allowed.
 fn spawn_learned_consumer(
     firewall: DaemonFirewall,
     shutdown: CancellationToken,
     tasks: &mut Tasks,
-) -> mpsc::Sender<LearnedAddress> {
-    let (tx, mut rx) = mpsc::channel::<LearnedAddress>(1024);
+) -> mpsc::Sender<LearnedBatch> {
+    let (tx, mut rx) = mpsc::channel::<LearnedBatch>(1024);
     tasks.spawn(async move {
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
-                next = rx.recv() => match next { Some(l) => l, None => break },
+                next = rx.recv() => match next { Some(b) => b, None => break },
             };
-            let mut batch = vec![(first.address, first.ttl)];
+            let mut batches = vec![first];
             while let Ok(more) = rx.try_recv() {
-                batch.push((more.address, more.ttl));
+                batches.push(more);
             }
+            let entries: Vec<_> = batches
+                .iter()
+                .flat_map(|b| b.addresses.iter().map(|a| (a.address, a.ttl)))
+                .collect();
             let fw = firewall.clone();
-            let _ = tokio::task::spawn_blocking(move || fw.learn(&batch)).await;
+            let _ = tokio::task::spawn_blocking(move || fw.learn(&entries)).await;
+            for b in batches {
+                let _ = b.applied.send(());
+            }
         }
         ("dns-learned", Ok(()))
     });

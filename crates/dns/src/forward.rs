@@ -4,7 +4,7 @@
 //! random source port with a random ID; a reply is accepted only from the
 //! upstream's address and port, with our ID and our question; identical
 //! questions pending at the same time share one upstream query. Addresses in
-//! accepted answers are handed out on a channel as [`LearnedAddress`]es (the
+//! accepted answers are handed out on a channel as [`LearnedBatch`]es of [`LearnedAddress`]es (the
 //! daemon feeds them to the firewall's egress set).
 
 use std::collections::HashMap;
@@ -35,6 +35,22 @@ pub struct LearnedAddress {
     /// How long the upstream said it stays valid.
     pub ttl: Duration,
 }
+
+/// The addresses learned from one upstream answer, handed out *before* the
+/// answer goes back to the client: the receiver (bootlabd) adds them to the
+/// firewall's egress set and then signals `applied`, so the client's first
+/// connection to them is already allowed. The forwarder waits at most
+/// [`LEARN_ACK_WAIT`] for the signal, so a stuck consumer cannot stall DNS.
+#[derive(Debug)]
+pub struct LearnedBatch {
+    /// The addresses, in answer order.
+    pub addresses: Vec<LearnedAddress>,
+    /// Signal (send or drop) once the addresses are in effect.
+    pub applied: oneshot::Sender<()>,
+}
+
+/// How long an answer waits for its learned addresses to be applied.
+pub const LEARN_ACK_WAIT: Duration = Duration::from_millis(500);
 
 /// Why one upstream exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +91,7 @@ struct Inner {
     pending: Mutex<HashMap<PendingKey, Waiters>>,
     timeout: Duration,
     max_pending: usize,
-    learned: Option<mpsc::Sender<LearnedAddress>>,
+    learned: Option<mpsc::Sender<LearnedBatch>>,
     counters: ForwardCounters,
 }
 
@@ -96,7 +112,7 @@ impl Forwarder {
     pub fn new(
         timeout: Duration,
         max_pending: usize,
-        learned: Option<mpsc::Sender<LearnedAddress>>,
+        learned: Option<mpsc::Sender<LearnedBatch>>,
         metrics: &Metrics,
     ) -> Self {
         let c = |name: &str, help: &str| metrics.counter(name, help, &[]);
@@ -206,7 +222,7 @@ impl Inner {
             }
             match result {
                 Ok(m) => {
-                    self.learn(question, &m);
+                    self.learn(question, &m).await;
                     return Some(m);
                 }
                 Err(e) => warn!(%upstream, name = %question.name(), "forwarding failed: {e}"),
@@ -216,25 +232,39 @@ impl Inner {
         None
     }
 
-    fn learn(&self, question: &Query, reply: &Message) {
+    /// Hands the answer's addresses to the learned-set consumer and waits
+    /// (bounded) until it says they are in effect.
+    async fn learn(&self, question: &Query, reply: &Message) {
         let Some(tx) = &self.learned else { return };
         let name = key_of(question.name());
-        for r in &reply.answers {
-            let address = match &r.data {
-                RData::A(A(ip)) => IpAddr::V4(*ip),
-                RData::AAAA(AAAA(ip)) => IpAddr::V6(*ip),
-                _ => continue,
-            };
-            let learned = LearnedAddress {
-                name: name.clone(),
-                address,
-                ttl: Duration::from_secs(u64::from(r.ttl)),
-            };
-            if tx.try_send(learned).is_ok() {
-                self.counters.learned.inc();
-            } else {
-                self.counters.learned_dropped.inc();
-            }
+        let addresses: Vec<LearnedAddress> = reply
+            .answers
+            .iter()
+            .filter_map(|r| {
+                let address = match &r.data {
+                    RData::A(A(ip)) => IpAddr::V4(*ip),
+                    RData::AAAA(AAAA(ip)) => IpAddr::V6(*ip),
+                    _ => return None,
+                };
+                Some(LearnedAddress {
+                    name: name.clone(),
+                    address,
+                    ttl: Duration::from_secs(u64::from(r.ttl)),
+                })
+            })
+            .collect();
+        if addresses.is_empty() {
+            return;
+        }
+        let n = addresses.len() as u64;
+        let (applied, done) = oneshot::channel();
+        if tx.try_send(LearnedBatch { addresses, applied }).is_err() {
+            self.counters.learned_dropped.add(n);
+            return;
+        }
+        self.counters.learned.add(n);
+        if timeout(LEARN_ACK_WAIT, done).await.is_err() {
+            warn!(name = %name, "learned addresses not applied within {LEARN_ACK_WAIT:?}; answering anyway");
         }
     }
 

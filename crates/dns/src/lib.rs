@@ -26,7 +26,7 @@ pub mod handler;
 pub mod server;
 pub mod zone;
 
-pub use forward::LearnedAddress;
+pub use forward::{LEARN_ACK_WAIT, LearnedAddress, LearnedBatch};
 pub use handler::{Handler, HandlerConfig, Outcome, Transport};
 pub use server::{ServeOptions, serve, serve_with};
 pub use zone::{ZoneError, ZoneTable};

@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::forward::{Forwarder, LearnedAddress};
+use crate::forward::{Forwarder, LearnedBatch};
 use crate::handler::{
     DEFAULT_MAX_UDP_PAYLOAD, DropReason, ForwardRequest, Handler, HandlerConfig, Outcome,
     ReplyInfo, Transport,
@@ -73,7 +73,7 @@ pub async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,
     shared: Shared,
-    learned: Option<mpsc::Sender<LearnedAddress>>,
+    learned: Option<mpsc::Sender<LearnedBatch>>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     serve_with(udp, tcp, shared, learned, shutdown, ServeOptions::default()).await
@@ -375,7 +375,7 @@ pub async fn serve_with(
     udp: UdpSocket,
     tcp: TcpListener,
     shared: Shared,
-    learned: Option<mpsc::Sender<LearnedAddress>>,
+    learned: Option<mpsc::Sender<LearnedBatch>>,
     shutdown: CancellationToken,
     options: ServeOptions,
 ) -> io::Result<()> {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bootlab_boot::{InventoryPublisher, Shared};
-use bootlab_dns::{LearnedAddress, ServeOptions, serve_with};
+use bootlab_dns::{LearnedAddress, LearnedBatch, ServeOptions, serve_with};
 use bootlab_inventory::Inventory;
 use common::*;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -29,7 +29,7 @@ struct Running {
     tcp: SocketAddr,
     shared: Shared,
     publisher: InventoryPublisher,
-    learned: mpsc::Receiver<LearnedAddress>,
+    learned: mpsc::Receiver<LearnedBatch>,
     token: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -386,12 +386,13 @@ async fn forwarding_matches_address_port_id_and_question_and_learns_addresses() 
         m.answers[0].data,
         RData::A(A("203.0.113.7".parse().unwrap()))
     );
-    let learned = tokio::time::timeout(PATIENCE, s.learned.recv())
+    let batch = tokio::time::timeout(PATIENCE, s.learned.recv())
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(batch.addresses.len(), 1);
     assert_eq!(
-        learned,
+        batch.addresses[0],
         LearnedAddress {
             name: "www.allowed.test".into(),
             address: "203.0.113.7".parse().unwrap(),
@@ -548,5 +549,56 @@ async fn tcp_pipelined_queries_are_answered_in_order() {
     framed.extend_from_slice(&q);
     stream.write_all(&framed).await.unwrap();
     assert!(closed_by_server(&mut stream).await);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_leaves_only_after_its_learned_addresses_are_applied() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut s = start(
+        isolated(upstream.local_addr().unwrap()),
+        ServeOptions::default(),
+    )
+    .await;
+    // The consumer (bootlabd's firewall feeder in production) marks the
+    // batch applied, then releases the answer.
+    let applied = Arc::new(AtomicBool::new(false));
+    let mut learned = std::mem::replace(&mut s.learned, mpsc::channel(1).1);
+    let flag = applied.clone();
+    let consumer = tokio::spawn(async move {
+        let batch = learned.recv().await.unwrap();
+        flag.store(true, Ordering::SeqCst);
+        batch.applied.send(()).unwrap();
+        batch.addresses
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let q = query("www.allowed.test.", RecordType::A, Some(1232));
+    client.send_to(&q, s.udp).await.unwrap();
+    let (fq, from) = upstream_recv(&upstream).await;
+    upstream
+        .send_to(
+            &upstream_reply(&fq, fq.metadata.id, "203.0.113.9", 60),
+            from,
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        applied.load(Ordering::SeqCst),
+        "the client got its answer before the learned address was applied"
+    );
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(m.answers.len(), 1);
+    let addresses = consumer.await.unwrap();
+    assert_eq!(
+        addresses[0].address,
+        "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+    );
     s.stop().await;
 }
