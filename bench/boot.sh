@@ -104,7 +104,7 @@ boot() { # name mac tap uefi
   done
   local t1; t1=$(date +%s.%N)
   kill $q 2>/dev/null || true; wait $q 2>/dev/null || true
-  echo "$t1 - $t0" | bc
+  printf "%.2f\n" "$(echo "$t1 - $t0" | bc)"
 }
 
 run_pair() { # label -> "bios uefi" seconds (the two boots run in parallel)
@@ -120,13 +120,22 @@ run_pair() { # label -> "bios uefi" seconds (the two boots run in parallel)
 # 1. bootlabd
 nsx "$BOOTLABD" --config "$work/lab.toml" 2>"$work/bootlabd.log" &
 pids+=($!)
-until nsx curl -sf -o /dev/null "http://$SRV:8080/metrics"; do sleep 0.2; done
+wait_http() { # url log
+  local deadline=$(( $(date +%s) + 60 ))
+  until nsx curl -sf -o /dev/null "$1"; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then echo "server did not come up:" >&2; cat "$2" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+wait_http "http://$SRV:8080/metrics" "$work/bootlabd.log"
 read -r b_bios b_uefi < <(run_pair)
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 # 2. dnsmasq (DHCP + TFTP) + nginx (HTTP): the same scripts and files.
 mkdir -p "$work/www/assets"
 cp -r "$work/assets/." "$work/www/assets/"
+# nginx workers and dnsmasq's TFTP drop privileges: let them read the files.
+chmod -R a+rX "$work"
 for n in "bios-0 52:54:00:77:00:10" "uefi-0 52:54:00:77:00:11"; do
   set -- $n
   "$BOOTLAB" render "$work/lab.toml" "boot.ipxe?mac=$2" > "$work/www/$1.ipxe"
@@ -166,7 +175,7 @@ nsx dnsmasq --keep-in-foreground --conf-file="$work/dnsmasq.conf" 2>"$work/dnsma
 pids+=($!)
 nsx nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.log" &
 pids+=($!)
-until nsx curl -sf -o /dev/null "http://$SRV:8081/bios-0.ipxe"; do sleep 0.2; done
+wait_http "http://$SRV:8081/bios-0.ipxe" "$work/nginx.err"
 sleep 0.5
 read -r d_bios d_uefi < <(run_pair)
 
