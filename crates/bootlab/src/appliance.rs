@@ -336,6 +336,12 @@ pub const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox --install -s
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# what udev would create: nft -f /dev/stdin needs it
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 exec </dev/console >/dev/console 2>&1
 echo "bootlab-appliance: starting"
 for m in $(cat /etc/bootlab/modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
@@ -453,12 +459,22 @@ pub fn build(
     let builtin =
         std::fs::read_to_string(inputs.modules.join("modules.builtin")).unwrap_or_default();
     let builtin: BTreeSet<String> = builtin.lines().map(module_name).collect();
+    let dep = parse_modules_dep(&dep_text);
+    // Every nftables expression and netfilter helper as well: there is no
+    // udev/modprobe autoloading in the appliance, and which expressions a
+    // ruleset uses is bootlabd's business.
+    let netfilter: Vec<String> = dep
+        .keys()
+        .map(|p| module_name(p))
+        .filter(|n| n.starts_with("nft_") || n.starts_with("nf_") || n == "nfnetlink")
+        .collect();
     let wanted: Vec<&str> = WANTED_MODULES
         .iter()
         .copied()
+        .chain(netfilter.iter().map(String::as_str))
         .filter(|m| !builtin.contains(*m))
         .collect();
-    let (order, missing) = resolve_modules(&parse_modules_dep(&dep_text), &wanted);
+    let (order, missing) = resolve_modules(&dep, &wanted);
     for m in &order {
         let data =
             std::fs::read(inputs.modules.join(m)).with_context(|| format!("reading module {m}"))?;
@@ -493,6 +509,13 @@ pub fn build(
     for lib in &libs {
         let data = std::fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
         cpio.file(&lib.to_string_lossy(), 0o755, &data)?;
+    }
+
+    // nft resolves protocol and service names through these
+    for f in ["/etc/protocols", "/etc/services"] {
+        if let Ok(data) = std::fs::read(f) {
+            cpio.file(f, 0o644, &data)?;
+        }
     }
 
     // the inventory and where the services keep things

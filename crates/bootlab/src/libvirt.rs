@@ -644,9 +644,9 @@ pub fn down(conn: &Connect, want: &Desired, keep_disks: bool) -> anyhow::Result<
                 .push(format!("domain {} (not bootlab's)", d.plan.name));
             continue;
         }
-        if dom.is_active()? {
-            dom.destroy()
-                .with_context(|| format!("stopping {}", d.plan.name))?;
+        // A node may power itself off between the check and the destroy.
+        if dom.is_active()? && dom.destroy().is_err() && dom.is_active()? {
+            bail!("cannot stop {}", d.plan.name);
         }
         dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM)
             .or_else(|_| dom.undefine())

@@ -141,7 +141,7 @@ memory = "512MiB"
 disks = ["64MiB"]
 data_dir = "/var/lib/bootlab"
 assets_dir = "/var/lib/bootlab/assets"
-firewall = false
+firewall = true
 
 [profiles.marker]
 loader = "ipxe"
@@ -331,9 +331,19 @@ fn appliance_lab_up_is_idempotent_boots_nodes_and_down_leaves_nothing() {
 
     // the appliance boots and bootlabd answers inside it
     let services_log = env.serial_log("e2e-services");
-    let boot = env.wait_for(
+    let dump_services = || {
+        let t = std::fs::read(&services_log).unwrap_or_default();
+        let t = String::from_utf8_lossy(&t);
+        let start = t.len().saturating_sub(6000);
+        let start = (start..t.len())
+            .find(|&i| t.is_char_boundary(i))
+            .unwrap_or(0);
+        eprintln!("--- serial log of e2e-services (tail)\n{}", &t[start..]);
+    };
+    let boot = env.wait_for_or(
         "bootlabd's HTTP listener in the appliance",
-        Duration::from_secs(300),
+        Duration::from_secs(240),
+        dump_services,
         || log_has(&services_log, "listening for http"),
     );
     env.wait_for("bootlabd's DHCP listener", Duration::from_secs(120), || {
@@ -342,6 +352,13 @@ fn appliance_lab_up_is_idempotent_boots_nodes_and_down_leaves_nothing() {
     assert!(
         log_has(&services_log, "data on /dev/vda"),
         "the data disk is mounted"
+    );
+    // nft and the nf_tables modules work inside the appliance
+    env.wait_for_or(
+        "bootlabd's firewall in the appliance",
+        Duration::from_secs(120),
+        dump_services,
+        || log_has(&services_log, "firewall applied"),
     );
     println!(
         "services VM: bootlabd listening {boot:?} after `up` returned (up itself took {up_secs:?})"
