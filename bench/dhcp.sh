@@ -43,6 +43,7 @@ SIF=bbs$TAG
 CIF=bbc$TAG
 WORK=$(mktemp -d /tmp/bootlab-bench-dhcp.XXXXXX)
 SERVER_PID=
+CURRENT=
 
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
@@ -127,6 +128,7 @@ cat > "$WORK/kea.json" <<EOF
 EOF
 
 start_bootlabd() {
+    CURRENT=bootlabd
     rm -rf "$WORK/bootlabd-data"
     ip netns exec "$SNS" "$BOOTLABD" --config "$WORK/lab.toml" > "$WORK/bootlabd.log" 2>&1 &
     SERVER_PID=$!
@@ -139,6 +141,7 @@ start_bootlabd() {
 }
 
 start_kea() {
+    CURRENT=kea
     rm -rf "$WORK/kea"
     mkdir -p "$WORK/kea"
     KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
@@ -161,10 +164,24 @@ cpu_secs() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$SERVER_PID/stat"
 }
 
-# run_step RATE -> prints "exchanges_per_s drop_pct cpu_us_per_exchange"
+# CPU seconds used by the calling shell's finished children (perfdhcp).
+children_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($16 + $17) / hz }' "/proc/$1/stat"
+}
+
+# bootlabd's own counters (received DISCOVER+REQUEST, sent OFFER+ACK).
+bootlabd_counts() {
+    ip netns exec "$SNS" curl -s --max-time 2 http://10.76.0.254:8080/metrics | awk '
+        /^bootlab_dhcp_received_total\{type="(discover|request)"\}/ { r += $2 }
+        /^bootlab_dhcp_sent_total\{type="(offer|ack)"\}/ { s += $2 }
+        END { printf "%d %d\n", r, s }'
+}
+
+# run_step RATE -> prints "exchanges/s drop% server-us-CPU/exchange perfdhcp-CPU% [bootlabd received sent]"
 run_step() {
-    local rate=$1 out cpu0 cpu1
+    local rate=$1 out cpu0 cpu1 pc0 pc1 me=$BASHPID
     cpu0=$(cpu_secs)
+    pc0=$(children_cpu "$me")
     out=$(ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -r "$rate" -R 100000000 \
         -p "$STEP_SECS" -W 500000 10.76.0.254 2>&1) || true
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -173,8 +190,13 @@ run_step() {
         die "server died"
     fi
     cpu1=$(cpu_secs)
+    pc1=$(children_cpu "$me")
+    local counts="- -"
+    if [ "$CURRENT" = bootlabd ]; then
+        counts=$(bootlabd_counts)
+    fi
     echo "$out" > "$WORK/perfdhcp-last.txt"
-    echo "$out" | awk -v secs="$STEP_SECS" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
+    echo "$out" | awk -v counts="$counts" -v secs="$STEP_SECS" -v pcpu="$(awk -v a="$pc0" -v b="$pc1" -v t="$STEP_SECS" 'BEGIN { printf "%.0f", 100 * (b - a) / (t + 0.5) }')" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" '
         /Statistics for: DISCOVER-OFFER/ { sec = "do" }
         /Statistics for: REQUEST-ACK/ { sec = "ra" }
         /^sent packets:/ { sent[sec] = $3 }
@@ -184,7 +206,7 @@ run_step() {
             total = sent["do"] + sent["ra"]
             d = (total > 0) ? 100 * (drops["do"] + drops["ra"]) / total : 100
             us = (recv["ra"] > 0) ? 1e6 * cpu / recv["ra"] : 0
-            printf "%.0f %.3f %.1f\n", recv["ra"] / secs, d, us
+            printf "%.0f %.3f %.1f %s %s\n", recv["ra"] / secs, d, us, pcpu, counts
         }'
 }
 
@@ -195,9 +217,13 @@ try_rate() {
         $start
         res=$(run_step "$rate")
         stop_server
-        read -r XPS DROP US <<< "$res"
-        printf '  %-8s offered %6d/s (try %d): %6d exchanges/s, %7.3f%% drops, %7.1f us CPU/exchange\n' \
-            "$name" "$rate" "$try" "$XPS" "$DROP" "$US"
+        local srv_recv srv_sent own=""
+        read -r XPS DROP US PCPU srv_recv srv_sent <<< "$res"
+        if [ "$name" = bootlabd ]; then
+            own=", bootlabd answered $srv_sent of $srv_recv"
+        fi
+        printf '  %-8s offered %6d/s (try %d): %6d exchanges/s, %7.3f%% drops, %6.1f us CPU/exchange, perfdhcp CPU %s%%%s\n' \
+            "$name" "$rate" "$try" "$XPS" "$DROP" "$US" "$PCPU" "$own"
         if awk -v d="$DROP" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
             return 0
         fi
@@ -237,6 +263,8 @@ if [ "$K_RATE" -gt 0 ]; then
     awk -v b="$B_RATE" -v k="$K_RATE" -v bx="$B_XPS" -v kx="$K_XPS" 'BEGIN {
         printf "ratio bootlabd/kea: rate %.2fx, exchanges/s %.2fx\n", b / k, (kx > 0 ? bx / kx : 0) }'
 fi
+echo "(when perfdhcp's CPU nears 100% it, not the server, is the limit: compare"
+echo " 'bootlabd answered X of Y' with perfdhcp's drops)"
 if awk -v b="$B_US" -v k="$K_US" 'BEGIN { exit !(b > 0 && k > 0) }'; then
     awk -v b="$B_US" -v k="$K_US" 'BEGIN { printf "CPU per exchange kea/bootlabd: %.2fx (higher = bootlabd cheaper)\n", k / b }'
 fi
