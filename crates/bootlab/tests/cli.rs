@@ -30,7 +30,7 @@ struct EmptyNetns(String);
 impl EmptyNetns {
     fn new(tag: &str) -> Self {
         common::require_root_and_tools(&["ip", "nft"]);
-        let name = format!("bl-{tag}-{}", std::process::id());
+        let name = format!("blhost-{tag}-{}", std::process::id());
         common::sh_ok(&format!(
             "ip netns add {name} && ip -n {name} link set lo up"
         ));

@@ -63,7 +63,7 @@ impl LibvirtNetns {
             "virtlogd",
             "qemu-system-x86_64",
         ]);
-        let netns = format!("bl-{tag}-{}", std::process::id());
+        let netns = format!("blhost-{tag}-{}", std::process::id());
         let dir = tempfile::Builder::new()
             .prefix("bootlab-libvirtd-")
             .tempdir_in("/tmp")
