@@ -19,7 +19,8 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${secs}s"
   if ! cargo fuzz run -O "$t" "$work" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 >"$work.log" 2>&1; then
-    tail -n 40 "$work.log"
+    grep -m1 -A6 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer)" "$work.log" || true
+    grep -E "^(Reproduce|\s+cargo fuzz run|Failing input|\s+artifacts/)" "$work.log" || tail -n 20 "$work.log"
     failed+=("$t")
   else
     grep -E 'stat::number_of_executed_units' "$work.log" | sed "s/^/  $t: /" || true

@@ -1,6 +1,6 @@
 //! DNS request path: any datagram through the handler (fast path and
 //! general path, UDP and TCP). No panic; the fast path must give the same
-//! bytes as the general path; every reply must parse, re-encode and parse
+//! message as the general path (byte-identical but for name compression); every reply must parse, re-encode and parse
 //! again; UDP replies stay within the EDNS cap.
 #![no_main]
 
@@ -43,7 +43,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(std::mem::discriminant(&a), std::mem::discriminant(&b));
             continue;
         };
-        assert_eq!(fast, general, "fast path and general path disagree");
+        if fast != general {
+            // Name compression may legitimately differ (a template's names
+            // point at its own copy, the general encoder may find a longer
+            // suffix in the question): the decoded messages must agree.
+            let (f, g) = (Message::from_vec(&fast), Message::from_vec(&general));
+            assert_eq!(
+                f.expect("fast reply parses"),
+                g.expect("general reply parses"),
+                "fast path and general path disagree"
+            );
+        }
         if transport == Transport::Udp {
             assert!(fast.len() <= 1232, "UDP reply of {} bytes", fast.len());
         }

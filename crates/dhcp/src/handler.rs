@@ -367,6 +367,19 @@ impl DhcpHandler {
             Err(e) => return Outcome::drop(DropReason::Malformed, e.to_string()),
         };
         let mut out = self.dispatch(&req, now_ms);
+        // RFC 3046: the relay needs its option 82 back. A reply that cannot
+        // carry it (the client's size limit leaves no room) is not sent; the
+        // lease state it stands for is kept, as if the reply were lost.
+        if out
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.dropped_options.contains(&code::RELAY_AGENT_INFO))
+        {
+            out.reply = None;
+            out.events.clear();
+            out.dropped = Some(DropReason::OversizedRelayInfo);
+            out.note = Some("option 82 does not fit the client's maximum message size".into());
+        }
         out.received = Some(req.msg_type);
         out.mac = Some(req.mac);
         out.xid = Some(req.xid);

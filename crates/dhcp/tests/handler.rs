@@ -770,6 +770,39 @@ fn oversized_option_82_is_dropped() {
     assert_eq!(dropped(&h.handle(&m, t0())), DropReason::OversizedRelayInfo);
 }
 
+/// Found by the CI fuzz run (`dhcp_handler`): a relayed request whose
+/// option 82 could not be placed in the reply got a reply without it. A
+/// relayed reply either carries 82 verbatim or is not sent.
+#[test]
+fn a_relayed_reply_carries_option_82_or_is_not_sent() {
+    let data = include_bytes!("data/fuzz-option-82-reply.bin");
+    let req = bootlab_dhcp::Request::parse(data).unwrap();
+    let info = req
+        .relay_agent_info()
+        .expect("the input carries option 82")
+        .to_vec();
+    let mut h = dev_handler_like_the_fuzzer();
+    let out = h.handle(data, t0());
+    match &out.reply {
+        None => assert_eq!(dropped(&out), DropReason::OversizedRelayInfo),
+        Some(_) => assert_eq!(Answer::of(&out).raw.get(82), Some(&info[..])),
+    }
+    assert!(out.reply.is_none(), "this input's 82 cannot fit: no reply");
+}
+
+fn dev_handler_like_the_fuzzer() -> DhcpHandler {
+    let limits = bootlab_dhcp::Limits {
+        max_leases: 64,
+        ..bootlab_dhcp::Limits::default()
+    };
+    DhcpHandler::new(
+        std::sync::Arc::new(dev()),
+        bootlab_dhcp::leases::LeaseTable::default(),
+        true,
+        limits,
+    )
+}
+
 // ---- the boot table on the wire ---------------------------------------------------
 
 fn boot(inv: Inventory, arm64: bool, m: Msg) -> Answer {
