@@ -23,6 +23,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
 need() { command -v "$1" >/dev/null || apt-get install -y -qq "$2" >/dev/null; }
 need dnsmasq dnsmasq-base
 need nginx nginx-light

@@ -59,6 +59,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
 
 ip netns add "$SNS"
 ip netns add "$CNS"

@@ -35,6 +35,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
 
 free_port() {
   python3 -c 'import socket

@@ -39,6 +39,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
 
 free_port() {
   local p

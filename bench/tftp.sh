@@ -35,6 +35,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
 
 ip netns add "$SRV"
 ip netns add "$CLI"
