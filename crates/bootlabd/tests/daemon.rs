@@ -1,12 +1,13 @@
 //! The real `bootlabd` binary: `--check` exit codes, start-up, SIGHUP reload
 //! (broken file keeps the old inventory; good file goes live), SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::Daemon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -148,85 +149,6 @@ fn missing_config_exits_64_and_says_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
 
-/// A running daemon whose stderr lines arrive on a channel.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut d = Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        d.wait_for("bootlabd ready");
-        d
-    }
-
-    /// Waits (bounded, generously) for a log line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!(
-                            "bootlabd exited ({status}) before {needle:?}:\n{}",
-                            self.seen.join("\n")
-                        );
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!(
-            "no log line with {needle:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +156,9 @@ fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops()
     let ports = ports();
     let good = lab_on(dir.path(), ports, 0);
     std::fs::write(&config, &good).unwrap();
-    let mut d = Daemon::start(&config);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(&config);
+    let mut d = Daemon::spawn(cmd);
 
     // A broken file: the daemon keeps running and says why.
     std::fs::write(

@@ -18,14 +18,15 @@
 //! Needs root, `ip`, `nft`, `curl`, `python3` and `kdig` (knot-dnsutils); a
 //! missing one fails the test, nothing skips.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bootlab_firewall::{BootlabTable, LearnedSet, Nft};
+
+mod common;
+use common::{Daemon, READY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -44,9 +45,6 @@ const REGISTRY_TTL: u64 = 5;
 /// `mirror.registry.lab.test` (under `allow_domains`), long TTL.
 const MIRROR: &str = "203.0.113.81";
 const MIRROR_TTL: u64 = 300;
-
-/// Generous bound for anything that only has to become ready.
-const READY: Duration = Duration::from_secs(60);
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -305,99 +303,11 @@ fn require_tools() {
     }
 }
 
-/// `bootlabd` running inside a namespace; its stderr lines arrive on a channel.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(ns: &Netns, config: &Path) -> Self {
-        let mut child = ns
-            .command(BIN)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start bootlabd");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut d = Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        d.wait_for("bootlabd ready");
-        d
-    }
-
-    /// Waits (bounded) for a new log line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + READY;
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!(
-                            "bootlabd exited ({status}) before {needle:?}:\n{}",
-                            self.seen.join("\n")
-                        );
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!(
-            "no log line with {needle:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill -s {sig}");
-    }
-
-    /// SIGTERM and wait (bounded) for exit 0.
-    fn stop(&mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + READY;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0), "{}", self.seen.join("\n"));
-                return;
-            }
-            assert!(Instant::now() < deadline, "bootlabd ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `bootlabd` inside a namespace.
+fn start_daemon(ns: &Netns, config: &Path) -> Daemon {
+    let mut cmd = ns.command(BIN);
+    cmd.arg("--config").arg(config);
+    Daemon::spawn(cmd)
 }
 
 /// The isolated-mode inventory; `changed` adds a node and a CIDR (a valid,
@@ -534,7 +444,7 @@ impl GatewayLab {
 
         let config = dir.path().join("lab.toml");
         std::fs::write(&config, isolated_lab(dir.path(), false)).unwrap();
-        let daemon = Daemon::start(&services, &config);
+        let daemon = start_daemon(&services, &config);
         Self {
             daemon,
             services,
@@ -829,7 +739,7 @@ fn nat_mode_applies_only_the_input_filter() {
     std::fs::create_dir_all(&www).unwrap();
     services.http_server(SERVICES, 9999, &www);
 
-    let daemon = Daemon::start(&services, &config);
+    let daemon = start_daemon(&services, &config);
     let listing = services
         .table()
         .listing()
