@@ -6,7 +6,7 @@
 # Debian 12, as root (it re-runs itself with sudo when started as a user):
 # tests create network namespaces, bridges, nftables tables and QEMU guests.
 # Steps: apt packages (tests/apt-packages.txt) -> cargo fmt --check ->
-# cargo clippy -D warnings -> cargo test --workspace --locked -> every fuzz
+# cargo clippy -D warnings -> cargo test --workspace --locked --no-fail-fast -> every fuzz
 # target for FUZZ_SECONDS (default 60) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace --locked"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
 tests/fuzz.sh

@@ -206,7 +206,11 @@ vars = {{ token = "uefi-47ad" }}
 fn marker(serial: &Path) -> Option<String> {
     let bytes = std::fs::read(serial).ok()?;
     let text = String::from_utf8_lossy(&bytes);
-    text.lines()
+    // Only whole lines: the console file is read while QEMU is still
+    // writing it, so the last segment may be a line cut in half.
+    let complete = &text[..text.rfind('\n')? + 1];
+    complete
+        .lines()
         .find(|l| l.contains("BOOTLAB-MARKER"))
         .map(|l| l.trim().to_owned())
 }

@@ -144,7 +144,11 @@ fn grub_loads_its_config_kernel_and_initrd_over_http_and_boots() {
     let console = loop {
         let text =
             String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
-        if text.contains("BOOTLAB-MARKER") {
+        // Only a whole marker line counts: QEMU may be mid-way through it.
+        if text
+            .split_inclusive('\n')
+            .any(|l| l.ends_with('\n') && l.contains("BOOTLAB-MARKER"))
+        {
             break text;
         }
         let exited = guest.0.try_wait().expect("qemu status").is_some();
