@@ -14,7 +14,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -25,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn};
 
-use crate::handler::{DhcpHandler, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
+use crate::handler::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
 use crate::leases::{LeaseRecord, LeaseStore};
 use crate::metrics::DhcpMetrics;
 use crate::ratelimit::LogGate;
@@ -209,7 +208,7 @@ pub async fn serve_with(
             store.path().display()
         );
     }
-    let mut handler = DhcpHandler::new(
+    let handler = DhcpHandler::new(
         inv.clone(),
         store.table().clone(),
         arm64_loader_present(&inv.services.assets_dir),
@@ -226,10 +225,15 @@ pub async fn serve_with(
         SocketMode::Interface(i) => info!("listening for dhcp on {local} (interface {i})"),
         SocketMode::Address => info!("listening for dhcp on {local}"),
     }
-    let sock = socket.socket;
-    // The lease writer is a thread of its own: it blocks in fdatasync and
-    // sends the batch's replies itself, on a clone of the socket.
-    let writer_sock = std::net::UdpSocket::from(sock.as_fd().try_clone_to_owned()?);
+    // Both loops are OS threads on the blocking socket: the receive loop
+    // takes datagrams in batches (recvmmsg) and sends the replies that need
+    // no commit in one sendmmsg; the lease writer blocks in fdatasync and
+    // then sends its batch's replies the same way. The receive timeout is
+    // how often the loop looks at the shutdown token and for a reload.
+    let sock = socket.socket.into_std()?;
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(POLL_INTERVAL))?;
+    let writer_sock = sock.try_clone()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
     let writer = {
         let (timeline, metrics, mode) = (shared.timeline.clone(), metrics.clone(), mode.clone());
@@ -240,68 +244,237 @@ pub async fn serve_with(
                 lease_writer(store, &rx, &writer_sock, &timeline, &metrics, &mode);
             })?
     };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let receiver = {
+        let ctx = RxContext {
+            sock,
+            mode,
+            shared: shared.clone(),
+            metrics,
+            shutdown,
+            commits: tx,
+        };
+        std::thread::Builder::new()
+            .name("dhcp-receive".into())
+            .spawn(move || {
+                let _span = info_span!("dhcp").entered();
+                receive_loop(ctx, handler);
+                let _ = done_tx.send(());
+            })?
+    };
+    // Wait without holding a runtime thread; the receive loop ends on
+    // shutdown (within POLL_INTERVAL) and drops the commit queue, so the
+    // writer makes the last batch durable, sends its replies and ends too.
+    let _ = done_rx.await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = receiver.join();
+        writer.join()
+    })
+    .await;
+    Ok(())
+}
+
+/// How often the receive loop wakes without traffic to look for shutdown
+/// and reloads.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Datagrams taken per `recvmmsg`.
+const RX_BATCH: usize = 64;
+/// Receive buffer per datagram. Requests are a few hundred bytes (1,500 at
+/// most without IP fragmentation); a longer datagram arrives cut
+/// (MSG_TRUNC) and is dropped as malformed.
+const RX_BUF: usize = 8192;
+
+/// What the receive loop owns.
+struct RxContext {
+    sock: std::net::UdpSocket,
+    mode: SocketMode,
+    shared: Shared,
+    metrics: DhcpMetrics,
+    shutdown: CancellationToken,
+    commits: std::sync::mpsc::SyncSender<Pending>,
+}
+
+fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd as _;
+
+    let RxContext {
+        sock,
+        mode,
+        shared,
+        metrics,
+        shutdown,
+        commits,
+    } = ctx;
+    let fd = sock.as_raw_fd();
     let mut reload = shared.subscribe();
     let mut reload_open = true;
     let mut gate: LogGate<std::net::IpAddr> = LogGate::new(10_000, 4096);
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            changed = reload.changed(), if reload_open => {
-                if changed.is_err() {
-                    // The publisher is gone: keep serving the last inventory.
-                    reload_open = false;
-                    continue;
+    let mut bufs = vec![[0u8; RX_BUF]; RX_BATCH];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RX_BATCH, None);
+    let mut received: Vec<(usize, Option<SocketAddr>, bool)> = Vec::with_capacity(RX_BATCH);
+    let mut sender = BatchSender::new(RX_BATCH);
+    let mut leases_seen = handler.leases().len();
+    while !shutdown.is_cancelled() {
+        if reload_open {
+            match reload.has_changed() {
+                Ok(true) => {
+                    let inv = reload.borrow_and_update().clone();
+                    let arm64 = arm64_loader_present(&inv.services.assets_dir);
+                    handler.set_inventory(inv, arm64);
+                    info!("dhcp: inventory reloaded; leases kept");
                 }
-                let inv = reload.borrow_and_update().clone();
-                let arm64 = arm64_loader_present(&inv.services.assets_dir);
-                handler.set_inventory(inv, arm64);
-                info!("dhcp: inventory reloaded; leases kept");
+                Ok(false) => {}
+                // The publisher is gone: keep serving the last inventory.
+                Err(_) => reload_open = false,
             }
-            r = sock.recv_from(&mut buf) => {
-                let mut next = r;
-                // Drain what is queued before going back to select.
-                for _ in 0..256 {
-                    let (n, peer) = match next {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // ICMP errors from earlier sends surface here; keep going.
-                            debug!("dhcp recv: {e}");
-                            break;
-                        }
-                    };
-                    let out = handler.handle(&buf[..n], SystemTime::now());
-                    metrics.account(&out);
-                    log_outcome(&out, peer, &mut gate);
-                    let Outcome { reply, commit, events, .. } = out;
-                    match commit {
-                        Some(record) => {
-                            let pending = Pending { record, reply, peer, events };
-                            if tx.try_send(pending).is_err() {
-                                metrics.commit_failures.inc();
-                                warn!("dhcp: commit queue full; request dropped");
-                            }
-                            metrics.set_lease_addresses(handler.leases().len());
-                        }
-                        None => {
-                            if let Some(reply) = reply {
-                                send(&sock, &mode, peer, &reply, &metrics).await;
-                            }
-                            apply_events(&shared.timeline, events);
-                        }
-                    }
-                    next = sock.try_recv_from(&mut buf);
-                    if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                        break;
-                    }
+        }
+        received.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                fd,
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => received.extend(results.map(|r| {
+                    let peer = r
+                        .address
+                        .as_ref()
+                        .and_then(|a| a.as_sockaddr_in().map(|v4| SocketAddr::V4((*v4).into())));
+                    (r.bytes, peer, r.flags.contains(MsgFlags::MSG_TRUNC))
+                })),
+                // Timeout (no traffic) or a signal: look at shutdown again.
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; keep going.
+                    debug!("dhcp recv: {e}");
+                    continue;
                 }
             }
         }
+        let now = SystemTime::now();
+        let mut events: Vec<MachineEvent> = Vec::new();
+        for (i, &(len, peer, truncated)) in received.iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            let out = if truncated {
+                Outcome {
+                    dropped: Some(DropReason::Malformed),
+                    note: Some(format!("datagram longer than {RX_BUF} bytes")),
+                    ..Outcome::default()
+                }
+            } else {
+                handler.handle(&bufs[i][..len], now)
+            };
+            metrics.account(&out);
+            log_outcome(&out, peer, &mut gate);
+            let Outcome {
+                reply,
+                commit,
+                events: mut ev,
+                ..
+            } = out;
+            match commit {
+                Some(record) => {
+                    let pending = Pending {
+                        record,
+                        reply,
+                        peer,
+                        events: ev,
+                    };
+                    if commits.try_send(pending).is_err() {
+                        metrics.commit_failures.inc();
+                        warn!("dhcp: commit queue full; request dropped");
+                    }
+                }
+                None => {
+                    if let Some(reply) = reply {
+                        sender.push(reply_address(&mode, peer, reply.to), reply);
+                    }
+                    events.append(&mut ev);
+                }
+            }
+        }
+        sender.flush(fd, &metrics);
+        apply_events(&shared.timeline, events);
+        let leases = handler.leases().len();
+        if leases != leases_seen {
+            leases_seen = leases;
+            metrics.set_lease_addresses(leases);
+        }
     }
-    drop(tx);
-    // Let the last batch become durable and its replies go out.
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    Ok(())
+}
+
+/// Replies collected for one `sendmmsg`.
+struct BatchSender {
+    replies: Vec<(SocketAddr, Outgoing)>,
+}
+
+impl BatchSender {
+    fn new(capacity: usize) -> Self {
+        Self {
+            replies: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn push(&mut self, to: SocketAddr, reply: Outgoing) {
+        self.replies.push((to, reply));
+    }
+
+    /// Sends everything collected (blocking while the socket buffer is
+    /// full), counts it and empties the batch. A datagram the kernel
+    /// refuses (an unreachable relay, say) is counted and skipped.
+    fn flush(&mut self, fd: std::os::fd::RawFd, metrics: &DhcpMetrics) {
+        use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+        use std::io::IoSlice;
+        if self.replies.is_empty() {
+            return;
+        }
+        let slices: Vec<[IoSlice<'_>; 1]> = self
+            .replies
+            .iter()
+            .map(|(_, r)| [IoSlice::new(&r.bytes)])
+            .collect();
+        let addrs: Vec<Option<SockaddrStorage>> = self
+            .replies
+            .iter()
+            .map(|(to, _)| Some(SockaddrStorage::from(*to)))
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
+        let mut done = 0;
+        while done < slices.len() {
+            match sendmmsg(
+                fd,
+                &mut headers,
+                slices[done..].iter(),
+                &addrs[done..],
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let n = results.count();
+                    for (_, r) in &self.replies[done..done + n] {
+                        metrics.sent(r.msg_type);
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    done += n;
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    metrics.send_errors.inc();
+                    debug!("dhcp send to {}: {e}", self.replies[done].0);
+                    done += 1;
+                }
+            }
+        }
+        self.replies.clear();
+    }
 }
 
 fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpAddr>) {
@@ -342,27 +515,6 @@ fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpA
     }
 }
 
-async fn send(
-    sock: &UdpSocket,
-    mode: &SocketMode,
-    peer: SocketAddr,
-    reply: &Outgoing,
-    metrics: &DhcpMetrics,
-) {
-    let to = reply_address(mode, peer, reply.to);
-    let sent = match sock.try_send_to(&reply.bytes, to) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(&reply.bytes, to).await,
-        other => other,
-    };
-    match sent {
-        Ok(_) => metrics.sent(reply.msg_type),
-        Err(e) => {
-            metrics.send_errors.inc();
-            debug!("dhcp send to {to}: {e}");
-        }
-    }
-}
-
 fn apply_events(timeline: &Timeline, events: Vec<MachineEvent>) {
     for e in events {
         match e {
@@ -383,6 +535,9 @@ fn lease_writer(
     metrics: &DhcpMetrics,
     mode: &SocketMode,
 ) {
+    use std::os::fd::AsRawFd as _;
+    let fd = sock.as_raw_fd();
+    let mut sender = BatchSender::new(MAX_BATCH);
     let mut batch: Vec<Pending> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -397,12 +552,15 @@ fn lease_writer(
             Ok(()) => {
                 metrics.commit_batches.inc();
                 metrics.committed_records.add(batch.len() as u64);
+                let mut events = Vec::new();
                 for p in batch.drain(..) {
-                    if let Some(reply) = &p.reply {
-                        send_blocking(sock, mode, p.peer, reply, metrics);
+                    if let Some(reply) = p.reply {
+                        sender.push(reply_address(mode, p.peer, reply.to), reply);
                     }
-                    apply_events(timeline, p.events);
+                    events.extend(p.events);
                 }
+                sender.flush(fd, metrics);
+                apply_events(timeline, events);
             }
             Err(e) => {
                 metrics.commit_failures.add(batch.len() as u64);
@@ -411,33 +569,4 @@ fn lease_writer(
             }
         }
     }
-}
-
-/// Sends on the (non-blocking) socket clone, waiting briefly when its
-/// buffer is full.
-fn send_blocking(
-    sock: &std::net::UdpSocket,
-    mode: &SocketMode,
-    peer: SocketAddr,
-    reply: &Outgoing,
-    metrics: &DhcpMetrics,
-) {
-    let to = reply_address(mode, peer, reply.to);
-    for _ in 0..1000 {
-        match sock.send_to(&reply.bytes, to) {
-            Ok(_) => {
-                metrics.sent(reply.msg_type);
-                return;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(std::time::Duration::from_micros(100));
-            }
-            Err(e) => {
-                metrics.send_errors.inc();
-                debug!("dhcp send to {to}: {e}");
-                return;
-            }
-        }
-    }
-    metrics.send_errors.inc();
 }

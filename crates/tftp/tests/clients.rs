@@ -222,7 +222,9 @@ async fn virtual_per_mac_files_and_timeline() {
         1.0
     );
 
-    // Each served file is an event in the machine's timeline.
+    // Each served file is an event in the machine's timeline (recorded when
+    // the session ends; stopping waits for every session).
+    server.stop().await;
     let machine = lab
         .shared
         .timeline
@@ -239,7 +241,6 @@ async fn virtual_per_mac_files_and_timeline() {
         vec!["pxelinux.cfg/01-52-54-00-77-00-10", "grub/grub.cfg"]
     );
     assert_eq!(machine.stage, Some(bootlab_boot::Stage::Script));
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,6 +258,9 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
     let (ok, text) = run(cmd).await;
     assert!(ok, "{text}");
     assert_eq!(std::fs::read(&out).unwrap(), want);
+    // curl exits on the last DATA block; the session records its event
+    // after the final ACK. Stopping waits for every session to finish.
+    server.stop().await;
     let machine = lab
         .shared
         .timeline
@@ -265,7 +269,6 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
     let ev = machine.events.back().expect("event");
     assert_eq!((ev.kind.as_str(), ev.bytes), ("loader", Some(70_000)));
     assert_eq!(machine.stage, Some(bootlab_boot::Stage::Tftp));
-    server.stop().await;
     assert_eq!(lab.metric("bootlab_tftp_requests_total{op=\"read\"}"), 1.0);
     assert_eq!(lab.metric("bootlab_tftp_transfers_total"), 1.0);
     assert_eq!(lab.metric("bootlab_tftp_bytes_sent_total"), 70_000.0);
