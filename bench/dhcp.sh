@@ -4,7 +4,13 @@
 # drop ratio and the ratio between the two.
 #
 # "Rate" is the highest offered perfdhcp -r rate (steps of 1.5x, STEP_SECS
-# each) that still has <= MAX_DROP_PCT drops. Each step starts its server
+# each) that still has <= MAX_DROP_PCT drops. Two ladders:
+#  1. unconstrained: each server may use the whole machine. On a 2-core box
+#     the generator (perfdhcp) tops out near 17,000 exchanges/s, below what
+#     either server does, so this ladder shows where the generator ends;
+#  2. equal CPU budget: each server runs in a cgroup limited to
+#     SERVER_CPU_PCT of one core (default 33), so the server, not the
+#     generator, is the bottleneck and the ratio measures the servers. Each step starts its server
 # afresh (empty lease file), so steps do not exhaust the pool. bootlabd
 # fsyncs every ACKed lease before the ACK leaves (group commit); Kea's
 # memfile appends without fsync.
@@ -20,9 +26,17 @@ STEP_SECS=${STEP_SECS:-6}
 START_RATE=${START_RATE:-1000}
 MAX_RATE=${MAX_RATE:-100000}
 MAX_DROP_PCT=${MAX_DROP_PCT:-1}
+# perfdhcp's thread mode. Its default on a multi-core machine ("multi") adds
+# a receive thread that competes with the server for this box's two cores
+# and tops out near 11,000 exchanges/s whatever the server; "single" drives
+# twice that from one core. The same generator settings serve both servers.
+PERFDHCP_THREADS=${PERFDHCP_THREADS:-single}
 # A step passes when one of TRIES runs stays within MAX_DROP_PCT (the same
 # for both servers; it smooths out other load on a shared machine).
 TRIES=${TRIES:-2}
+SERVER_CPU_PCT=${SERVER_CPU_PCT:-33}
+# Which ladders: "both", "free" (unconstrained) or "budget".
+LADDERS=${LADDERS:-both}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BOOTLABD=${BOOTLABD:-$ROOT/target/release/bootlabd}
 
@@ -44,6 +58,10 @@ CIF=bbc$TAG
 WORK=$(mktemp -d /tmp/bootlab-bench-dhcp.XXXXXX)
 SERVER_PID=
 CURRENT=
+# The cgroup.procs file of the CPU-budget cgroup while a budget ladder
+# runs (empty: servers run unconstrained).
+CG_PROCS=
+CG_DIR=
 
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
@@ -54,6 +72,7 @@ stop_server() {
 }
 cleanup() {
     stop_server
+    if [ -n "$CG_DIR" ]; then rmdir "$CG_DIR" 2>/dev/null || true; fi
     ip netns del "$CNS" 2>/dev/null || true
     ip netns del "$SNS" 2>/dev/null || true
     rm -rf "$WORK"
@@ -128,10 +147,49 @@ cat > "$WORK/kea.json" <<EOF
 } }
 EOF
 
+# make_budget PCT: a cgroup (v2 or v1 cpu controller) limited to PCT% of
+# one core in ~3 ms periods (short periods keep the bursts after each
+# throttle small for both servers); sets CG_DIR and CG_PROCS.
+make_budget() {
+    local pct=$1 period=3000 quota
+    [ "$pct" -ge 1 ] && [ "$pct" -le 100 ] || die "SERVER_CPU_PCT=$pct: give a percentage of one core, 1..100"
+    # The kernel's smallest quota is 1 ms: stretch the period for small budgets.
+    if [ $(( period * pct / 100 )) -lt 1000 ]; then
+        period=$(( (100000 + pct - 1) / pct ))
+    fi
+    quota=$(( period * pct / 100 ))
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        grep -qw cpu /sys/fs/cgroup/cgroup.controllers || die "cgroup v2 without the cpu controller"
+        echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        CG_DIR=/sys/fs/cgroup/bootlab-bench-$TAG
+        mkdir "$CG_DIR"
+        echo "$quota $period" > "$CG_DIR/cpu.max"
+    elif [ -d /sys/fs/cgroup/cpu ]; then
+        CG_DIR=/sys/fs/cgroup/cpu/bootlab-bench-$TAG
+        mkdir "$CG_DIR"
+        echo "$period" > "$CG_DIR/cpu.cfs_period_us"
+        echo "$quota" > "$CG_DIR/cpu.cfs_quota_us"
+    else
+        die "no cgroup cpu controller (needed for the CPU-budget ladder; LADDERS=free skips it)"
+    fi
+    CG_PROCS=$CG_DIR/cgroup.procs
+}
+
+# in_budget CMD...: runs CMD in the budget cgroup when one is set (the
+# shell joins it, then execs; ip netns exec execs too, so the PID is the
+# server's).
+in_budget() {
+    if [ -n "$CG_PROCS" ]; then
+        exec sh -c 'echo $$ > "$0" && exec "$@"' "$CG_PROCS" "$@"
+    else
+        exec "$@"
+    fi
+}
+
 start_bootlabd() {
     CURRENT=bootlabd
     rm -rf "$WORK/bootlabd-data"
-    ip netns exec "$SNS" "$BOOTLABD" --config "$WORK/lab.toml" > "$WORK/bootlabd.log" 2>&1 &
+    (in_budget ip netns exec "$SNS" "$BOOTLABD" --config "$WORK/lab.toml") > "$WORK/bootlabd.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
         grep -q "listening for dhcp" "$WORK/bootlabd.log" 2>/dev/null && return 0
@@ -145,8 +203,8 @@ start_kea() {
     CURRENT=kea
     rm -rf "$WORK/kea"
     mkdir -p "$WORK/kea"
-    KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
-        ip netns exec "$SNS" kea-dhcp4 -c "$WORK/kea.json" > "$WORK/kea/stdout.log" 2>&1 &
+    (KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
+        in_budget ip netns exec "$SNS" kea-dhcp4 -c "$WORK/kea.json") > "$WORK/kea/stdout.log" 2>&1 &
     SERVER_PID=$!
     # Ready when its UDP socket on port 67 is open.
     for _ in $(seq 100); do
@@ -183,7 +241,7 @@ run_step() {
     local rate=$1 out cpu0 cpu1 pc0 pc1 me=$BASHPID
     cpu0=$(cpu_secs)
     pc0=$(children_cpu "$me")
-    out=$(ip netns exec "$CNS" perfdhcp -4 -l 10.76.0.2 -r "$rate" -R 100000000 \
+    out=$(ip netns exec "$CNS" perfdhcp -4 -g "$PERFDHCP_THREADS" -l 10.76.0.2 -r "$rate" -R 100000000 \
         -p "$STEP_SECS" -W 500000 10.76.0.254 2>&1) || true
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         echo "bench/dhcp.sh: the server died during the step; its log:" >&2
@@ -232,40 +290,55 @@ try_rate() {
     return 1
 }
 
-echo "DHCPv4 4-way exchanges (perfdhcp, relayed, ${STEP_SECS}s steps x1.5, <= ${MAX_DROP_PCT}% drops, best of ${TRIES})"
+echo "DHCPv4 4-way exchanges (perfdhcp -g $PERFDHCP_THREADS, relayed, ${STEP_SECS}s steps x1.5, <= ${MAX_DROP_PCT}% drops, best of ${TRIES})"
 echo "bootlabd: durable leases (fdatasync per group commit); kea: memfile, no fsync"
-# Both ladders climb together (interleaved), so both see the same load.
-B_RATE=0 B_XPS=0 B_DROP=100 B_US=0 B_ON=yes
-K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes
-rate=$START_RATE
-while [ "$rate" -le "$MAX_RATE" ] && { [ $B_ON = yes ] || [ $K_ON = yes ]; }; do
-    if [ $B_ON = yes ]; then
-        if try_rate bootlabd start_bootlabd "$rate"; then
-            B_RATE=$rate B_XPS=$XPS B_DROP=$DROP B_US=$US
-        else
-            B_ON=no
-        fi
-    fi
-    if [ $K_ON = yes ]; then
-        if try_rate kea start_kea "$rate"; then
-            K_RATE=$rate K_XPS=$XPS K_DROP=$DROP K_US=$US
-        else
-            K_ON=no
-        fi
-    fi
-    rate=$(( rate * 3 / 2 ))
-done
 
-echo
-printf '%-10s %14s %14s %10s %18s\n' server "rate (/s)" "exchanges/s" "drops %" "us CPU/exchange"
-printf '%-10s %14d %14d %10.3f %18.1f\n' bootlabd "$B_RATE" "$B_XPS" "$B_DROP" "$B_US"
-printf '%-10s %14d %14d %10.3f %18.1f\n' kea "$K_RATE" "$K_XPS" "$K_DROP" "$K_US"
-if [ "$K_RATE" -gt 0 ]; then
-    awk -v b="$B_RATE" -v k="$K_RATE" -v bx="$B_XPS" -v kx="$K_XPS" 'BEGIN {
-        printf "ratio bootlabd/kea: rate %.2fx, exchanges/s %.2fx\n", b / k, (kx > 0 ? bx / kx : 0) }'
+# ladder TITLE: climbs both servers' ladders together (interleaved, so both
+# see the same machine load) and prints the table and the ratios.
+ladder() {
+    echo
+    echo "== $1"
+    # Both ladders climb together (interleaved), so both see the same load.
+    B_RATE=0 B_XPS=0 B_DROP=100 B_US=0 B_ON=yes
+    K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes
+    rate=$START_RATE
+    while [ "$rate" -le "$MAX_RATE" ] && { [ $B_ON = yes ] || [ $K_ON = yes ]; }; do
+        if [ $B_ON = yes ]; then
+            if try_rate bootlabd start_bootlabd "$rate"; then
+                B_RATE=$rate B_XPS=$XPS B_DROP=$DROP B_US=$US
+            else
+                B_ON=no
+            fi
+        fi
+        if [ $K_ON = yes ]; then
+            if try_rate kea start_kea "$rate"; then
+                K_RATE=$rate K_XPS=$XPS K_DROP=$DROP K_US=$US
+            else
+                K_ON=no
+            fi
+        fi
+        rate=$(( rate * 3 / 2 ))
+    done
+
+    echo
+    printf '%-10s %14s %14s %10s %18s\n' server "rate (/s)" "exchanges/s" "drops %" "us CPU/exchange"
+    printf '%-10s %14d %14d %10.3f %18.1f\n' bootlabd "$B_RATE" "$B_XPS" "$B_DROP" "$B_US"
+    printf '%-10s %14d %14d %10.3f %18.1f\n' kea "$K_RATE" "$K_XPS" "$K_DROP" "$K_US"
+    if [ "$K_RATE" -gt 0 ]; then
+        awk -v b="$B_RATE" -v k="$K_RATE" -v bx="$B_XPS" -v kx="$K_XPS" 'BEGIN {
+            printf "ratio bootlabd/kea: rate %.2fx, exchanges/s %.2fx\n", b / k, (kx > 0 ? bx / kx : 0) }'
+    fi
+    if awk -v b="$B_US" -v k="$K_US" 'BEGIN { exit !(b > 0 && k > 0) }'; then
+        awk -v b="$B_US" -v k="$K_US" 'BEGIN { printf "CPU per exchange kea/bootlabd: %.2fx (higher = bootlabd cheaper)\n", k / b }'
+    fi
+}
+
+if [ "$LADDERS" = both ] || [ "$LADDERS" = free ]; then
+    ladder "unconstrained servers (the generator's ceiling shows here)"
+    echo "(when perfdhcp's CPU nears 100% it, not the server, is the limit: compare"
+    echo " 'bootlabd answered X of Y' with perfdhcp's drops)"
 fi
-echo "(when perfdhcp's CPU nears 100% it, not the server, is the limit: compare"
-echo " 'bootlabd answered X of Y' with perfdhcp's drops)"
-if awk -v b="$B_US" -v k="$K_US" 'BEGIN { exit !(b > 0 && k > 0) }'; then
-    awk -v b="$B_US" -v k="$K_US" 'BEGIN { printf "CPU per exchange kea/bootlabd: %.2fx (higher = bootlabd cheaper)\n", k / b }'
+if [ "$LADDERS" = both ] || [ "$LADDERS" = budget ]; then
+    make_budget "$SERVER_CPU_PCT"
+    ladder "equal CPU budget: each server limited to ${SERVER_CPU_PCT}% of one core (cgroup)"
 fi
