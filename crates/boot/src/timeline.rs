@@ -245,23 +245,24 @@ impl Timeline {
                 g.machines.remove(old);
             }
         }
-        let name = g.names.get(&mac).cloned();
-        let ip = g
-            .ip_by_mac
-            .get(&mac)
-            .or_else(|| g.reserved_by_mac.get(&mac))
-            .copied();
+        let g = &mut *g;
+        // Name and address are looked up only for a machine seen for the
+        // first time (or still without an address): this runs per packet.
         let m = g.machines.entry(mac).or_insert_with(|| Machine {
             mac,
-            name,
-            ip,
+            name: g.names.get(&mac).cloned(),
+            ip: None,
             stage: None,
             events: VecDeque::new(),
             seen: clock,
         });
         m.seen = clock;
         if m.ip.is_none() {
-            m.ip = ip;
+            m.ip = g
+                .ip_by_mac
+                .get(&mac)
+                .or_else(|| g.reserved_by_mac.get(&mac))
+                .copied();
         }
         if event.stage.is_some() {
             m.stage = event.stage;
