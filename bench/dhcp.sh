@@ -320,6 +320,28 @@ try_rate() {
 echo "DHCPv4 4-way exchanges (perfdhcp -g $PERFDHCP_THREADS, relayed, ${STEP_SECS}s steps x1.5, <= ${MAX_DROP_PCT}% drops, best of ${TRIES})"
 echo "bootlabd: durable leases (fdatasync per group commit); kea: memfile, no fsync"
 
+# climb NAME START_FN PREFIX RATE: one step of one server's ladder; a pass
+# records PREFIX_RATE/_XPS/_DROP/_US, anything else ends the climb
+# (PREFIX_ON=no; PREFIX_CEIL notes a generator-bound end).
+climb() {
+    local name=$1 start=$2 p=$3 rate=$4 r=0
+    try_rate "$name" "$start" "$rate" || r=$?
+    case $r in
+        0)
+            printf -v "${p}_RATE" %s "$rate"
+            printf -v "${p}_XPS" %s "$XPS"
+            printf -v "${p}_DROP" %s "$DROP"
+            printf -v "${p}_US" %s "$US"
+            ;;
+        2)
+            printf -v "${p}_ON" %s no
+            printf -v "${p}_CEIL" %s " (or more: generator-bound)"
+            ;;
+        *) printf -v "${p}_ON" %s no ;;
+    esac
+    return 0
+}
+
 # ladder TITLE: climbs both servers' ladders together (interleaved, so both
 # see the same machine load) and prints the table and the ratios.
 ladder() {
@@ -330,24 +352,8 @@ ladder() {
     K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes K_CEIL=""
     rate=$START_RATE
     while [ "$rate" -le "$MAX_RATE" ] && { [ $B_ON = yes ] || [ $K_ON = yes ]; }; do
-        if [ $B_ON = yes ]; then
-            local r=0
-            try_rate bootlabd start_bootlabd "$rate" || r=$?
-            case $r in
-                0) B_RATE=$rate B_XPS=$XPS B_DROP=$DROP B_US=$US ;;
-                2) B_ON=no B_CEIL=" (or more: generator-bound)" ;;
-                *) B_ON=no ;;
-            esac
-        fi
-        if [ $K_ON = yes ]; then
-            local r=0
-            try_rate kea start_kea "$rate" || r=$?
-            case $r in
-                0) K_RATE=$rate K_XPS=$XPS K_DROP=$DROP K_US=$US ;;
-                2) K_ON=no K_CEIL=" (or more: generator-bound)" ;;
-                *) K_ON=no ;;
-            esac
-        fi
+        [ $B_ON = yes ] && climb bootlabd start_bootlabd B "$rate"
+        [ $K_ON = yes ] && climb kea start_kea K "$rate"
         rate=$(( rate * 3 / 2 ))
     done
 
