@@ -4,6 +4,8 @@
 #
 #   bench/dns.sh                     # builds target/release/bootlabd
 #   DURATION=10 CLIENTS=4 ROUNDS=3 bench/dns.sh
+#   BIND=0.0.0.0 bench/dns.sh        # bootlabd on the spec's default 0.0.0.0
+#                                    # (replies carry IP_PKTINFO)
 #
 # The zones and the query mix come from config/okd-lab.toml through
 # `cargo run --example zonefile` (the zone files are bootlabd's own zones in
@@ -23,6 +25,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-4}
 ROUNDS=${ROUNDS:-3}
+BIND=${BIND:-127.0.0.1}
 for tool in dnsperf knotd kdig; do
   command -v "$tool" >/dev/null || { echo "bench/dns.sh: $tool is required (apt-get install dnsperf knot knot-dnsutils)" >&2; exit 69; }
 done
@@ -57,7 +60,7 @@ http_port=$(free_port)
 tftp_port=$(free_port)
 dhcp_port=$(free_port)
 mkdir -p "$work/data" "$work/assets" "$work/zones" "$work/knot/db"
-sed -e "s|^listen = .*|listen = { dhcp = \"127.0.0.1:$dhcp_port\", dns = \"127.0.0.1:$port_b\", tftp = \"127.0.0.1:$tftp_port\", http = \"127.0.0.1:$http_port\" }|" \
+sed -e "s|^listen = .*|listen = { dhcp = \"127.0.0.1:$dhcp_port\", dns = \"$BIND:$port_b\", tftp = \"127.0.0.1:$tftp_port\", http = \"127.0.0.1:$http_port\" }|" \
     -e "s|^data_dir .*|data_dir = \"$work/data\"|" \
     -e "s|^assets_dir .*|assets_dir = \"$work/assets\"|" \
     -e "s|^firewall .*|firewall = false|" \

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,10 @@ use bootlab_boot::{Counter, Metrics, Shared};
 use bootlab_inventory::Inventory;
 use hickory_proto::op::ResponseCode;
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
+    sendmmsg,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
@@ -412,9 +415,17 @@ pub async fn serve_with(
     debug!(serial = ?zones_serial, "dns zones loaded");
 
     let udp = Arc::new(udp.into_std()?);
+    // Bound to 0.0.0.0: each reply must leave from the address its query
+    // was sent to (a client's connected socket drops anything else), which
+    // the kernel does not guarantee when the interface has several.
+    let pktinfo = matches!(udp_addr, SocketAddr::V4(a) if a.ip().is_unspecified());
+    if pktinfo {
+        nix::sys::socket::setsockopt(&*udp, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
+            .map_err(io::Error::from)?;
+    }
     udp.set_nonblocking(false)?;
     udp.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let (forward_tx, forward_rx) = mpsc::channel::<(ForwardRequest, SocketAddr)>(1024);
+    let (forward_tx, forward_rx) = mpsc::channel::<Forwarded>(1024);
     let mut workers = Vec::new();
     for i in 0..options.udp_workers.max(1) {
         let socket = udp.try_clone()?;
@@ -423,7 +434,7 @@ pub async fn serve_with(
         workers.push(
             std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
-                .spawn(move || udp_worker(&socket, &service, &forward_tx))?,
+                .spawn(move || udp_worker(&socket, &service, &forward_tx, pktinfo))?,
         );
     }
     drop(forward_tx);
@@ -502,21 +513,83 @@ struct BatchCounts {
     fast_nxdomain: u64,
 }
 
+/// A query handed to the forwarder: the request, the client, and the local
+/// address the query came to (when the socket reports it).
+type Forwarded = (ForwardRequest, SocketAddr, Option<Ipv4Addr>);
+
+/// The local address a datagram was sent to, from its IP_PKTINFO.
+fn local_address(r: &nix::sys::socket::RecvMsg<'_, '_, SockaddrStorage>) -> Option<Ipv4Addr> {
+    r.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv4PacketInfo(info) => {
+            Some(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)))
+        }
+        _ => None,
+    })
+}
+
+/// The IP_PKTINFO that makes a reply leave from `local` (the routing
+/// lookup picks the interface).
+fn pktinfo_from(local: Ipv4Addr) -> nix::libc::in_pktinfo {
+    nix::libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: nix::libc::in_addr {
+            s_addr: u32::from(local).to_be(),
+        },
+        ipi_addr: nix::libc::in_addr { s_addr: 0 },
+    }
+}
+
+/// Sends one datagram, from `local` when given.
+fn send_from(
+    socket: &std::net::UdpSocket,
+    data: &[u8],
+    peer: SocketAddr,
+    local: Option<Ipv4Addr>,
+) -> io::Result<()> {
+    let Some(local) = local else {
+        return socket.send_to(data, peer).map(drop);
+    };
+    let info = pktinfo_from(local);
+    let to = SockaddrStorage::from(peer);
+    nix::sys::socket::sendmsg(
+        socket.as_raw_fd(),
+        &[IoSlice::new(data)],
+        &[ControlMessage::Ipv4PacketInfo(&info)],
+        MsgFlags::empty(),
+        Some(&to),
+    )
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
 fn udp_worker(
     socket: &std::net::UdpSocket,
     service: &Service,
-    forward_tx: &mpsc::Sender<(ForwardRequest, SocketAddr)>,
+    forward_tx: &mpsc::Sender<Forwarded>,
+    pktinfo: bool,
 ) {
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; UDP_QUERY_MAX]; UDP_BATCH];
     let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(512)).collect();
-    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut received: Vec<(usize, Option<SockaddrStorage>, bool)> = Vec::with_capacity(UDP_BATCH);
+    // With IP_PKTINFO on, every header has room for one in_pktinfo each
+    // way, and every reply carries one (sendmmsg encodes the same control
+    // messages into each header, so a header never keeps a stale one).
+    let cmsg = || pktinfo.then(|| nix::cmsg_space!(nix::libc::in_pktinfo));
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, cmsg());
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, cmsg());
+    // The kernel shrinks a header's control length to what it wrote, and
+    // nix does not restore it: one datagram without IP_PKTINFO (queued
+    // before the option was set) would leave its slot blind for good. With
+    // IP_PKTINFO the receive headers are made afresh for every batch.
+    let renew_recv_headers = pktinfo;
+    let mut received: Vec<Received> = Vec::with_capacity(UDP_BATCH);
     let mut to_send: Vec<usize> = Vec::with_capacity(UDP_BATCH);
     let (mut generation, mut handler) = service.live.load();
     while !service.shutdown.is_cancelled() {
         received.clear();
+        if renew_recv_headers {
+            recv_headers = MultiHeaders::preallocate(UDP_BATCH, cmsg());
+        }
         {
             let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
                 bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
@@ -528,10 +601,12 @@ fn udp_worker(
                 None,
             ) {
                 Ok(results) => {
-                    received.extend(
-                        results
-                            .map(|r| (r.bytes, r.address, r.flags.contains(MsgFlags::MSG_TRUNC))),
-                    );
+                    received.extend(results.map(|r| Received {
+                        len: r.bytes,
+                        peer: r.address,
+                        truncated: r.flags.contains(MsgFlags::MSG_TRUNC),
+                        local: if pktinfo { local_address(&r) } else { None },
+                    }));
                 }
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 Err(e) => {
@@ -545,17 +620,17 @@ fn udp_worker(
         }
         let mut counts = BatchCounts::default();
         to_send.clear();
-        for (i, &(len, addr, truncated)) in received.iter().enumerate() {
-            let Some(peer) = addr.as_ref().and_then(std_addr) else {
+        for (i, got) in received.iter().enumerate() {
+            let Some(peer) = got.peer.as_ref().and_then(std_addr) else {
                 continue;
             };
             counts.queries += 1;
-            if truncated {
+            if got.truncated {
                 service.counters.oversized.inc();
                 service.log_drop(peer, DropReason::TooShort);
                 continue;
             }
-            match handler.handle(&bufs[i][..len], Transport::Udp, &mut outs[i]) {
+            match handler.handle(&bufs[i][..got.len], Transport::Udp, &mut outs[i]) {
                 Outcome::Reply(info) => {
                     match (info.fast, info.rcode) {
                         (true, ResponseCode::NoError) => counts.fast_noerror += 1,
@@ -569,7 +644,7 @@ fn udp_worker(
                 }
                 Outcome::Forward(req) => {
                     service.counters.forwarded.inc();
-                    if forward_tx.try_send((*req, peer)).is_err() {
+                    if forward_tx.try_send((*req, peer, got.local)).is_err() {
                         service.counters.forward_queue_full.inc();
                     }
                 }
@@ -580,42 +655,82 @@ fn udp_worker(
             }
         }
         service.counters.batch(&counts);
-        if to_send.is_empty() {
-            continue;
-        }
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            to_send.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
-        let addrs: Vec<Option<SockaddrStorage>> = to_send.iter().map(|&i| received[i].1).collect();
-        let mut sent = 0;
-        while sent < slices.len() {
-            match sendmmsg(
+        // One sendmmsg per run of replies leaving from the same local
+        // address (one run per batch, unless clients used several).
+        let mut start = 0;
+        while start < to_send.len() {
+            let local = received[to_send[start]].local;
+            let end = to_send[start..]
+                .iter()
+                .position(|&i| received[i].local != local)
+                .map_or(to_send.len(), |n| start + n);
+            let from = pktinfo.then(|| local.unwrap_or(Ipv4Addr::UNSPECIFIED));
+            send_run(
                 fd,
                 &mut send_headers,
-                slices[sent..].iter(),
-                &addrs[sent..],
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => {
-                    let n = results.count();
-                    if n == 0 {
-                        break;
-                    }
-                    sent += n;
+                &to_send[start..end],
+                &outs,
+                &received,
+                from,
+            );
+            start = end;
+        }
+    }
+}
+
+/// What one `recvmmsg` slot received.
+struct Received {
+    len: usize,
+    peer: Option<SockaddrStorage>,
+    truncated: bool,
+    /// The address the query was sent to (IP_PKTINFO), when asked for.
+    local: Option<Ipv4Addr>,
+}
+
+/// Sends the replies `run` (indices into `outs`/`received`) with one
+/// `sendmmsg` (more when the kernel takes fewer), all with an IP_PKTINFO
+/// for `from` when given (0.0.0.0: the kernel picks the source).
+fn send_run(
+    fd: std::os::fd::RawFd,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    run: &[usize],
+    outs: &[Vec<u8>],
+    received: &[Received],
+    from: Option<Ipv4Addr>,
+) {
+    let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = run.iter().map(|&i| received[i].peer).collect();
+    let info = from.map(pktinfo_from);
+    let cmsgs: Vec<ControlMessage<'_>> = info.iter().map(ControlMessage::Ipv4PacketInfo).collect();
+    let mut sent = 0;
+    while sent < slices.len() {
+        match sendmmsg(
+            fd,
+            headers,
+            slices[sent..].iter(),
+            &addrs[sent..],
+            &cmsgs,
+            MsgFlags::empty(),
+        ) {
+            Ok(results) => {
+                let n = results.count();
+                if n == 0 {
+                    break;
                 }
-                Err(Errno::EINTR) => {}
-                Err(e) => {
-                    // Skip the datagram that failed (e.g. an unreachable peer).
-                    debug!("dns udp send: {e}");
-                    sent += 1;
-                }
+                sent += n;
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                // Skip the datagram that failed (e.g. an unreachable peer).
+                debug!("dns udp send: {e}");
+                sent += 1;
             }
         }
     }
 }
 
 async fn udp_forwarding(
-    mut rx: mpsc::Receiver<(ForwardRequest, SocketAddr)>,
+    mut rx: mpsc::Receiver<Forwarded>,
     socket: Arc<std::net::UdpSocket>,
     service: Arc<Service>,
 ) {
@@ -625,7 +740,9 @@ async fn udp_forwarding(
             () = service.shutdown.cancelled() => return,
             next = rx.recv() => next,
         };
-        let Some((req, peer)) = next else { return };
+        let Some((req, peer, local)) = next else {
+            return;
+        };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             service.counters.forward_queue_full.inc();
             continue;
@@ -643,7 +760,7 @@ async fn udp_forwarding(
                 let info = handler.forwarded_reply(&req, upstream.as_deref(), &mut out);
                 service.counters.reply(&info);
                 // UDP sends do not block for long; the socket is shared with the workers.
-                if let Err(e) = socket.send_to(&out, peer) {
+                if let Err(e) = send_from(&socket, &out, peer, local) {
                     debug!(%peer, "dns udp send: {e}");
                 }
                 drop(permit);

@@ -56,7 +56,12 @@ impl Running {
 }
 
 async fn start(inv: Inventory, options: ServeOptions) -> Running {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    start_on("127.0.0.1:0", inv, options).await
+}
+
+/// `start` with the UDP socket bound to `udp_bind`.
+async fn start_on(udp_bind: &str, inv: Inventory, options: ServeOptions) -> Running {
+    let udp = UdpSocket::bind(udp_bind).await.unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
     let (shared, publisher) = Shared::new(inv);
@@ -600,5 +605,105 @@ async fn an_answer_leaves_only_after_its_learned_addresses_are_applied() {
         addresses[0].address,
         "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
     );
+    s.stop().await;
+}
+
+/// A reply on a connected socket: the kernel delivers only datagrams from
+/// the address and port the socket is connected to.
+async fn connected_ask(local: &str, port: u16, q: &[u8]) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect((local, port)).await.unwrap();
+    socket.send(q).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, socket.recv(&mut buf))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("no reply from {local}:{port} (a reply from another source is dropped)")
+        })
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+/// Bound to 0.0.0.0 (the spec's default listen address), every reply
+/// leaves from the address its query was sent to, for answers and
+/// forwarded answers alike (IP_PKTINFO), so clients with connected sockets
+/// (kdig, resolvers) accept it; without it the kernel picks 127.0.0.1 here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_to_any_address_replies_come_from_the_address_asked() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let s = start_on(
+        "0.0.0.0:0",
+        isolated(upstream_addr),
+        ServeOptions::default(),
+    )
+    .await;
+    let port = s.udp.port();
+    // A TCP answer means the service is past setting up its UDP socket
+    // (IP_PKTINFO is set before the TCP loop starts).
+    let m = tcp_ask(s.tcp, &query("api.okd.example.com.", RecordType::A, None)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    for local in ["127.0.0.2", "127.0.0.3", "127.0.0.1"] {
+        let m = connected_ask(
+            local,
+            port,
+            &query("api.okd.example.com.", RecordType::A, None),
+        )
+        .await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{local}");
+        assert_eq!(m.answers.len(), 1, "{local}");
+    }
+    // A forwarded answer goes back from the address asked too.
+    let answered = tokio::spawn(async move {
+        let (fq, from) = upstream_recv(&upstream).await;
+        upstream
+            .send_to(
+                &upstream_reply(&fq, fq.metadata.id, "203.0.113.9", 60),
+                from,
+            )
+            .await
+            .unwrap();
+    });
+    let m = connected_ask(
+        "127.0.0.4",
+        port,
+        &query("www.allowed.test.", RecordType::A, None),
+    )
+    .await;
+    answered.await.unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A(A("203.0.113.9".parse().unwrap()))
+    );
+    // And a real client: kdig checks the reply's source itself.
+    if std::process::Command::new("kdig")
+        .arg("-V")
+        .output()
+        .is_ok()
+    {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("kdig")
+                .args([
+                    "@127.0.0.5",
+                    "-p",
+                    &port.to_string(),
+                    "+retry=0",
+                    "+time=5",
+                    "+short",
+                ])
+                .arg("api.okd.example.com")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !text.contains("unexpected reply source"),
+            "{text}"
+        );
+    }
     s.stop().await;
 }
