@@ -266,11 +266,16 @@ pub async fn serve_with(
     // shutdown (within POLL_INTERVAL) and drops the commit queue, so the
     // writer makes the last batch durable, sends its replies and ends too.
     let _ = done_rx.await;
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = receiver.join();
-        writer.join()
-    })
-    .await;
+    let (received, written) = tokio::task::spawn_blocking(move || (receiver.join(), writer.join()))
+        .await
+        .map_err(io::Error::other)?;
+    // A panic in either thread ends the service with an error (the daemon
+    // stops and says so) rather than leaving it silently deaf.
+    if received.is_err() || written.is_err() {
+        return Err(io::Error::other(
+            "dhcp: the receive loop or the lease writer panicked",
+        ));
+    }
     Ok(())
 }
 
