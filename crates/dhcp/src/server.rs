@@ -1,5 +1,8 @@
-//! The socket loop: receive, hand to [`DhcpHandler`], send. Replies that
-//! grant or change a lease go through the group commit first: a writer task
+//! The socket loops: receive, hand to [`DhcpHandler`], send. Both are OS
+//! threads on the blocking socket (no async machinery per packet): the
+//! receive loop takes datagrams in `recvmmsg` batches and sends the replies
+//! that need no commit with one `sendmmsg`; replies that grant or change a
+//! lease go through the group commit first: the lease writer thread
 //! collects every pending lease record, appends them in one write with one
 //! `fdatasync`, and only then sends their replies. While it syncs, the
 //! receive loop keeps answering, so the next batch fills up.
