@@ -350,10 +350,11 @@ fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
                 None,
             ) {
                 Ok(results) => received.extend(results.map(|r| {
-                    let peer = r
-                        .address
-                        .as_ref()
-                        .and_then(|a| a.as_sockaddr_in().map(|v4| SocketAddr::V4((*v4).into())));
+                    let peer = r.address.as_ref().and_then(|a| {
+                        a.as_sockaddr_in()
+                            .map(|v4| SocketAddr::V4((*v4).into()))
+                            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+                    });
                     (r.bytes, peer, r.flags.contains(MsgFlags::MSG_TRUNC))
                 })),
                 // Timeout (no traffic) or a signal: look at shutdown again.
