@@ -227,7 +227,7 @@ start_kea() {
     SERVER_PID=$!
     # Ready when its UDP socket on port 67 is open.
     for _ in $(seq 100); do
-        if ip netns exec "$SNS" ss -Hlun 'sport = :67' | grep -q .; then
+        if ip netns exec "$SNS" ss -Hlun 'sport = :67' | grep . >/dev/null; then
             sleep 0.2
             return 0
         fi

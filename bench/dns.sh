@@ -93,7 +93,7 @@ pids+=($!)
 probe="master-0.okd.example.com"
 wait_up() {
   for _ in $(seq 100); do
-    if kdig @127.0.0.1 -p "$1" "$probe" A +short +retry=0 +timeout=1 2>/dev/null | grep -q .; then return 0; fi
+    if kdig @127.0.0.1 -p "$1" "$probe" A +short +retry=0 +timeout=1 2>/dev/null | grep . >/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "bench/dns.sh: $2 did not answer on 127.0.0.1:$1" >&2

@@ -45,7 +45,7 @@ free_port() {
   local p
   while :; do
     p=$((20000 + RANDOM % 20000))
-    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return; }
+    ss -Htan "sport = :$p" | grep . >/dev/null || { echo "$p"; return; }
   done
 }
 

@@ -11,7 +11,7 @@ cache=${BOOTLAB_E2E_CACHE:-$here/../../target/e2e-cache}
 mkdir -p "$out" "$cache"
 
 if [ ! -s "$cache/vmlinuz" ]; then
-  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   [ -n "$pkg" ] || { echo "no linux-image-*-cloud-amd64 package known to apt (run apt-get update)" >&2; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -23,7 +23,10 @@ fi
 cp "$cache/vmlinuz" "$out/vmlinuz"
 
 busybox=/bin/busybox
-[ -x "$busybox" ] && "$busybox" --list | grep -qx poweroff \
+# The list is read whole before grep looks at it: `busybox --list | grep -q`
+# under pipefail fails at random (grep exits early, busybox gets SIGPIPE).
+applets=$([ -x "$busybox" ] && "$busybox" --list || true)
+grep -qx poweroff <<< "$applets" \
   || { echo "busybox-static is needed (/bin/busybox with poweroff)" >&2; exit 1; }
 root=$(mktemp -d)
 mkdir -p "$root/bin" "$root/proc" "$root/dev" "$root/sys"

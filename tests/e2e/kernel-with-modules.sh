@@ -11,7 +11,7 @@ cache=${BOOTLAB_E2E_CACHE:-$here/../../target/e2e-cache}
 mkdir -p "$out" "$cache"
 deb=$(ls "$cache"/linux-image-*-cloud-amd64_*.deb 2>/dev/null | head -n1 || true)
 if [ -z "$deb" ]; then
-  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   [ -n "$pkg" ] || { echo "no linux-image-*-cloud-amd64 package known to apt (run apt-get update)" >&2; exit 1; }
   (cd "$cache" && apt-get download "$pkg" >/dev/null)
   deb=$(ls "$cache"/linux-image-*-cloud-amd64_*.deb | head -n1)
