@@ -330,6 +330,15 @@ async fn upstream_recv(upstream: &UdpSocket) -> (Message, SocketAddr) {
     (Message::from_vec(&buf[..n]).unwrap(), from)
 }
 
+/// The upstream takes one forwarded query and answers it truthfully.
+async fn upstream_answers(upstream: &UdpSocket, addr: &str, ttl: u32) {
+    let (fq, from) = upstream_recv(upstream).await;
+    upstream
+        .send_to(&upstream_reply(&fq, fq.metadata.id, addr, ttl), from)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_matches_address_port_id_and_question_and_learns_addresses() {
     let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -581,14 +590,7 @@ async fn an_answer_leaves_only_after_its_learned_addresses_are_applied() {
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let q = query("www.allowed.test.", RecordType::A, Some(1232));
     client.send_to(&q, s.udp).await.unwrap();
-    let (fq, from) = upstream_recv(&upstream).await;
-    upstream
-        .send_to(
-            &upstream_reply(&fq, fq.metadata.id, "203.0.113.9", 60),
-            from,
-        )
-        .await
-        .unwrap();
+    upstream_answers(&upstream, "203.0.113.9", 60).await;
     let mut buf = vec![0u8; 4096];
     let (n, _) = tokio::time::timeout(PATIENCE, client.recv_from(&mut buf))
         .await
@@ -654,16 +656,8 @@ async fn bound_to_any_address_replies_come_from_the_address_asked() {
         assert_eq!(m.answers.len(), 1, "{local}");
     }
     // A forwarded answer goes back from the address asked too.
-    let answered = tokio::spawn(async move {
-        let (fq, from) = upstream_recv(&upstream).await;
-        upstream
-            .send_to(
-                &upstream_reply(&fq, fq.metadata.id, "203.0.113.9", 60),
-                from,
-            )
-            .await
-            .unwrap();
-    });
+    let answered =
+        tokio::spawn(async move { upstream_answers(&upstream, "203.0.113.9", 60).await });
     let m = connected_ask(
         "127.0.0.4",
         port,
