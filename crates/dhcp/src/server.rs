@@ -421,12 +421,18 @@ fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
 /// Replies collected for one `sendmmsg`.
 struct BatchSender {
     replies: Vec<(SocketAddr, Outgoing)>,
+    /// Made once; a larger batch goes out in several `sendmmsg` calls.
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
 }
+
+/// Datagrams per `sendmmsg` call at most.
+const TX_CHUNK: usize = 64;
 
 impl BatchSender {
     fn new(capacity: usize) -> Self {
         Self {
             replies: Vec::with_capacity(capacity),
+            headers: nix::sys::socket::MultiHeaders::preallocate(TX_CHUNK, None),
         }
     }
 
@@ -438,7 +444,7 @@ impl BatchSender {
     /// full), counts it and empties the batch. A datagram the kernel
     /// refuses (an unreachable relay, say) is counted and skipped.
     fn flush(&mut self, fd: std::os::fd::RawFd, metrics: &DhcpMetrics) {
-        use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+        use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmmsg};
         use std::io::IoSlice;
         if self.replies.is_empty() {
             return;
@@ -453,12 +459,11 @@ impl BatchSender {
             .iter()
             .map(|(to, _)| Some(SockaddrStorage::from(*to)))
             .collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
         let mut done = 0;
         while done < slices.len() {
             match sendmmsg(
                 fd,
-                &mut headers,
+                &mut self.headers,
                 slices[done..].iter(),
                 &addrs[done..],
                 [],
