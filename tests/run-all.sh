@@ -25,7 +25,16 @@ step "system packages (tests/apt-packages.txt)"
 mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' tests/apt-packages.txt | grep -v '^$' | sort -u)
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# Some machine images carry qemu-utils from bookworm-backports, which
+# Breaks: bookworm's qemu-system-common; take every qemu package from the
+# same (stable) release so apt can resolve the set.
+extra=()
+if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q '~bpo'; then
+  echo "qemu-utils is a backport; installing bookworm's to match qemu-system-x86"
+  extra=(--allow-downgrades qemu-utils/bookworm)
+  mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | grep -vx qemu-utils)
+fi
+apt-get install -y -qq --no-install-recommends "${extra[@]}" "${pkgs[@]}" >/dev/null
 # Packaged daemons some tests compare against must not run as system services.
 for svc in tftpd-hpa nginx kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
