@@ -8,10 +8,10 @@ fuzz_target!(|data: &[u8]| {
         match bootlab_inventory::parse(text, "fuzz.toml".as_ref()) {
             Ok(inv) => {
                 // Derived views must not panic either.
-                let _ = inv.reservations();
+                let _ = inv.hosts();
                 let _ = inv.zones();
                 let _ = inv.vm_specs();
-                for node in &inv.nodes {
+                for node in &inv.nodes() {
                     let _ = inv.boot_profile(node);
                 }
             }

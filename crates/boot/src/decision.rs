@@ -161,11 +161,6 @@ impl fmt::Display for BootDecision {
     }
 }
 
-/// The URL iPXE clients are sent to.
-pub fn ipxe_script_url(inv: &Inventory) -> String {
-    format!("{}/boot.ipxe", inv.services.http_base())
-}
-
 /// Decides what `client` boots. `node` is the reservation's node (None for
 /// pool clients and the services VM); `has_asset` says whether a file exists
 /// under the assets dir (used for optional loaders such as arm64).
@@ -187,7 +182,7 @@ pub fn decide(
     if client.is_ipxe() {
         return plain(
             ClientStage::Ipxe,
-            Some(BootFile::Http(ipxe_script_url(inv))),
+            Some(BootFile::Http(crate::render::ipxe_script_url(inv))),
         );
     }
     let arch = client.effective_arch();
@@ -197,8 +192,8 @@ pub fn decide(
             Some(16) | None => BootDecision {
                 stage: ClientStage::UefiHttp,
                 file: Some(BootFile::Http(format!(
-                    "{}/assets/{UEFI_HTTP_LOADER}",
-                    inv.services.http_base()
+                    "{}/{UEFI_HTTP_LOADER}",
+                    inv.assets_url()
                 ))),
                 echo_http_client: true,
                 refusal: None,
@@ -217,9 +212,7 @@ pub fn decide(
             Some(BootFile::Tftp(BIOS_LOADER.into())),
         ),
         Some(7 | 9) => {
-            let grub = node
-                .and_then(|n| inv.profiles.get(&n.profile))
-                .is_some_and(|p| p.loader == Loader::Grub);
+            let grub = node.is_some_and(|n| n.boot.loader == Loader::Grub);
             let file = if grub { GRUB_LOADER } else { UEFI_LOADER };
             plain(ClientStage::UefiPxe, Some(BootFile::Tftp(file.into())))
         }

@@ -76,6 +76,8 @@ pub mod code {
     pub const DOMAIN_NAME: u8 = 15;
     /// Broadcast address.
     pub const BROADCAST: u8 = 28;
+    /// NTP servers (RFC 2132 8.3).
+    pub const NTP_SERVERS: u8 = 42;
     /// Lease time.
     pub const LEASE_TIME: u8 = 51;
     /// Server identifier.
@@ -108,13 +110,13 @@ pub fn plan(
     decision: &BootDecision,
     with_lease: bool,
 ) -> ReplyPlan {
-    let net = inv.network.cidr;
+    let net = inv.network().cidr;
     let zone = inv.zone();
     let mut options = vec![
         PlannedOption {
             code: code::SERVER_ID,
             name: "server-identifier",
-            value: OptionValue::Ip(inv.services.ip),
+            value: OptionValue::Ip(inv.services().ip),
         },
         PlannedOption {
             code: code::SUBNET_MASK,
@@ -124,12 +126,12 @@ pub fn plan(
         PlannedOption {
             code: code::ROUTER,
             name: "router",
-            value: OptionValue::Ips(vec![inv.network.gateway]),
+            value: OptionValue::Ips(vec![inv.network().gateway]),
         },
         PlannedOption {
             code: code::DNS,
             name: "domain-name-servers",
-            value: OptionValue::Ips(vec![inv.services.ip]),
+            value: OptionValue::Ips(vec![inv.services().ip]),
         },
         PlannedOption {
             code: code::BROADCAST,
@@ -139,14 +141,21 @@ pub fn plan(
         PlannedOption {
             code: code::DOMAIN_NAME,
             name: "domain-name",
-            value: OptionValue::Text(zone.clone()),
+            value: OptionValue::Text(zone.to_owned()),
         },
         PlannedOption {
             code: code::DOMAIN_SEARCH,
             name: "domain-search",
-            value: OptionValue::Domains(vec![zone]),
+            value: OptionValue::Domains(vec![zone.to_owned()]),
         },
     ];
+    if inv.ntp().enable {
+        options.push(PlannedOption {
+            code: code::NTP_SERVERS,
+            name: "ntp-servers",
+            value: OptionValue::Ips(vec![inv.services().ip]),
+        });
+    }
     if let Some(h) = hostname {
         options.push(PlannedOption {
             code: code::HOSTNAME,
@@ -155,8 +164,8 @@ pub fn plan(
         });
     }
     if with_lease {
-        let (t1, t2) = renewal_times(inv.network.lease);
-        let lease = u32::try_from(inv.network.lease.as_secs()).unwrap_or(u32::MAX);
+        let (t1, t2) = renewal_times(inv.network().lease);
+        let lease = u32::try_from(inv.network().lease.as_secs()).unwrap_or(u32::MAX);
         options.push(PlannedOption {
             code: code::LEASE_TIME,
             name: "lease-time",
@@ -177,11 +186,11 @@ pub fn plan(
     let boot_file = decision.file.as_ref().map(|f| f.as_str().to_owned());
     if let Some(f) = &decision.file {
         if matches!(f, BootFile::Tftp(_)) {
-            siaddr = Some(inv.services.ip);
+            siaddr = Some(inv.services().ip);
             options.push(PlannedOption {
                 code: code::TFTP_SERVER,
                 name: "tftp-server-name",
-                value: OptionValue::Text(inv.services.ip.to_string()),
+                value: OptionValue::Text(inv.services().ip.to_string()),
             });
         }
         options.push(PlannedOption {

@@ -1,7 +1,11 @@
 //! Boot scripts and configs rendered per node from its profile: iPXE scripts,
-//! GRUB and pxelinux configs. Templates live in `boot-assets/templates/`.
+//! GRUB and pxelinux configs. Templates live in `boot-assets/templates/` and
+//! are compiled once; [`BootScripts`] renders every node's three scripts
+//! when an inventory is loaded, so serving one is a lookup that cannot fail.
 
-use bootlab_inventory::{BootProfile, Inventory, MacAddr, Node};
+use std::sync::{Arc, LazyLock};
+
+use bootlab_inventory::{HostRef, Inventory, MacAddr, Node};
 use minijinja::{Environment, UndefinedBehavior, context};
 
 const IPXE: &str = include_str!("../../../boot-assets/templates/boot.ipxe.j2");
@@ -36,6 +40,35 @@ pub fn initrd_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+impl ScriptKind {
+    /// The built-in template's name.
+    fn template(self) -> &'static str {
+        match self {
+            Self::Ipxe => "boot.ipxe",
+            Self::Grub => "grub.cfg",
+            Self::Pxelinux => "pxelinux.cfg",
+        }
+    }
+}
+
+/// The built-in templates, compiled once.
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    for (name, source) in [
+        ("boot.ipxe", IPXE),
+        ("grub.cfg", GRUB),
+        ("pxelinux.cfg", PXELINUX),
+    ] {
+        // The built-ins are part of the binary; a syntax error in one is a
+        // build defect that every test of this module catches.
+        if let Err(e) = env.add_template(name, source) {
+            panic!("built-in template {name} does not compile: {e}");
+        }
+    }
+    env
+});
+
 /// Renders `kind` for `node`.
 pub fn render(inv: &Inventory, node: &Node, kind: ScriptKind) -> Result<String, RenderError> {
     let err = |reason: String| RenderError {
@@ -43,43 +76,80 @@ pub fn render(inv: &Inventory, node: &Node, kind: ScriptKind) -> Result<String, 
         node: node.name.clone(),
         reason,
     };
-    let profile: BootProfile = inv.boot_profile(node).map_err(err)?;
-    let http = inv.services.http_base();
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    let source = match kind {
-        ScriptKind::Ipxe => IPXE,
-        ScriptKind::Grub => GRUB,
-        ScriptKind::Pxelinux => PXELINUX,
-    };
+    let profile = &node.boot;
     let names: Vec<String> = profile
         .initrd
         .iter()
         .map(|p| initrd_name(p).to_owned())
         .collect();
-    let assets = format!("{http}/assets");
-    let mut out = env
-        .render_str(
-            source,
-            context! {
-                name => &node.name,
-                mac => node.mac.to_string(),
-                profile => &profile.name,
-                http => &http,
-                assets => assets,
-                host => inv.services.ip.to_string(),
-                port => inv.services.listen.http.port(),
-                kernel => &profile.kernel,
-                initrd => &profile.initrd,
-                initrd_names => names,
-                args => &profile.args,
-            },
-        )
+    let tmpl = TEMPLATES
+        .get_template(kind.template())
+        .map_err(|e| err(e.to_string()))?;
+    let mut out = tmpl
+        .render(context! {
+            name => &node.name,
+            mac => node.mac.to_string(),
+            profile => &profile.name,
+            http => inv.http_base(),
+            assets => inv.assets_url(),
+            host => inv.services().ip.to_string(),
+            port => inv.services().listen.http.port(),
+            kernel => &profile.kernel,
+            initrd => &profile.initrd,
+            initrd_names => names,
+            args => &profile.args,
+        })
         .map_err(|e| err(e.to_string()))?;
     if !out.ends_with('\n') {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// Every node's scripts, rendered once per inventory (at load and reload).
+#[derive(Debug, Clone, Default)]
+pub struct BootScripts {
+    /// Per node (same index as `Inventory::nodes`): iPXE, GRUB, pxelinux.
+    by_node: Vec<[Arc<str>; 3]>,
+}
+
+impl BootScripts {
+    /// Renders the three scripts of every node of `inv`.
+    pub fn render(inv: &Inventory) -> Result<Self, RenderError> {
+        let by_node = inv
+            .nodes()
+            .iter()
+            .map(|n| {
+                Ok([
+                    render(inv, n, ScriptKind::Ipxe)?.into(),
+                    render(inv, n, ScriptKind::Grub)?.into(),
+                    render(inv, n, ScriptKind::Pxelinux)?.into(),
+                ])
+            })
+            .collect::<Result<_, RenderError>>()?;
+        Ok(Self { by_node })
+    }
+
+    /// The node with `mac` and its script of `kind`.
+    pub fn for_mac<'i>(
+        &self,
+        inv: &'i Inventory,
+        mac: MacAddr,
+        kind: ScriptKind,
+    ) -> Option<(&'i Node, Arc<str>)> {
+        let host = inv.host_by_mac(mac)?;
+        let HostRef::Node(i) = host.kind else {
+            return None;
+        };
+        let scripts = self.by_node.get(i)?;
+        let node = inv.nodes().get(i)?;
+        let k = match kind {
+            ScriptKind::Ipxe => 0,
+            ScriptKind::Grub => 1,
+            ScriptKind::Pxelinux => 2,
+        };
+        Some((node, scripts[k].clone()))
+    }
 }
 
 /// The iPXE script for a MAC bootlab does not know.
@@ -96,10 +166,12 @@ pub fn unknown_machine_ipxe(mac: &str) -> String {
 /// The iPXE script for a client whose source address identifies no machine:
 /// it asks again with its MAC.
 pub fn chain_by_mac_ipxe(inv: &Inventory) -> String {
-    format!(
-        "#!ipxe\nchain {}/boot.ipxe?mac=${{net0/mac}}\n",
-        inv.services.http_base()
-    )
+    format!("#!ipxe\nchain {}?mac=${{net0/mac}}\n", ipxe_script_url(inv))
+}
+
+/// The URL iPXE clients are sent to for their script.
+pub fn ipxe_script_url(inv: &Inventory) -> String {
+    format!("{}/boot.ipxe", inv.http_base())
 }
 
 /// A per-MAC config file name, as served over TFTP and HTTP.

@@ -38,7 +38,7 @@ fn bios_gets_undionly() {
     let inv = dev();
     let d = decide(
         &inv,
-        inv.nodes.first(),
+        inv.nodes().first(),
         &client(
             Some(0),
             Some("PXEClient:Arch:00000:UNDI:002001"),
@@ -53,11 +53,11 @@ fn bios_gets_undionly() {
 
 #[test]
 fn uefi_x64_gets_snponly_or_grub() {
-    let mut inv = dev();
+    let inv = dev();
     for arch in [7, 9] {
         let d = decide(
             &inv,
-            inv.nodes.get(1),
+            inv.nodes().get(1),
             &client(
                 Some(arch),
                 Some("PXEClient:Arch:00007:UNDI:003010"),
@@ -72,10 +72,13 @@ fn uefi_x64_gets_snponly_or_grub() {
             "arch {arch}"
         );
     }
-    inv.profiles.get_mut("tiny").unwrap().loader = Loader::Grub;
+    let inv = bootlab_testkit::LabBuilder::dev()
+        .edit(|f| f.profiles.get_mut("tiny").unwrap().loader = "grub".into())
+        .build();
+    assert_eq!(inv.profiles()["tiny"].loader, Loader::Grub);
     let d = decide(
         &inv,
-        inv.nodes.get(1),
+        inv.nodes().get(1),
         &client(Some(7), None, None, false),
         &none,
     );
@@ -90,7 +93,7 @@ fn ipxe_by_user_class_or_175_gets_the_script_url_never_the_binary() {
         client(Some(7), None, Some(b"\x04iPXE"), false),
         client(Some(0), None, None, true),
     ] {
-        let d = decide(&inv, inv.nodes.first(), &c, &none);
+        let d = decide(&inv, inv.nodes().first(), &c, &none);
         assert_eq!(d.stage, ClientStage::Ipxe);
         assert_eq!(
             d.file,
@@ -163,7 +166,7 @@ fn os_clients_and_malformed_arch() {
 #[test]
 fn ipxe_script_has_initrd_names_on_the_kernel_line() {
     let inv = dev();
-    let s = render::render(&inv, &inv.nodes[1], ScriptKind::Ipxe).unwrap();
+    let s = render::render(&inv, &inv.nodes()[1], ScriptKind::Ipxe).unwrap();
     assert!(s.starts_with("#!ipxe\n"), "{s}");
     assert!(
         s.contains("kernel http://127.0.0.1:8080/assets/vmlinuz initrd=initrd.img console=ttyS0 bootlab.node=node-uefi bootlab.marker=uefi-worker"),
@@ -179,7 +182,7 @@ fn ipxe_script_has_initrd_names_on_the_kernel_line() {
 #[test]
 fn grub_and_pxelinux_configs() {
     let inv = dev();
-    let g = render::render(&inv, &inv.nodes[0], ScriptKind::Grub).unwrap();
+    let g = render::render(&inv, &inv.nodes()[0], ScriptKind::Grub).unwrap();
     assert!(
         g.contains(
             "linux (http,127.0.0.1:8080)/assets/vmlinuz console=ttyS0 bootlab.node=node-bios"
@@ -190,7 +193,7 @@ fn grub_and_pxelinux_configs() {
         g.contains("initrd (http,127.0.0.1:8080)/assets/initrd.img"),
         "{g}"
     );
-    let p = render::render(&inv, &inv.nodes[0], ScriptKind::Pxelinux).unwrap();
+    let p = render::render(&inv, &inv.nodes()[0], ScriptKind::Pxelinux).unwrap();
     assert!(p.contains("KERNEL vmlinuz"), "{p}");
     assert!(p.contains("APPEND initrd=initrd.img console=ttyS0"), "{p}");
 }

@@ -519,10 +519,10 @@ pub fn build(
     }
 
     // the inventory and where the services keep things
-    let lab =
-        std::fs::read(&inv.source).with_context(|| format!("reading {}", inv.source.display()))?;
+    let lab = std::fs::read(&inv.source())
+        .with_context(|| format!("reading {}", inv.source().display()))?;
     cpio.file("etc/bootlab/lab.toml", 0o644, &lab)?;
-    let data_dir = inv.services.data_dir.to_string_lossy().into_owned();
+    let data_dir = inv.services().data_dir.to_string_lossy().into_owned();
     cpio.file(
         "etc/bootlab/data_dir",
         0o644,
@@ -532,7 +532,7 @@ pub fn build(
     // The assets live outside data_dir in the archive and are bind-mounted
     // at assets_dir once the data disk is mounted (assets_dir is often
     // inside data_dir, which the data disk would hide).
-    let assets_dir = inv.services.assets_dir.to_string_lossy().into_owned();
+    let assets_dir = inv.services().assets_dir.to_string_lossy().into_owned();
     cpio.file(
         "etc/bootlab/assets_dir",
         0o644,

@@ -59,7 +59,9 @@ pub struct ApplianceArgs {
 }
 
 fn uri(inv: &Inventory, c: &ConnectArgs) -> String {
-    c.connect.clone().unwrap_or_else(|| inv.libvirt.uri.clone())
+    c.connect
+        .clone()
+        .unwrap_or_else(|| inv.libvirt().uri.clone())
 }
 
 /// `auto` -> kvm or qemu: locally by running a tiny KVM guest; remotely by
@@ -67,9 +69,9 @@ fn uri(inv: &Inventory, c: &ConnectArgs) -> String {
 fn resolve_virt_type(inv: &Inventory, conn: &Connect, local: bool) -> VirtType {
     if local {
         let probes = SystemProbes { uri: String::new() };
-        doctor::resolve_virt_type(inv.libvirt.virt_type, || probes.kvm())
+        doctor::resolve_virt_type(inv.libvirt().virt_type, || probes.kvm())
     } else {
-        doctor::resolve_virt_type(inv.libvirt.virt_type, || {
+        doctor::resolve_virt_type(inv.libvirt().virt_type, || {
             match conn.get_domain_capabilities(None, Some("x86_64"), None, Some("kvm"), 0) {
                 Ok(_) => doctor::KvmState::GuestRuns,
                 Err(e) => doctor::KvmState::GuestFails(e.to_string()),
@@ -92,7 +94,7 @@ fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Resul
     let local = libvirt::is_local_uri(&uri);
     // Inputs first: a remote URI without --kernel is refused before any
     // connection is made.
-    let inputs = if inv.services.install == InstallMethod::Appliance {
+    let inputs = if inv.services().install == InstallMethod::Appliance {
         Some(ApplianceInputs::resolve(
             a.kernel.clone(),
             a.modules.clone(),
@@ -103,7 +105,7 @@ fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Resul
     } else {
         eprintln!(
             "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
-            match inv.services.install {
+            match inv.services().install {
                 InstallMethod::Kickstart { .. } => "kickstart",
                 _ => "cloud-image",
             }
@@ -143,7 +145,7 @@ fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Resul
 /// The host egress rule (nat mode, local URIs): a change when the live
 /// table differs from the inventory's ruleset.
 fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>> {
-    if inv.network.mode != NetworkMode::Nat {
+    if inv.network().mode != NetworkMode::Nat {
         return Ok(None);
     }
     if !local {
@@ -288,7 +290,7 @@ pub fn down(inv: &Inventory, c: &ConnectArgs, keep_disks: bool) -> anyhow::Resul
     // Names do not depend on the appliance's content or the virt type.
     let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
     let mut report = libvirt::down(&conn, &desired, keep_disks)?;
-    let egress_is_ours = inv.network.mode == NetworkMode::Nat && local;
+    let egress_is_ours = inv.network().mode == NetworkMode::Nat && local;
     if egress_is_ours && BootlabTable::new(Nft::system()).remove().unwrap_or(false) {
         report.removed.push("egress table inet bootlab".into());
     }
@@ -358,7 +360,7 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
     let conn = libvirt::connect(&uri(inv, c))?;
     let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
     let have = Actual::read(&conn, &desired)?;
-    let addr = SocketAddr::new(inv.services.ip.into(), inv.services.listen.http.port());
+    let addr = SocketAddr::new(inv.services().ip.into(), inv.services().listen.http.port());
     let (api, machines): (String, Vec<MachineSummary>) =
         match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
             Ok(v) => match serde_json::from_value(v) {

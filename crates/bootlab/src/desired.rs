@@ -131,16 +131,16 @@ pub fn serial_log(domain: &str) -> String {
 /// The appliance's kernel command line: console, and how to find and
 /// address its lab NIC (by MAC: there are no udev names inside).
 pub fn appliance_cmdline(inv: &Inventory) -> String {
-    let s = &inv.services;
+    let s = &inv.services();
     let mut c = format!(
         "console=ttyS0,115200 panic=10 bootlab.mac={} bootlab.ip={}/{} bootlab.gw={}",
         s.mac,
         s.ip,
-        inv.network.cidr.prefix_len(),
-        inv.network.gateway
+        inv.network().cidr.prefix_len(),
+        inv.network().gateway
     );
     if !s.disks.is_empty() {
-        let dev = xml::disk_target(inv.libvirt.disk_bus, 0);
+        let dev = xml::disk_target(inv.libvirt().disk_bus, 0);
         c.push_str(&format!(" bootlab.data=/dev/{dev}"));
     }
     if let Some(u) = &s.uplink {
@@ -158,7 +158,7 @@ impl Desired {
         virt_type: VirtType,
         appliance: Option<&ApplianceFiles>,
     ) -> std::io::Result<Self> {
-        let pool_path: &Path = &inv.libvirt.pool_path;
+        let pool_path: &Path = &inv.libvirt().pool_path;
         let mut volumes = Vec::new();
         let mut domains = Vec::new();
         for spec in inv.vm_specs() {
@@ -181,7 +181,7 @@ impl Desired {
             }
             let mut direct_boot = None;
             let files = appliance
-                .filter(|_| spec.is_services && inv.services.install == InstallMethod::Appliance);
+                .filter(|_| spec.is_services && inv.services().install == InstallMethod::Appliance);
             if let Some(files) = files {
                 let (kname, iname) = appliance_volumes(&spec.domain, files)?;
                 for (name, path) in [(&kname, &files.kernel), (&iname, &files.initrd)] {
@@ -199,7 +199,7 @@ impl Desired {
                 });
             }
             let plan = DomainPlan {
-                lab: inv.lab.name.clone(),
+                lab: inv.lab().name.clone(),
                 name: spec.domain.clone(),
                 virt_type,
                 vcpus: spec.vcpus,
@@ -210,8 +210,8 @@ impl Desired {
                     spec.firmware
                 },
                 disks,
-                pool: inv.libvirt.pool.clone(),
-                disk_bus: inv.libvirt.disk_bus,
+                pool: inv.libvirt().pool.clone(),
+                disk_bus: inv.libvirt().disk_bus,
                 nics: spec
                     .nics
                     .iter()
@@ -230,11 +230,11 @@ impl Desired {
             });
         }
         Ok(Desired {
-            pool: inv.libvirt.pool.clone(),
-            pool_path: inv.libvirt.pool_path.to_string_lossy().into_owned(),
+            pool: inv.libvirt().pool.clone(),
+            pool_path: inv.libvirt().pool_path.to_string_lossy().into_owned(),
             pool_xml: xml::pool_xml(inv),
             volumes,
-            network: inv.network.libvirt_name.clone(),
+            network: inv.network().libvirt_name.clone(),
             network_xml: xml::network_xml(inv),
             domains,
         })

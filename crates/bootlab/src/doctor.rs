@@ -128,7 +128,7 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         Err(e) => out.push(f(
             "libvirtd",
             Level::Fail,
-            format!("cannot connect to {}: {e}", inv.libvirt.uri),
+            format!("cannot connect to {}: {e}", inv.libvirt().uri),
             "start libvirtd (`systemctl start libvirtd`, or `virtlogd -d && libvirtd -d`), \
              check the URI (--connect) and that you may use it (group libvirt)",
         )),
@@ -145,7 +145,7 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         ));
         return out;
     }
-    out.push(kvm_check(inv.libvirt.virt_type, &probes.kvm()));
+    out.push(kvm_check(inv.libvirt().virt_type, &probes.kvm()));
     out.push(match probes.nested() {
         Some((m, true)) => f(
             "nested",
@@ -175,7 +175,7 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
             "apt-get install qemu-system-x86",
         ),
     });
-    let uefi = inv.nodes.iter().any(|n| n.firmware == Firmware::Uefi);
+    let uefi = inv.nodes().iter().any(|n| n.firmware == Firmware::Uefi);
     out.push(match (probes.ovmf(), uefi) {
         (Some(p), _) => f("ovmf", Level::Ok, format!("{} present", p.display()), ""),
         (None, true) => f(
@@ -194,7 +194,7 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
     out.push(port_clash(inv, &probes.bound()));
     out.extend(pool_dir_check(
         inv,
-        &probes.pool_dir(&inv.libvirt.pool_path),
+        &probes.pool_dir(&inv.libvirt().pool_path),
     ));
     out
 }
@@ -244,25 +244,26 @@ pub fn resolve_virt_type(wanted: VirtType, kvm: impl FnOnce() -> KvmState) -> Vi
 /// The lab CIDR or bridge clashes with another libvirt network.
 pub fn network_clash_with_libvirt(inv: &Inventory, nets: &[NetworkFacts]) -> Vec<Finding> {
     let mut out = Vec::new();
-    let ours = &inv.network.libvirt_name;
+    let ours = &inv.network().libvirt_name;
     for n in nets.iter().filter(|n| &n.name != ours) {
-        if inv.network.mode != NetworkMode::Bridge {
-            for c in n.nets.iter().filter(|c| overlaps(c, &inv.network.cidr)) {
+        if inv.network().mode != NetworkMode::Bridge {
+            for c in n.nets.iter().filter(|c| overlaps(c, &inv.network().cidr)) {
                 out.push(f(
                     "cidr",
                     Level::Fail,
-                    format!("lab network {} overlaps libvirt network {:?} ({c})", inv.network.cidr, n.name),
+                    format!("lab network {} overlaps libvirt network {:?} ({c})", inv.network().cidr, n.name),
                     format!("pick another network.cidr, or `virsh net-destroy {0}; virsh net-undefine {0}`", n.name),
                 ));
             }
         }
-        if n.bridge.as_deref() == Some(inv.network.bridge.as_str()) {
+        if n.bridge.as_deref() == Some(inv.network().bridge.as_str()) {
             out.push(f(
                 "bridge",
                 Level::Fail,
                 format!(
                     "bridge {} is already used by libvirt network {:?}",
-                    inv.network.bridge, n.name
+                    inv.network().bridge,
+                    n.name
                 ),
                 "pick another network.bridge",
             ));
@@ -274,7 +275,8 @@ pub fn network_clash_with_libvirt(inv: &Inventory, nets: &[NetworkFacts]) -> Vec
             Level::Ok,
             format!(
                 "no other libvirt network uses {} or bridge {}",
-                inv.network.cidr, inv.network.bridge
+                inv.network().cidr,
+                inv.network().bridge
             ),
             "",
         ));
@@ -293,7 +295,7 @@ pub fn cidr_clash_with_routes(
     routes: &[Route],
     ifaces: &[String],
 ) -> Vec<Finding> {
-    let net = &inv.network;
+    let net = &inv.network();
     let mut out = Vec::new();
     let bridge_exists = ifaces.iter().any(|i| i == &net.bridge);
     if net.mode != NetworkMode::Bridge {
@@ -340,12 +342,14 @@ pub fn cidr_clash_with_routes(
 /// Something on the host already bound to DHCP/DNS/TFTP on the lab
 /// address (or every address) would answer the lab's clients.
 pub fn port_clash(inv: &Inventory, bound: &[Bound]) -> Finding {
-    let host_ip = inv.network.host_ip;
+    let host_ip = inv.network().host_ip;
     let mut clashes: Vec<String> = bound
         .iter()
         .filter(|b| b.proto == "udp" && matches!(b.port, 53 | 67 | 69))
         .filter(|b| {
-            b.addr.is_unspecified() || Some(b.addr) == host_ip || inv.network.cidr.contains(&b.addr)
+            b.addr.is_unspecified()
+                || Some(b.addr) == host_ip
+                || inv.network().cidr.contains(&b.addr)
         })
         .map(|b| format!("{}:{}/{}", b.addr, b.port, b.proto))
         .collect();
@@ -382,7 +386,7 @@ pub fn pool_dir_check(inv: &Inventory, p: &PoolDirFacts) -> Vec<Finding> {
             Level::Warn,
             format!(
                 "cannot tell free space at {}",
-                inv.libvirt.pool_path.display()
+                inv.libvirt().pool_path.display()
             ),
             "",
         ),
@@ -392,7 +396,7 @@ pub fn pool_dir_check(inv: &Inventory, p: &PoolDirFacts) -> Vec<Finding> {
             format!(
                 "only {} MiB free at {}",
                 free >> 20,
-                inv.libvirt.pool_path.display()
+                inv.libvirt().pool_path.display()
             ),
             "free space or move libvirt.pool_path",
         ),

@@ -22,20 +22,16 @@ pub(crate) fn parse_arch(s: &str) -> Option<u16> {
 pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> String {
     let mut out = String::new();
     let node = inv.node_by_mac(mac);
-    let reservation = inv.reservations().into_iter().find(|r| r.mac == mac);
+    let reservation = inv.hosts().into_iter().find(|r| r.mac == mac);
     let _ = writeln!(
         out,
         "client {mac} arch {arch}{}",
         if ipxe { " (iPXE)" } else { "" }
     );
-    let hostname = match (&reservation, &inv.network.pool) {
+    let hostname = match (&reservation, &inv.network().pool) {
         (Some(r), _) => {
-            let _ = writeln!(
-                out,
-                "  reservation: {} -> {} ({})",
-                r.hostname, r.ip, r.fqdn
-            );
-            Some(r.hostname.clone())
+            let _ = writeln!(out, "  reservation: {} -> {} ({})", r.name, r.ip, r.fqdn);
+            Some(r.name.clone())
         }
         (None, Some(p)) => {
             let _ = writeln!(
@@ -63,7 +59,7 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
         user_class: ipxe.then(|| b"iPXE".to_vec()),
         ipxe_options: false,
     };
-    let assets = inv.services.assets_dir.clone();
+    let assets = inv.services().assets_dir.clone();
     let has_asset = move |f: &str| assets.join(f).is_file();
     let decision = decide(inv, node, &client, &has_asset);
     let _ = writeln!(out, "  decision: {decision}");
@@ -72,7 +68,7 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
             out,
             "  profile: {} (loader {})",
             n.profile,
-            inv.profiles
+            inv.profiles()
                 .get(&n.profile)
                 .map_or("?", |p| p.loader.as_str())
         );

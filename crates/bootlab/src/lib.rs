@@ -48,11 +48,17 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the inventory; print every problem with file, line and field (exit 64 on errors).
+    /// Validate inventories; print every problem with file, line and field (exit 64 on errors).
+    ///
+    /// Warnings (OKD pitfalls, drained balancers, boot files missing from
+    /// `libvirt.assets_source`) are printed too; `--strict` makes them errors.
     Check {
-        /// The inventory.
-        #[arg(default_value = DEFAULT_LAB)]
-        lab: PathBuf,
+        /// The inventories.
+        #[arg(default_value = DEFAULT_LAB, num_args = 1..)]
+        labs: Vec<PathBuf>,
+        /// Treat warnings as errors (exit 64).
+        #[arg(long)]
+        strict: bool,
     },
     /// Show what bootlabd answers a client: the boot decision and the DHCP options.
     Explain {
@@ -157,12 +163,107 @@ pub enum Command {
     },
 }
 
+/// True when stderr is a terminal (diagnostics in colour).
+fn stderr_is_tty() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// `bootlab check` of one file: errors, warnings, missing boot files under
+/// `libvirt.assets_source`, then a summary. False when it fails (errors,
+/// or warnings with `strict`).
+fn check_one(lab: &Path, strict: bool) -> bool {
+    let Ok(inv) = load_or_report(lab) else {
+        return false;
+    };
+    let color = stderr_is_tty();
+    let mut warnings: Vec<String> = inv.warnings().iter().map(|w| w.render(color)).collect();
+    if let Some(src) = &inv.libvirt().assets_source {
+        if !src.is_dir() {
+            warnings.push(format!(
+                "warning: libvirt.assets_source {} does not exist\n  help: create it and put the profiles' kernels and initrds there (boot-assets/gather.sh fetches the loaders)",
+                src.display()
+            ));
+        } else {
+            for m in inv.missing_assets(src) {
+                warnings.push(format!(
+                    "warning: {m} under libvirt.assets_source {}\n  help: nodes of this profile would fail to boot; add the file or fix the profile",
+                    src.display()
+                ));
+            }
+        }
+    }
+    for w in &warnings {
+        eprintln!("{w}\n");
+    }
+    if strict && !warnings.is_empty() {
+        eprintln!(
+            "{}: {} warning{} (--strict: failing)",
+            lab.display(),
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" }
+        );
+        return false;
+    }
+    let zones = inv.zones();
+    println!(
+        "{}: ok{}",
+        lab.display(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} warning{})",
+                warnings.len(),
+                if warnings.len() == 1 { "" } else { "s" }
+            )
+        }
+    );
+    println!(
+        "  lab {} (zone {}), network {} in {} mode",
+        inv.lab().name,
+        inv.zone(),
+        inv.network().cidr,
+        inv.network().mode.as_str()
+    );
+    println!(
+        "  {} nodes, {} DHCP reservations, {} forward records, {} PTR records",
+        inv.nodes().len(),
+        inv.hosts().len(),
+        zones.forward.records.len(),
+        zones.reverse.iter().map(|z| z.records.len()).sum::<usize>()
+    );
+    println!(
+        "  services VM {} at {} ({}), boot scripts from {}",
+        inv.services().name,
+        inv.services().ip,
+        inv.services().mac,
+        inv.http_base()
+    );
+    if !inv.balancers().is_empty() {
+        println!(
+            "  {} balancers: {}",
+            inv.balancers().len(),
+            inv.balancers()
+                .iter()
+                .map(|b| format!(
+                    "{} :{} ({} backends)",
+                    b.name,
+                    b.listen.port(),
+                    b.backends.len()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    true
+}
+
 /// Loads an inventory, printing every problem when it is invalid.
 pub fn load_or_report(path: &Path) -> Result<Inventory, ExitCode> {
     match bootlab_inventory::load(path) {
         Ok(inv) => Ok(inv),
         Err(LoadError::Invalid(diags)) => {
-            eprintln!("{diags}");
+            eprintln!("{}", diags.render(stderr_is_tty()));
             Err(ExitCode::from(EXIT_INVALID_CONFIG))
         }
         Err(e @ LoadError::Io { .. }) => {
@@ -187,35 +288,16 @@ fn with_inventory(
 /// Runs one command. Returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { lab } => {
-            let inv = match load_or_report(&lab) {
-                Ok(inv) => inv,
-                Err(code) => return Ok(code),
-            };
-            let zones = inv.zones();
-            println!("{}: ok", lab.display());
-            println!(
-                "  lab {} (zone {}), network {} in {} mode",
-                inv.lab.name,
-                inv.zone(),
-                inv.network.cidr,
-                inv.network.mode.as_str()
-            );
-            println!(
-                "  {} nodes, {} DHCP reservations, {} forward records, {} PTR records",
-                inv.nodes.len(),
-                inv.reservations().len(),
-                zones.forward.records.len(),
-                zones.reverse.iter().map(|z| z.records.len()).sum::<usize>()
-            );
-            println!(
-                "  services VM {} at {} ({}), boot scripts from {}",
-                inv.services.name,
-                inv.services.ip,
-                inv.services.mac,
-                inv.services.http_base()
-            );
-            Ok(ExitCode::SUCCESS)
+        Command::Check { labs, strict } => {
+            let mut failed = false;
+            for lab in &labs {
+                failed |= !check_one(lab, strict);
+            }
+            Ok(if failed {
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Explain {
             lab,

@@ -80,8 +80,8 @@ fn with_digest(
 /// domain, `host_ip`, `<dns enable='no'/>` and no `<dhcp>` (bootlabd is the
 /// only DHCP server there); bridge mode attaches to an existing host bridge.
 pub fn network_xml(inv: &Inventory) -> String {
-    let net = &inv.network;
-    let lab = inv.lab.name.as_str();
+    let net = &inv.network();
+    let lab = inv.lab().name.as_str();
     with_digest(lab, |w, d| {
         w.create_element("network").write_inner_content(|w| {
             text_el(w, "name", &net.libvirt_name)?;
@@ -111,7 +111,7 @@ pub fn network_xml(inv: &Inventory) -> String {
                 .with_attribute(("delay", "0"))
                 .write_empty()?;
             w.create_element("domain")
-                .with_attribute(("name", inv.zone().as_str()))
+                .with_attribute(("name", inv.zone()))
                 .with_attribute(("localOnly", "yes"))
                 .write_empty()?;
             w.create_element("dns")
@@ -139,9 +139,9 @@ pub fn pool_xml(inv: &Inventory) -> String {
         w.create_element("pool")
             .with_attribute(("type", "dir"))
             .write_inner_content(|w| {
-                text_el(w, "name", &inv.libvirt.pool)?;
+                text_el(w, "name", &inv.libvirt().pool)?;
                 w.create_element("target").write_inner_content(|w| {
-                    text_el(w, "path", &inv.libvirt.pool_path.to_string_lossy())
+                    text_el(w, "path", &inv.libvirt().pool_path.to_string_lossy())
                 })?;
                 Ok(())
             })?;

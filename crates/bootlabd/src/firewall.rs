@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bootlab_boot::Metrics;
 use bootlab_firewall::{
     BootlabTable, LearnedSet, Nft, ServicesInterfaces, register_firewall_metrics, services_ruleset,
 };
 use bootlab_inventory::Inventory;
+use bootlab_state::Metrics;
 use tracing::{debug, info, warn};
 
 /// Where interface names and MACs are read (overridable for tests that run
@@ -42,7 +42,7 @@ impl DaemonFirewall {
     /// Applies the ruleset for `inv` (nothing when `services.firewall` is
     /// off) and (re-)registers its metrics.
     pub(crate) fn apply(&self, inv: &Inventory, metrics: &Metrics) -> anyhow::Result<()> {
-        if !inv.services.firewall {
+        if !inv.services().firewall {
             debug!("services.firewall = false: leaving nftables alone");
             return Ok(());
         }

@@ -100,12 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "{}: ok: lab {} ({}), {} nodes, {} DNS records, network {} ({})",
             args.config.display(),
-            inv.lab.name,
+            inv.lab().name,
             inv.zone(),
-            inv.nodes.len(),
+            inv.nodes().len(),
             inv.zones().forward.records.len(),
-            inv.network.cidr,
-            inv.network.mode.as_str(),
+            inv.network().cidr,
+            inv.network().mode.as_str(),
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use bootlab_boot::Shared;
 use bootlab_inventory::{Inventory, LoadError};
+use bootlab_state::{Generation, Shared};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,20 +26,16 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    std::fs::create_dir_all(&inv.services.data_dir).with_context(|| {
+    std::fs::create_dir_all(&inv.services().data_dir).with_context(|| {
         format!(
             "creating services.data_dir {}",
-            inv.services.data_dir.display()
+            inv.services().data_dir.display()
         )
     })?;
-    if !inv.services.assets_dir.is_dir() {
-        warn!(
-            assets_dir = %inv.services.assets_dir.display(),
-            "services.assets_dir does not exist; TFTP and /assets will find no files (boot-assets/gather.sh fills it)"
-        );
-    }
-    let listen = inv.services.listen;
-    let (shared, publisher) = Shared::new(inv);
+    report_inventory(&inv);
+    let listen = inv.services().listen;
+    let (shared, publisher) =
+        Shared::new(inv).context("rendering the boot scripts of the inventory")?;
     let firewall = DaemonFirewall::system();
     firewall.apply(&shared.inventory(), &shared.metrics)?;
     let shutdown = CancellationToken::new();
@@ -95,22 +91,30 @@ async fn drain(tasks: &mut JoinSet<(&'static str, std::io::Result<()>)>) {
 fn reload(
     config: &std::path::Path,
     shared: &Shared,
-    publisher: &bootlab_boot::InventoryPublisher,
+    publisher: &bootlab_state::InventoryPublisher,
     listen: bootlab_inventory::Listen,
     firewall: &DaemonFirewall,
 ) {
     info!(config = %config.display(), "SIGHUP: reloading the inventory");
     match bootlab_inventory::load(config) {
         Ok(new) => {
-            if new.services.listen != listen {
+            if new.services().listen != listen {
                 warn!("services.listen changed; the new addresses take effect after a restart");
             }
+            report_inventory(&new);
+            let nodes = new.nodes().len();
+            let generation = match Generation::new(new) {
+                Ok(g) => g,
+                Err(e) => {
+                    error!("reload failed, keeping the old inventory: {e}");
+                    return;
+                }
+            };
             // The ruleset first: a rejected one leaves the old rules in force.
-            if let Err(e) = firewall.apply(&new, &shared.metrics) {
+            if let Err(e) = firewall.apply(&generation.inventory, &shared.metrics) {
                 error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
             }
-            let nodes = new.nodes.len();
-            publisher.publish(new);
+            publisher.install(generation);
             let serial = shared.inventory().zones().forward.serial;
             info!(nodes, zone_serial = serial, "reloaded inventory");
         }
@@ -121,5 +125,25 @@ fn reload(
             );
         }
         Err(e) => error!("reload failed, keeping the old inventory: {e}"),
+    }
+}
+
+/// Logs what loads but may not work: the inventory's warnings, and boot
+/// files the profiles need that `services.assets_dir` lacks.
+fn report_inventory(inv: &Inventory) {
+    for w in inv.warnings() {
+        warn!("{}", w.render(false));
+    }
+    let root = &inv.services().assets_dir;
+    if !root.is_dir() {
+        warn!(
+            assets_dir = %root.display(),
+            "services.assets_dir does not exist; TFTP and /assets will find no files (boot-assets/gather.sh fills it)"
+        );
+        return;
+    }
+    let missing = inv.missing_assets(root);
+    for m in &missing {
+        warn!(assets_dir = %root.display(), "{m}: nodes of this profile will not boot");
     }
 }

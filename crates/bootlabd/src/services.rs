@@ -4,8 +4,8 @@
 //! half-running daemon.
 
 use anyhow::Context as _;
-use bootlab_boot::Shared;
 use bootlab_dns::LearnedBatch;
+use bootlab_state::Shared;
 use tokio::sync::mpsc;
 
 use crate::firewall::DaemonFirewall;
@@ -35,7 +35,7 @@ async fn spawn_http(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
-    let addr = shared.inventory().services.listen.http;
+    let addr = shared.inventory().services().listen.http;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding http on {addr}"))?;
@@ -55,7 +55,7 @@ async fn spawn_tftp(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
-    let addr = shared.inventory().services.listen.tftp;
+    let addr = shared.inventory().services().listen.tftp;
     let socket = tokio::net::UdpSocket::bind(addr)
         .await
         .with_context(|| format!("binding tftp on {addr}"))?;
@@ -74,7 +74,7 @@ fn spawn_dhcp(
 ) -> anyhow::Result<()> {
     let inv = shared.inventory();
     let socket = bootlab_dhcp::bind(&inv)
-        .with_context(|| format!("binding dhcp on {}", inv.services.listen.dhcp))?;
+        .with_context(|| format!("binding dhcp on {}", inv.services().listen.dhcp))?;
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move { ("dhcp", bootlab_dhcp::serve(socket, shared, shutdown).await) });
     Ok(())
@@ -89,7 +89,7 @@ async fn spawn_dns(
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
 ) -> anyhow::Result<()> {
-    let addr = shared.inventory().services.listen.dns;
+    let addr = shared.inventory().services().listen.dns;
     let udp = tokio::net::UdpSocket::bind(addr)
         .await
         .with_context(|| format!("binding dns (udp) on {addr}"))?;
@@ -98,7 +98,7 @@ async fn spawn_dns(
         .with_context(|| format!("binding dns (tcp) on {addr}"))?;
     let learned = shared
         .inventory()
-        .services
+        .services()
         .firewall
         .then(|| spawn_learned_consumer(firewall.clone(), shutdown.child_token(), tasks));
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());

@@ -231,39 +231,31 @@ struct Config {
     server_ip: Ipv4Addr,
     cidr: Ipv4Net,
     gateway: Ipv4Addr,
-    reservations: HashMap<MacAddr, Reserved>,
-    reserved_ips: HashMap<Ipv4Addr, MacAddr>,
     pool: Option<Pool>,
     lease_secs: u64,
     arm64_loader: bool,
 }
 
 impl Config {
+    /// The reservation of `mac`, from the inventory's index.
+    fn reserved(&self, mac: MacAddr) -> Option<Reserved> {
+        self.inv.host_by_mac(mac).map(|h| Reserved {
+            ip: h.ip,
+            hostname: h.name.clone(),
+            node: match h.kind {
+                HostRef::Node(i) => Some(i),
+                HostRef::Services => None,
+            },
+        })
+    }
+
     fn new(inv: Arc<Inventory>, arm64_loader: bool) -> Self {
-        let mut reservations = HashMap::new();
-        let mut reserved_ips = HashMap::new();
-        for r in inv.reservations() {
-            reserved_ips.insert(r.ip, r.mac);
-            reservations.insert(
-                r.mac,
-                Reserved {
-                    ip: r.ip,
-                    hostname: r.hostname,
-                    node: match r.host {
-                        HostRef::Node(i) => Some(i),
-                        HostRef::Services => None,
-                    },
-                },
-            );
-        }
         Self {
-            server_ip: inv.services.ip,
-            cidr: inv.network.cidr,
-            gateway: inv.network.gateway,
-            pool: inv.network.pool,
-            lease_secs: inv.network.lease.as_secs().max(60),
-            reservations,
-            reserved_ips,
+            server_ip: inv.services().ip,
+            cidr: inv.network().cidr,
+            gateway: inv.network().gateway,
+            pool: inv.network().pool,
+            lease_secs: inv.network().lease.as_secs().max(60),
             arm64_loader,
             inv,
         }
@@ -442,7 +434,9 @@ impl DhcpHandler {
 
     fn decision(&self, req: &Request, reserved: Option<&Reserved>) -> BootDecision {
         let inv = &self.config.inv;
-        let node = reserved.and_then(|r| r.node).and_then(|i| inv.nodes.get(i));
+        let node = reserved
+            .and_then(|r| r.node)
+            .and_then(|i| inv.nodes().get(i));
         let arm64 = self.config.arm64_loader;
         decide(inv, node, &req.client_info(), &|f: &str| {
             f == ARM64_LOADER && arm64
@@ -561,7 +555,7 @@ impl DhcpHandler {
             || ip == c.cidr.broadcast()
             || ip == c.server_ip
             || ip == c.gateway
-            || c.reserved_ips.contains_key(&ip)
+            || c.inv.host_by_ip(ip).is_some()
             || self.leases.quarantined(ip, now_s)
         {
             return None;
@@ -664,7 +658,7 @@ impl DhcpHandler {
     }
 
     fn discover(&mut self, req: &Request, now_ms: u64) -> Outcome {
-        let reserved = self.config.reservations.get(&req.mac).cloned();
+        let reserved = self.config.reserved(req.mac);
         let ip = match &reserved {
             Some(r) => r.ip,
             None => match self.pick_pool_address(req, now_ms) {
@@ -725,7 +719,7 @@ impl DhcpHandler {
                 );
             }
         };
-        let reserved = self.config.reservations.get(&req.mac).cloned();
+        let reserved = self.config.reserved(req.mac);
         if reserved.is_none() && self.config.pool.is_none() {
             return Outcome::drop(DropReason::UnknownMac, "not in the inventory and no pool");
         }
@@ -806,7 +800,7 @@ impl DhcpHandler {
         let Some(ip) = req.requested_ip else {
             return Outcome::drop(DropReason::DeclineRefused, "DECLINE without requested IP");
         };
-        let reserved = self.config.reservations.get(&req.mac).map(|r| r.ip);
+        let reserved = self.config.inv.host_by_mac(req.mac).map(|r| r.ip);
         let holds = self.leases.by_ip(ip).is_some_and(|l| l.mac == req.mac)
             || self.offers.get(&req.mac).is_some_and(|o| o.ip == ip)
             || reserved == Some(ip);
@@ -898,7 +892,7 @@ impl DhcpHandler {
     }
 
     fn inform(&mut self, req: &Request) -> Outcome {
-        let reserved = self.config.reservations.get(&req.mac).cloned();
+        let reserved = self.config.reserved(req.mac);
         if reserved.is_none() && self.config.pool.is_none() {
             return Outcome::drop(DropReason::UnknownMac, "not in the inventory and no pool");
         }

@@ -16,7 +16,7 @@
 //!
 //! bootlabd wires it as:
 //! ```no_run
-//! # async fn wire(shared: bootlab_boot::Shared, token: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+//! # async fn wire(shared: bootlab_state::Shared, token: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
 //! let socket = bootlab_dhcp::bind(&shared.inventory())?;
 //! bootlab_dhcp::serve(socket, shared, token).await
 //! # }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bootlab_boot::{Counter, Metrics};
+use bootlab_state::{Counter, Metrics};
 use dhcproto::v4::MessageType;
 
 use crate::handler::{DropReason, Outcome};

@@ -21,8 +21,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use bootlab_boot::decision::ARM64_LOADER;
-use bootlab_boot::{Shared, Timeline};
 use bootlab_inventory::{Inventory, MacAddr};
+use bootlab_state::Shared;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn};
@@ -75,10 +75,10 @@ pub fn interface_by_mac(mac: MacAddr) -> Option<String> {
 /// Binds the DHCP socket for `inv` (see the module docs for the modes).
 /// Must be called inside a Tokio runtime.
 pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
-    let listen = inv.services.listen.dhcp;
-    let interface = inv.services.interface.clone().or_else(|| {
+    let listen = inv.services().listen.dhcp;
+    let interface = inv.services().interface.clone().or_else(|| {
         if listen.ip().is_unspecified() {
-            interface_by_mac(inv.services.mac)
+            interface_by_mac(inv.services().mac)
         } else {
             None
         }
@@ -196,7 +196,7 @@ pub async fn serve_with(
     limits: Limits,
 ) -> io::Result<()> {
     let inv = shared.inventory();
-    let data_dir = inv.services.data_dir.clone();
+    let data_dir = inv.services().data_dir.clone();
     let (store, report) = tokio::task::spawn_blocking(move || LeaseStore::open(&data_dir))
         .await
         .map_err(io::Error::other)?
@@ -214,12 +214,12 @@ pub async fn serve_with(
     let handler = DhcpHandler::new(
         inv.clone(),
         store.table().clone(),
-        arm64_loader_present(&inv.services.assets_dir),
+        arm64_loader_present(&inv.services().assets_dir),
         limits,
     );
-    // Addresses leased before a restart are known to the timeline too.
+    // Addresses leased before a restart are known to the leases view too.
     for l in handler.leases().leases() {
-        shared.timeline.bind(l.mac, l.ip);
+        shared.leases.bind(l.mac, l.ip);
     }
     metrics.set_lease_addresses(handler.leases().len());
     let local = socket.socket.local_addr()?;
@@ -239,12 +239,12 @@ pub async fn serve_with(
     let writer_sock = sock.try_clone()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
     let writer = {
-        let (timeline, metrics, mode) = (shared.timeline.clone(), metrics.clone(), mode.clone());
+        let (state, metrics, mode) = (shared.clone(), metrics.clone(), mode.clone());
         std::thread::Builder::new()
             .name("dhcp-lease-writer".into())
             .spawn(move || {
                 let _span = info_span!("dhcp-commit").entered();
-                lease_writer(store, &rx, &writer_sock, &timeline, &metrics, &mode);
+                lease_writer(store, &rx, &writer_sock, &state, &metrics, &mode);
             })?
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -328,8 +328,8 @@ fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
         if reload_open {
             match reload.has_changed() {
                 Ok(true) => {
-                    let inv = reload.borrow_and_update().clone();
-                    let arm64 = arm64_loader_present(&inv.services.assets_dir);
+                    let inv = reload.borrow_and_update().inventory.clone();
+                    let arm64 = arm64_loader_present(&inv.services().assets_dir);
                     handler.set_inventory(inv, arm64);
                     info!("dhcp: inventory reloaded; leases kept");
                 }
@@ -409,7 +409,7 @@ fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
             }
         }
         sender.flush(fd, &metrics);
-        apply_events(&shared.timeline, events);
+        apply_events(&shared, events);
         let leases = handler.leases().len();
         if leases != leases_seen {
             leases_seen = leases;
@@ -529,12 +529,12 @@ fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpA
     }
 }
 
-fn apply_events(timeline: &Timeline, events: Vec<MachineEvent>) {
+fn apply_events(shared: &Shared, events: Vec<MachineEvent>) {
     for e in events {
         match e {
-            MachineEvent::Dhcp { mac, kind, detail } => timeline.dhcp(mac, kind, detail),
-            MachineEvent::Bind { mac, ip } => timeline.bind(mac, ip),
-            MachineEvent::Unbind { ip } => timeline.unbind(ip),
+            MachineEvent::Dhcp { mac, kind, detail } => shared.timeline.dhcp(mac, kind, detail),
+            MachineEvent::Bind { mac, ip } => shared.leases.bind(mac, ip),
+            MachineEvent::Unbind { ip } => shared.leases.unbind(ip),
         }
     }
 }
@@ -545,7 +545,7 @@ fn lease_writer(
     mut store: LeaseStore,
     rx: &std::sync::mpsc::Receiver<Pending>,
     sock: &std::net::UdpSocket,
-    timeline: &Timeline,
+    shared: &Shared,
     metrics: &DhcpMetrics,
     mode: &SocketMode,
 ) {
@@ -574,7 +574,7 @@ fn lease_writer(
                     events.extend(p.events);
                 }
                 sender.flush(fd, metrics);
-                apply_events(timeline, events);
+                apply_events(shared, events);
             }
             Err(e) => {
                 metrics.commit_failures.add(batch.len() as u64);

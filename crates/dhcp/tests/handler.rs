@@ -13,6 +13,7 @@ use bootlab_dhcp::leases::{LeaseTable, RecordKind};
 use bootlab_dhcp::packet::{HEADER_LEN, RawOptions};
 use bootlab_dhcp::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, ReplyTo};
 use bootlab_inventory::{Inventory, Loader, MacAddr, load};
+use bootlab_testkit::LabBuilder;
 use dhcproto::v4::{self, DhcpOption, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
@@ -22,18 +23,14 @@ const BIOS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 10);
 const UEFI_MAC: [u8; 6] = [0x52, 0x54, 0, 0x77, 0, 0x11];
 const UNKNOWN_MAC: [u8; 6] = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
 
+const DEV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/dev.toml");
+
 fn dev() -> Inventory {
-    load(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/dev.toml"
-    )))
-    .unwrap()
+    load(Path::new(DEV)).unwrap()
 }
 
 fn reservation_only() -> Inventory {
-    let mut inv = dev();
-    inv.network.pool = None;
-    inv
+    LabBuilder::dev().edit(|f| f.network.pool = None).build()
 }
 
 fn handler(inv: Inventory) -> DhcpHandler {
@@ -840,10 +837,14 @@ fn uefi_x64_gets_snponly_and_grub_profiles_get_grub() {
         );
         assert_eq!(a.file(), "snponly.efi", "arch {arch}");
     }
-    let mut inv = dev();
-    for p in inv.profiles.values_mut() {
-        p.loader = Loader::Grub;
-    }
+    let inv = LabBuilder::dev()
+        .edit(|f| {
+            for p in f.profiles.values_mut() {
+                p.loader = "grub".into();
+            }
+        })
+        .build();
+    assert!(inv.profiles().values().all(|p| p.loader == Loader::Grub));
     let a = boot(
         inv,
         false,

@@ -12,8 +12,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use bootlab_boot::Shared;
 use bootlab_dhcp::{DhcpSocket, SocketMode};
+use bootlab_state::Shared;
 use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP, run};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ impl Server {
         });
         let socket =
             DhcpSocket::from_std(std_socket, SocketMode::Interface(lab.server_if.clone())).unwrap();
-        let (shared, publisher) = Shared::new(inv);
+        let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         // Keep the publisher alive for the server's lifetime.
         std::mem::forget(publisher);
         let stop = CancellationToken::new();

@@ -2,8 +2,8 @@
 //! `serve LAB.toml 127.0.0.1:5300 [UDP_WORKERS]`. For benchmarks and poking
 //! at the service with kdig; bootlabd is the real thing.
 
-use bootlab_boot::Shared;
 use bootlab_dns::{ServeOptions, serve_with};
+use bootlab_state::Shared;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inv = bootlab_inventory::load(std::path::Path::new(&lab))?;
     let udp = tokio::net::UdpSocket::bind(&addr).await?;
     let tcp = tokio::net::TcpListener::bind(&addr).await?;
-    let (shared, _publisher) = Shared::new(inv);
+    let (shared, _publisher) = Shared::new(inv).expect("boot scripts render");
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -24,14 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // wildcard names, some NXDOMAIN and some NODATA.
     let zone = inv.zone();
     let mut q = String::new();
-    for r in inv.reservations() {
+    for r in inv.hosts() {
         let o = r.ip.octets();
         writeln!(q, "{} A", r.fqdn)?;
         writeln!(q, "{}.{}.{}.{}.in-addr.arpa PTR", o[3], o[2], o[1], o[0])?;
     }
-    for r in &inv.dns_records {
+    for r in inv.dns_records() {
         let owner = if r.name.is_empty() {
-            zone.clone()
+            zone.to_owned()
         } else {
             format!("{}.{zone}", r.name)
         };
@@ -46,8 +46,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..4 {
         writeln!(q, "missing{i}.{zone} A")?;
     }
-    for n in inv.nodes.iter().take(4) {
-        writeln!(q, "{} AAAA", inv.fqdn(&n.name))?;
+    for n in inv.nodes().iter().take(4) {
+        writeln!(q, "{} AAAA", n.fqdn)?;
     }
     std::fs::write(out.join("queries.txt"), q)?;
     Ok(())

@@ -177,7 +177,7 @@ impl Handler {
             zones,
             fast: FastAnswers::default(),
             allow_domains: inv
-                .egress
+                .egress()
                 .allow_domains
                 .iter()
                 .filter_map(|d| Name::from_ascii(format!("{}.", d.trim_end_matches('.'))).ok())

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bootlab_boot::{Counter, Metrics, Shared};
 use bootlab_inventory::Inventory;
+use bootlab_state::{Counter, Metrics, Shared};
 use hickory_proto::op::ResponseCode;
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -85,7 +85,7 @@ pub async fn serve(
 /// The upstream resolvers for `inv`: `network.upstream_dns`, or the
 /// nameservers of `resolv_conf`; never this server itself.
 pub fn upstreams_for(inv: &Inventory, local: SocketAddr, resolv_conf: &Path) -> Vec<SocketAddr> {
-    let candidates: Vec<SocketAddr> = if inv.network.upstream_dns.is_empty() {
+    let candidates: Vec<SocketAddr> = if inv.network().upstream_dns.is_empty() {
         std::fs::read_to_string(resolv_conf)
             .unwrap_or_default()
             .lines()
@@ -102,9 +102,9 @@ pub fn upstreams_for(inv: &Inventory, local: SocketAddr, resolv_conf: &Path) -> 
             })
             .collect()
     } else {
-        inv.network.upstream_dns.clone()
+        inv.network().upstream_dns.clone()
     };
-    let services = IpAddr::V4(inv.services.ip);
+    let services = IpAddr::V4(inv.services().ip);
     candidates
         .into_iter()
         .filter(|u| {
@@ -473,7 +473,7 @@ async fn reload_loop(
                 if changed.is_err() {
                     return;
                 }
-                let inv = rx.borrow_and_update().clone();
+                let inv = rx.borrow_and_update().inventory.clone();
                 match build(&inv) {
                     Ok(h) => {
                         let serial = h.zones().zones().first().map(|z| soa_serial(&z.soa));

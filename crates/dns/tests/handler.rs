@@ -51,7 +51,7 @@ fn rcode_of(h: &Handler, q: &[u8]) -> ResponseCode {
 fn answers_every_node_and_services_with_aa_and_ra_0() {
     let inv = okd();
     let h = handler(&inv);
-    for r in inv.reservations() {
+    for r in inv.hosts() {
         let m = reply(&h, &query(&format!("{}.", r.fqdn), RecordType::A, None));
         assert_eq!(
             m.metadata.response_code,
@@ -71,14 +71,14 @@ fn answers_every_node_and_services_with_aa_and_ra_0() {
             "no OPT in the reply when the query had none"
         );
     }
-    assert_eq!(inv.reservations().len(), 14, "13 nodes + services");
+    assert_eq!(inv.hosts().len(), 14, "13 nodes + services");
 }
 
 #[test]
 fn ptr_for_every_node_and_services() {
     let inv = okd();
     let h = handler(&inv);
-    for r in inv.reservations() {
+    for r in inv.hosts() {
         let o = r.ip.octets();
         let name = format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]);
         let m = reply(&h, &query(&name, RecordType::PTR, None));
@@ -526,11 +526,7 @@ fn fast_path_covers_the_static_zone_and_matches_the_general_path() {
     let inv = big_inventory();
     let h = handler(&inv);
     assert!(h.fast_entries() > 100, "{}", h.fast_entries());
-    let mut names: Vec<String> = inv
-        .reservations()
-        .iter()
-        .map(|r| format!("{}.", r.fqdn))
-        .collect();
+    let mut names: Vec<String> = inv.hosts().iter().map(|r| format!("{}.", r.fqdn)).collect();
     names.extend([
         "api.okd.example.com.".into(),
         "x.apps.okd.example.com.".into(),

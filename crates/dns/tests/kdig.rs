@@ -8,9 +8,9 @@ mod common;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use bootlab_boot::Shared;
 use bootlab_dns::{ServeOptions, serve_with};
 use bootlab_inventory::Inventory;
+use bootlab_state::Shared;
 use common::*;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,7 @@ async fn start(inv: Inventory) -> Server {
         let Ok(tcp) = TcpListener::bind(addr).await else {
             continue;
         };
-        let (shared, _publisher) = Shared::new(inv);
+        let (shared, _publisher) = Shared::new(inv).expect("boot scripts render");
         let token = CancellationToken::new();
         let task = tokio::spawn(serve_with(
             udp,
@@ -145,7 +145,7 @@ async fn kdig_sees_every_record_of_the_okd_lab_over_udp_and_tcp() {
     let wildcard = format!("{}.apps.okd.example.com.", random_label());
     tokio::task::spawn_blocking(move || {
         let mut expected: Vec<(String, String)> = inv
-            .reservations()
+            .hosts()
             .iter()
             .map(|r| (format!("{}.", r.fqdn), r.ip.to_string()))
             .collect();
@@ -170,7 +170,7 @@ async fn kdig_sees_every_record_of_the_okd_lab_over_udp_and_tcp() {
                     (name.as_str(), "A", ip.as_str())
                 );
             }
-            for r in inv.reservations() {
+            for r in inv.hosts() {
                 let d = kdig(addr, &["-x", &r.ip.to_string(), transport]);
                 assert_eq!(d.status(), "NOERROR");
                 let a = d.answers();

@@ -8,9 +8,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bootlab_boot::{InventoryPublisher, Shared};
 use bootlab_dns::{LearnedAddress, LearnedBatch, ServeOptions, serve_with};
 use bootlab_inventory::Inventory;
+use bootlab_state::{InventoryPublisher, Shared};
 use common::*;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -64,7 +64,7 @@ async fn start_on(udp_bind: &str, inv: Inventory, options: ServeOptions) -> Runn
     let udp = UdpSocket::bind(udp_bind).await.unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
-    let (shared, publisher) = Shared::new(inv);
+    let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
     let (tx, learned) = mpsc::channel(64);
     let token = CancellationToken::new();
     let task = tokio::spawn(serve_with(
@@ -132,7 +132,7 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
 async fn udp_and_tcp_give_the_same_answers() {
     let inv = okd();
     let s = start(inv.clone(), ServeOptions::default()).await;
-    for r in inv.reservations() {
+    for r in inv.hosts() {
         let q = query(&format!("{}.", r.fqdn), RecordType::A, Some(1232));
         let u = udp_ask(s.udp, &q).await;
         let t = tcp_ask(s.tcp, &q).await;
@@ -254,12 +254,14 @@ async fn reload_swaps_the_zones() {
     };
     let soa_q = query("okd.example.com.", RecordType::SOA, None);
     let before = serial(&udp_ask(s.udp, &soa_q).await);
-    s.publisher.publish(okd_with(|t| {
-        with_records(
-            t,
-            "  { name = \"added\", type = \"A\", value = \"192.168.200.99\" },",
-        )
-    }));
+    s.publisher
+        .publish(okd_with(|t| {
+            with_records(
+                t,
+                "  { name = \"added\", type = \"A\", value = \"192.168.200.99\" },",
+            )
+        }))
+        .expect("boot scripts render");
     let mut ok = false;
     for _ in 0..200 {
         let m = udp_ask(s.udp, &q).await;

@@ -56,12 +56,12 @@ impl ServicesInterfaces {
     /// `None` when absent, which [`crate::services_ruleset`] rejects when the
     /// services VM is the gateway).
     pub fn discover(inv: &Inventory, sys_class_net: &Path) -> Result<Self, InterfaceError> {
-        let lab = match &inv.services.interface {
+        let lab = match &inv.services().interface {
             Some(name) => name.clone(),
-            None => interface_by_mac(sys_class_net, inv.services.mac)?
-                .ok_or(InterfaceError::NoLabInterface(inv.services.mac))?,
+            None => interface_by_mac(sys_class_net, inv.services().mac)?
+                .ok_or(InterfaceError::NoLabInterface(inv.services().mac))?,
         };
-        let uplink = match &inv.services.uplink {
+        let uplink = match &inv.services().uplink {
             Some(u) => interface_by_mac(sys_class_net, u.mac)?,
             None => None,
         };

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bootlab_boot::Metrics;
+use bootlab_state::Metrics;
 
 use crate::live::TableState;
 use crate::ruleset::{DENIED_SET, LEARNED_SET, Ruleset};

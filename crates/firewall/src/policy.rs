@@ -76,7 +76,7 @@ pub struct ServicesInterfaces {
 /// True when the services VM is the lab's gateway: it has an uplink and
 /// `network.gateway = services.ip` (isolated mode always; bridge mode may).
 pub fn services_is_gateway(inv: &Inventory) -> bool {
-    inv.services.uplink.is_some() && inv.network.gateway == inv.services.ip
+    inv.services().uplink.is_some() && inv.network().gateway == inv.services().ip
 }
 
 fn check_ifname(name: &str) -> Result<(), PolicyError> {
@@ -96,14 +96,14 @@ fn check_ifname(name: &str) -> Result<(), PolicyError> {
 
 /// (name, MAC, address) of every `allow_hosts` entry.
 fn allowed_hosts(inv: &Inventory) -> Vec<(String, MacAddr, std::net::Ipv4Addr)> {
-    inv.egress
+    inv.egress()
         .allow_hosts
         .iter()
         .filter_map(|h| {
-            if *h == inv.services.name {
-                Some((h.clone(), inv.services.mac, inv.services.ip))
+            if *h == inv.services().name {
+                Some((h.clone(), inv.services().mac, inv.services().ip))
             } else {
-                inv.nodes
+                inv.nodes()
                     .iter()
                     .find(|n| n.name == *h)
                     .map(|n| (h.clone(), n.mac, n.ip))
@@ -139,7 +139,7 @@ const DROP: Action = Action::Verdict(Verdict::Drop);
 fn egress_allow_rules(inv: &Inventory, skip_services: bool, learned: bool) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (name, mac, ip) in allowed_hosts(inv) {
-        if skip_services && ip == inv.services.ip {
+        if skip_services && ip == inv.services().ip {
             continue;
         }
         rules.push(
@@ -150,7 +150,7 @@ fn egress_allow_rules(inv: &Inventory, skip_services: bool, learned: bool) -> Ve
             .comment(format!("allow_hosts: {name}")),
         );
     }
-    let cidrs = normalise_networks(&inv.egress.allow_cidrs);
+    let cidrs = normalise_networks(&inv.egress().allow_cidrs);
     if !cidrs.is_empty() {
         rules.push(Rule::new(vec![Match::IpDestination(cidrs)], ACCEPT).comment("allow_cidrs"));
     }
@@ -187,10 +187,10 @@ fn denied_set() -> AddressSet {
 
 /// The hypervisor's ruleset for a nat-mode lab.
 pub fn hypervisor_ruleset(inv: &Inventory) -> Result<Ruleset, PolicyError> {
-    if inv.network.mode != NetworkMode::Nat {
-        return Err(PolicyError::NotNatMode(inv.network.mode.as_str()));
+    if inv.network().mode != NetworkMode::Nat {
+        return Err(PolicyError::NotNatMode(inv.network().mode.as_str()));
     }
-    let bridge = &inv.network.bridge;
+    let bridge = &inv.network().bridge;
     check_ifname(bridge)?;
     let mut egress = vec![Rule::new(vec![established()], ACCEPT)];
     egress.extend(egress_allow_rules(inv, false, false));
@@ -239,13 +239,13 @@ pub fn services_ruleset(
     inv: &Inventory,
     ifaces: &ServicesInterfaces,
 ) -> Result<Option<Ruleset>, PolicyError> {
-    if !inv.services.firewall {
+    if !inv.services().firewall {
         return Ok(None);
     }
     let lab = ifaces.lab.as_str();
     check_ifname(lab)?;
     let gateway = services_is_gateway(inv);
-    let uplink = match (&inv.services.uplink, &ifaces.uplink) {
+    let uplink = match (&inv.services().uplink, &ifaces.uplink) {
         (Some(_), Some(name)) => {
             check_ifname(name)?;
             if name == lab {
@@ -256,9 +256,9 @@ pub fn services_ruleset(
         (Some(u), None) if gateway => return Err(PolicyError::MissingUplinkInterface(u.mac)),
         _ => None,
     };
-    let lab_net = vec![inv.network.cidr.trunc()];
+    let lab_net = vec![inv.network().cidr.trunc()];
     let from_lab = |proto_port: Match| vec![iif(lab), Match::IpSource(lab_net.clone()), proto_port];
-    let listen = &inv.services.listen;
+    let listen = &inv.services().listen;
     let mut input = vec![
         Rule::new(vec![iif("lo")], ACCEPT),
         Rule::new(vec![established()], ACCEPT),

@@ -17,13 +17,13 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bootlab_boot::Metrics;
 use bootlab_firewall::{
     ApplyOutcome, BootlabTable, COUNTER_LAB_EGRESS_DENIED, COUNTER_SERVICES_INPUT_DENIED,
     LEARNED_SET, Learned, LearnedSet, ServicesInterfaces, register_firewall_metrics, render_nft,
     services_ruleset,
 };
 use bootlab_inventory::{Inventory, load};
+use bootlab_state::Metrics;
 use common::{Netns, require_tools, veth};
 
 const ALLOWED: &str = "198.51.100.10";

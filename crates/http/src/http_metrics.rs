@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bootlab_boot::{Counter, Metrics};
+use bootlab_state::{Counter, Metrics};
 
 const SERVICE: (&str, &str) = ("service", "http");
 

@@ -24,7 +24,7 @@ pub mod request_path;
 pub mod routes;
 pub mod server;
 
-use bootlab_boot::Shared;
+use bootlab_state::Shared;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bootlab_boot::assets::Refusal;
 use bootlab_boot::render::{self, ScriptKind, VirtualFile};
-use bootlab_boot::{Service, Shared};
-use bootlab_inventory::{Inventory, MacAddr};
+use bootlab_inventory::MacAddr;
+use bootlab_state::{Resolved, Service, Shared};
 use tracing::{debug, error, info, warn};
 
 use crate::files::{self, FileBody, FileMeta, Piece, Plan, SendReport, WrittenCounter, hv};
@@ -140,40 +140,65 @@ fn query_mac(uri: &Uri) -> Option<String> {
     })
 }
 
-/// Renders `kind` for the node with `mac` and records the fetch; `None` when
-/// no node has that MAC.
-fn render_for(
+/// Answers a virtual file (boot script, per-MAC config) through the one
+/// resolution TFTP uses too, and records the fetch.
+fn serve_virtual(
     state: &AppState,
-    inv: &Inventory,
     conn: &ConnInfo,
     method: &Method,
-    mac: MacAddr,
-    kind: ScriptKind,
+    file: VirtualFile,
+    mac: Option<MacAddr>,
     path: &str,
-) -> Option<Response> {
-    let node = inv.node_by_mac(mac)?;
-    match render::render(inv, node, kind) {
-        Ok(script) => {
+) -> Response {
+    let generation = state.shared.generation();
+    match state
+        .shared
+        .resolve_virtual(&generation, file, mac, conn.peer.ip())
+    {
+        Resolved::Script { mac, node, text } => {
             // A HEAD fetches nothing: no timeline event.
-            if let Some(ip) = conn.peer_v4().filter(|_| method == Method::GET) {
+            if conn.peer_v4().is_some() && method == Method::GET {
                 state.shared.timeline.fetch(
-                    inv,
-                    ip,
-                    Some(mac),
+                    &generation.inventory,
+                    mac,
                     Service::Http,
                     path,
-                    script.len() as u64,
+                    text.len() as u64,
                     true,
                 );
             }
-            state.metrics.bytes_sent.add(script.len() as u64);
-            info!(peer = %conn.peer, %mac, node = %node.name, path, "script");
-            Some(ipxe(script))
+            state.metrics.bytes_sent.add(text.len() as u64);
+            info!(peer = %conn.peer, %mac, node = %node, path, "script");
+            ipxe(text.to_string())
         }
-        Err(e) => {
-            state.metrics.error("render");
-            error!(peer = %conn.peer, %mac, "{e}");
-            Some(text(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"))
+        Resolved::ChainByMac(script) => {
+            debug!(peer = %conn.peer, "boot.ipxe from an unknown address: chaining by MAC");
+            ipxe(script)
+        }
+        Resolved::UnknownMac(mac) if file.kind() == ScriptKind::Ipxe => {
+            unknown_machine(state, conn, Some(mac), &mac.to_string())
+        }
+        Resolved::UnknownMac(mac) => {
+            state.refuse(
+                conn,
+                "unknown_machine",
+                &format!("{path} for an unknown MAC"),
+            );
+            state.shared.timeline.note(
+                mac,
+                Service::Http,
+                "unknown",
+                format!("{path}: MAC not in the inventory"),
+            );
+            text(StatusCode::NOT_FOUND, "unknown machine\n")
+        }
+        Resolved::UnknownSource(_) => {
+            state.refuse(
+                conn,
+                "unknown_machine",
+                &format!("{path} for an unknown address"),
+            );
+            text(StatusCode::NOT_FOUND, "unknown machine\n")
         }
     }
 }
@@ -212,44 +237,24 @@ async fn boot_ipxe(
     uri: Uri,
 ) -> Response {
     state.metrics.request(RequestKind::Script);
-    let inv = state.shared.inventory();
-    if let Some(raw) = query_mac(&uri) {
-        return match raw.trim().parse::<MacAddr>() {
-            Ok(mac) => render_for(
-                &state,
-                &inv,
-                &conn,
-                &method,
-                mac,
-                ScriptKind::Ipxe,
-                "/boot.ipxe",
-            )
-            .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
+    let mac = match query_mac(&uri) {
+        Some(raw) => match raw.trim().parse::<MacAddr>() {
+            Ok(mac) => Some(mac),
             Err(_) => {
                 state.metrics.error("bad_mac");
-                unknown_machine(&state, &conn, None, &raw)
+                return unknown_machine(&state, &conn, None, &raw);
             }
-        };
-    }
-    let mac = conn
-        .peer_v4()
-        .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
-    match mac {
-        Some(mac) => render_for(
-            &state,
-            &inv,
-            &conn,
-            &method,
-            mac,
-            ScriptKind::Ipxe,
-            "/boot.ipxe",
-        )
-        .unwrap_or_else(|| unknown_machine(&state, &conn, Some(mac), &mac.to_string())),
-        None => {
-            debug!(peer = %conn.peer, "boot.ipxe from an unknown address: chaining by MAC");
-            ipxe(render::chain_by_mac_ipxe(&inv))
-        }
-    }
+        },
+        None => None,
+    };
+    serve_virtual(
+        &state,
+        &conn,
+        &method,
+        VirtualFile::BootIpxe,
+        mac,
+        "/boot.ipxe",
+    )
 }
 
 async fn grub_by_source(
@@ -258,29 +263,14 @@ async fn grub_by_source(
     method: Method,
 ) -> Response {
     state.metrics.request(RequestKind::Script);
-    let inv = state.shared.inventory();
-    let mac = conn
-        .peer_v4()
-        .and_then(|ip| state.shared.timeline.mac_for_ip(ip));
-    mac.and_then(|mac| {
-        render_for(
-            &state,
-            &inv,
-            &conn,
-            &method,
-            mac,
-            ScriptKind::Grub,
-            "/grub/grub.cfg",
-        )
-    })
-    .unwrap_or_else(|| {
-        state.refuse(
-            &conn,
-            "unknown_machine",
-            "grub/grub.cfg for an unknown address",
-        );
-        text(StatusCode::NOT_FOUND, "unknown machine\n")
-    })
+    serve_virtual(
+        &state,
+        &conn,
+        &method,
+        VirtualFile::GrubBySource,
+        None,
+        "/grub/grub.cfg",
+    )
 }
 
 /// Per-MAC configs (`grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`) and 404s.
@@ -291,8 +281,7 @@ async fn fallback(
     uri: Uri,
 ) -> Response {
     let path = uri.path();
-    let virtual_file = VirtualFile::parse(path).and_then(|v| v.mac().map(|m| (v, m)));
-    let Some((file, mac)) = virtual_file else {
+    let Some(file) = VirtualFile::parse(path).filter(|v| v.mac().is_some()) else {
         state.metrics.request(RequestKind::Other);
         state.metrics.error("not_found");
         debug!(peer = %conn.peer, "no route for {path}");
@@ -306,26 +295,12 @@ async fn fallback(
         )
             .into_response();
     }
-    let inv = state.shared.inventory();
-    render_for(&state, &inv, &conn, &method, mac, file.kind(), path).unwrap_or_else(|| {
-        state.refuse(
-            &conn,
-            "unknown_machine",
-            &format!("{path} for an unknown MAC"),
-        );
-        state.shared.timeline.note(
-            mac,
-            Service::Http,
-            "unknown",
-            format!("{path}: MAC not in the inventory"),
-        );
-        text(StatusCode::NOT_FOUND, "unknown machine\n")
-    })
+    serve_virtual(&state, &conn, &method, file, None, path)
 }
 
 async fn machines(State(state): State<AppStateRef>) -> Response {
     state.metrics.request(RequestKind::Api);
-    axum::Json(state.shared.timeline.machines()).into_response()
+    axum::Json(state.shared.machines()).into_response()
 }
 
 async fn machine(
@@ -338,7 +313,7 @@ async fn machine(
         state.refuse(&conn, "bad_mac", "machine API: not a MAC");
         return json_error(StatusCode::BAD_REQUEST, "not a MAC address");
     };
-    match state.shared.timeline.machine(mac) {
+    match state.shared.machine(mac) {
         Some(m) => axum::Json(m).into_response(),
         None => json_error(StatusCode::NOT_FOUND, "machine never seen"),
     }
@@ -378,7 +353,7 @@ impl SendReport for AssetReport {
         }
         if let IpAddr::V4(ip) = self.peer.ip().to_canonical() {
             let inv = self.state.shared.inventory();
-            let mac = self.state.shared.timeline.fetch(
+            let mac = self.state.shared.record_fetch(
                 &inv,
                 ip,
                 None,
@@ -420,7 +395,7 @@ async fn asset(
         .strip_prefix("/assets/")
         .unwrap_or_default()
         .to_owned();
-    let root = state.shared.inventory().services.assets_dir.clone();
+    let root = state.shared.inventory().services().assets_dir.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, PathError> {
         let (decoded, path) = request_path::resolve_asset(&root, &raw)?;
         let file = std::fs::File::open(&path).map_err(|_| PathError::Refused(Refusal::NotFound))?;

@@ -76,7 +76,7 @@ fn grub_loads_its_config_kernel_and_initrd_over_http_and_boots() {
             .replace("http = \"10.0.2.", "http = \"127.0.0.")
     });
     let port = lab.addr.port();
-    assert_eq!(lab.shared.inventory().services.ip.to_string(), "10.0.2.2");
+    assert_eq!(lab.shared.inventory().services().ip.to_string(), "10.0.2.2");
 
     // The tiny test OS (a Debian cloud kernel + a busybox marker initramfs).
     run(Command::new(repo_root().join("tests/e2e/build-test-os.sh")).arg(&lab.assets));

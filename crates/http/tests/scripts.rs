@@ -195,7 +195,7 @@ fn a_reloaded_inventory_changes_scripts_at_once() {
     );
     assert_ne!(text, lab.config_text, "the test's edit applies");
     let inv = bootlab_inventory::parse(&text, &lab.config_path).expect("edited inventory parses");
-    lab.publisher.publish(inv);
+    lab.publisher.publish(inv).expect("boot scripts render");
     let (_, after) = get_text(&[&lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
     assert!(after.contains("bootlab.marker=reloaded"), "{after}");
 }

@@ -21,7 +21,7 @@ fn dhcp_then_script_then_kernel_in_order() {
         "ack",
         format!("ip={leased} file=http://{}/boot.ipxe", lab.addr),
     );
-    lab.shared.timeline.bind(mac, leased);
+    lab.shared.leases.bind(mac, leased);
 
     let (code, script) = get_text(&["--interface", "127.0.0.120", &lab.url("/boot.ipxe")]);
     assert_eq!(code, 200);

@@ -84,9 +84,30 @@ impl fmt::Display for FieldPath {
     }
 }
 
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The inventory is refused.
+    Error,
+    /// The inventory loads, but probably not as the user meant
+    /// (`bootlab check --strict` refuses it).
+    Warning,
+}
+
+/// The source line a diagnostic points into, for the caret display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    /// The line's text (no newline).
+    pub text: String,
+    /// The byte range inside `text` the caret underlines (may be empty).
+    pub span: Range<usize>,
+}
+
 /// One problem in an inventory file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
     /// The file as the user named it.
     pub file: PathBuf,
     /// 1-based line.
@@ -99,23 +120,57 @@ pub struct Diagnostic {
     pub message: String,
     /// What to do about it.
     pub help: String,
+    /// The line of the file it points at, when the position is known.
+    pub source: Option<SourceLine>,
+}
+
+impl Diagnostic {
+    /// The diagnostic as cargo prints one: a title, `--> file:line:col`,
+    /// the source line with a caret under the field, and the help.
+    /// `color` adds ANSI styles (for terminals).
+    pub fn render(&self, color: bool) -> String {
+        use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+        let level = match self.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let title = format!("{}: {}", self.path, self.message);
+        let file = self.file.display().to_string();
+        let origin = format!("{file}:{}:{}", self.line, self.column);
+        let mut group = annotate_snippets::Group::with_title(level.primary_title(title.as_str()));
+        if let Some(src) = &self.source {
+            let span = if src.span.is_empty() {
+                // Point at one character (or the line's end).
+                let s = src.span.start.min(src.text.len());
+                let e = src.text[s..].chars().next().map_or(s, |c| s + c.len_utf8());
+                s..e
+            } else {
+                src.span.clone()
+            };
+            group = group.element(
+                Snippet::source(src.text.as_str())
+                    .line_start(self.line)
+                    .path(file.as_str())
+                    .annotation(AnnotationKind::Primary.span(span)),
+            );
+        } else {
+            group = group.element(annotate_snippets::Origin::path(origin.as_str()));
+        }
+        if !self.help.is_empty() {
+            group = group.element(Level::HELP.message(self.help.as_str()));
+        }
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        renderer.render(&[group])
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.path,
-            self.message
-        )?;
-        if !self.help.is_empty() {
-            write!(f, "\n  help: {}", self.help)?;
-        }
-        Ok(())
+        f.write_str(&self.render(false))
     }
 }
 
@@ -138,30 +193,59 @@ impl Diagnostics {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Every problem rendered (see [`Diagnostic::render`]), then a summary line.
+    pub fn render(&self, color: bool) -> String {
+        let mut out = String::new();
+        for d in &self.0 {
+            out.push_str(&d.render(color));
+            out.push_str("\n\n");
+        }
+        let errors = self
+            .0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        let warnings = self.0.len() - errors;
+        let file = self
+            .0
+            .first()
+            .map(|d| d.file.display().to_string())
+            .unwrap_or_default();
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        let summary = match (errors, warnings) {
+            (e, 0) => plural(e, "error"),
+            (0, w) => plural(w, "warning"),
+            (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+        };
+        out.push_str(&format!("{summary} in {file}"));
+        out
+    }
 }
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "error: {d}")?;
-        }
-        let n = self.0.len();
-        write!(
-            f,
-            "\n{n} error{} in {}",
-            if n == 1 { "" } else { "s" },
-            self.0
-                .first()
-                .map(|d| d.file.display().to_string())
-                .unwrap_or_default()
-        )
+        f.write_str(&self.render(false))
     }
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The candidate closest to `wrong`, when one is close enough to be what
+/// the user meant (cargo's "did you mean" rule of thumb: a small edit
+/// distance relative to the length).
+pub fn did_you_mean<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let w = wrong.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&w, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d > 0 && *d <= (w.len().max(c.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
 
 /// Maps field paths and byte offsets of one source text to line and column.
 pub(crate) struct SourceMap<'a> {
@@ -246,17 +330,7 @@ impl<'a> SourceMap<'a> {
 
     /// A diagnostic located at `path`.
     pub(crate) fn at(&self, path: &FieldPath, message: String, help: &str) -> Diagnostic {
-        let (line, column) = self
-            .span_of(path)
-            .map_or((1, 1), |s| self.line_col(s.start));
-        Diagnostic {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            path: path.clone(),
-            message,
-            help: help.to_owned(),
-        }
+        self.at_span(self.span_of(path), path.clone(), message, help)
     }
 
     /// A diagnostic located at a byte span.
@@ -267,14 +341,37 @@ impl<'a> SourceMap<'a> {
         message: String,
         help: &str,
     ) -> Diagnostic {
-        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        let (line, column) = span.as_ref().map_or((1, 1), |s| self.line_col(s.start));
         Diagnostic {
+            severity: Severity::Error,
             file: self.file.to_path_buf(),
             line,
             column,
             path,
             message,
             help: help.to_owned(),
+            source: span.map(|s| self.source_line(s)),
+        }
+    }
+
+    /// The line holding `span.start`, with the part of `span` on that line.
+    fn source_line(&self, span: Range<usize>) -> SourceLine {
+        let mut start = span.start.min(self.text.len());
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let text = self.text[line_start..line_end].trim_end_matches('\r');
+        let mut end = span.end.clamp(start, line_start + text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        SourceLine {
+            text: text.to_owned(),
+            span: (start - line_start)..(end - line_start),
         }
     }
 

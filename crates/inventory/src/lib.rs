@@ -1,22 +1,34 @@
 //! The bootlab inventory: one `lab.toml` describes a whole network-boot lab.
 //!
+//! This crate owns the inventory: parsing, validation with located
+//! diagnostics, and the compiled [`Inventory`] every service and the host
+//! tool read. It imports no other crate of ours.
+//!
 //! # Layout
 //! - [`wire`]: serde structs mirroring the file, unknown keys rejected.
-//! - [`validate`](crate::parse): wire -> [`Inventory`], reporting *every* problem
-//!   with file, line, column, field path and what to do ([`Diagnostics`]).
-//! - [`model`]: the validated model.
-//! - [`views`]: derived views (DHCP reservations, zones, boot profiles, VM specs).
+//! - `validate`: wire -> [`Inventory`], one module per section, reporting
+//!   *every* problem with file, line, column, field path, the source line
+//!   and what to do ([`Diagnostics`]); warnings for OKD pitfalls.
+//! - [`defaults`]: every default value, in one table.
+//! - [`Inventory`] (`compiled`): immutable, built once: hosts with FQDNs,
+//!   MAC and address indexes, each node's rendered boot profile, the HTTP
+//!   base and assets URLs, the zones.
+//! - [`model`]: the parts of the validated model.
+//! - [`views`]: zones, VM specs, the egress host list.
 //! - [`values`]: MAC addresses, sizes, durations, DNS name checks.
 //!
 //! ```
 //! let text = std::fs::read_to_string("../../config/okd-lab.toml").unwrap();
 //! let inv = bootlab_inventory::parse(&text, "okd-lab.toml".as_ref()).unwrap();
-//! assert_eq!(inv.nodes.len(), 13);
+//! assert_eq!(inv.nodes().len(), 13);
 //! ```
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod assets;
+mod compiled;
+pub mod defaults;
 mod diag;
 pub mod model;
 pub mod template;
@@ -27,11 +39,12 @@ pub mod wire;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Diagnostics, FieldPath, Segment};
+pub use assets::MissingAsset;
+pub use compiled::Inventory;
+pub use diag::{Diagnostic, Diagnostics, FieldPath, Segment, Severity, SourceLine, did_you_mean};
 pub use model::*;
-pub use validate::DEFAULT_TTL;
 pub use values::MacAddr;
-pub use views::{BootProfile, HostRef, NicSpec, Reservation, VmSpec, Zone, ZoneRecord, ZoneSet};
+pub use views::{NicSpec, VmSpec, Zone, ZoneRecord, ZoneSet};
 
 use diag::SourceMap;
 
@@ -94,38 +107,99 @@ pub fn parse_with_base(text: &str, file: &Path, base_dir: &Path) -> Result<Inven
     validate::validate(&wire, &map, base_dir).map_err(Diagnostics)
 }
 
-/// Turns a TOML syntax or shape error into a located diagnostic.
+/// Turns a TOML syntax or shape error into a located diagnostic, in the
+/// user's words: "did you mean" for unknown keys, types named as TOML
+/// writes them, the parser's own position.
 fn wire_error(map: &SourceMap<'_>, e: &toml::de::Error) -> Diagnostic {
     let span = e.span();
     let path = span
         .as_ref()
         .map_or_else(FieldPath::root, |s| map.path_at(s.start));
     let raw = e.message().trim().to_owned();
+    let reference = defaults::REFERENCE;
     let (message, help) = if let Some(rest) = raw.strip_prefix("unknown field ") {
         let (field, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+        let field = field.trim_matches('`');
+        let known: Vec<&str> = expected
+            .split(['`', ',', ' '])
+            .filter(|w| !w.is_empty() && *w != "one" && *w != "of" && *w != "or")
+            .collect();
+        let help = match did_you_mean(field, known.iter().copied()) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None if known.is_empty() => format!("remove it; {reference} list every key"),
+            None => format!("remove or rename it; expected one of: {}", known.join(", ")),
+        };
+        (format!("unknown key `{field}`"), help)
+    } else if let Some(rest) = raw.strip_prefix("missing field ") {
         (
-            format!("unknown key {field}"),
-            if expected.is_empty() {
-                "remove it; lab.example.toml lists every key".to_owned()
-            } else {
-                format!(
-                    "remove or rename it; expected{}",
-                    expected.trim_end_matches('.')
-                )
-            },
+            format!("missing key {rest}"),
+            format!("add it; {reference} show every required key"),
         )
-    } else if raw.starts_with("missing field") {
+    } else if let Some(rest) = raw.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
         (
-            raw.clone(),
-            "add it; lab.example.toml shows every required key".to_owned(),
+            format!(
+                "expected {}, found {}",
+                user_words(expected),
+                found_words(found)
+            ),
+            "write the value as TOML does: \"text\" in quotes, 42, true, [\"a\", \"b\"], { key = \"v\" }".to_owned(),
         )
-    } else if raw.starts_with("invalid type") {
+    } else if let Some(rest) = raw.strip_prefix("invalid value: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
         (
-            raw.clone(),
-            "check the value's type (string, integer, array, table)".to_owned(),
+            format!(
+                "expected {}, found {}",
+                user_words(expected),
+                found_words(found)
+            ),
+            "write a value in the range shown".to_owned(),
+        )
+    } else if raw.contains("did not match any variant of untagged enum VarValue") {
+        (
+            "expected a string, number or boolean".to_owned(),
+            "template vars are plain values: \"text\", 42 or true".to_owned(),
         )
     } else {
         (raw.clone(), "fix the TOML at this position".to_owned())
     };
     map.at_span(span, path, message, &help)
+}
+
+/// serde's name for an expected type, as a lab.toml author would say it.
+fn user_words(expected: &str) -> String {
+    let e = expected.trim().trim_end_matches('.');
+    match e {
+        "u8" => "a whole number from 0 to 255".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" => "a whole number from 0 to 4294967295".into(),
+        "u64" | "usize" => "a whole number".into(),
+        "i64" | "i32" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" => "a string in quotes".into(),
+        "a sequence" => "an array such as [\"a\", \"b\"]".into(),
+        "a map" => "a table".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// serde's description of what it found, in TOML's words.
+fn found_words(found: &str) -> String {
+    let f = found.trim();
+    if let Some(v) = f.strip_prefix("string ") {
+        format!("the string {v}")
+    } else if let Some(v) = f.strip_prefix("integer ") {
+        format!("the number {}", v.trim_matches('`'))
+    } else if let Some(v) = f.strip_prefix("floating point ") {
+        format!("the number {}", v.trim_matches('`'))
+    } else if let Some(v) = f.strip_prefix("boolean ") {
+        format!("{}", v.trim_matches('`'))
+    } else if f == "sequence" {
+        "an array".into()
+    } else if f == "map" {
+        "a table".into()
+    } else {
+        f.trim_matches('`').to_owned()
+    }
 }

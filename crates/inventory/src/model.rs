@@ -1,40 +1,18 @@
-//! The validated model: what every service and the host tool work from.
+//! The parts of the validated model: what every service and the host tool
+//! work from, reached through [`crate::Inventory`]'s accessors.
 //!
-//! A value of [`Inventory`] only exists after validation succeeded, so its
-//! fields can be trusted: addresses are inside the CIDR, MACs are unique,
-//! roles and profiles resolve, templates render.
+//! These values only exist inside an [`crate::Inventory`] after validation
+//! succeeded, so their fields can be trusted: addresses are inside the CIDR,
+//! MACs are unique, roles and profiles resolve, templates render.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
 use crate::values::MacAddr;
-
-/// The validated inventory.
-#[derive(Debug, Clone)]
-pub struct Inventory {
-    /// The file it was read from (as named by the user).
-    pub source: PathBuf,
-    /// `[lab]`
-    pub lab: Lab,
-    /// `[network]`
-    pub network: Network,
-    /// `[libvirt]`
-    pub libvirt: Libvirt,
-    /// `[services]`
-    pub services: Services,
-    /// `[dns]` extra records.
-    pub dns_records: Vec<DnsRecord>,
-    /// Boot profiles by name.
-    pub profiles: BTreeMap<String, Profile>,
-    /// Nodes, in file order, with role defaults applied.
-    pub nodes: Vec<Node>,
-    /// `[egress]`
-    pub egress: Egress,
-}
 
 /// `[lab]`
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +149,8 @@ pub struct Libvirt {
     pub virt_type: VirtType,
     /// Disk bus.
     pub disk_bus: DiskBus,
+    /// Host-side directory the services VM's assets come from.
+    pub assets_source: Option<PathBuf>,
 }
 
 /// Where bootlabd listens.
@@ -184,6 +164,8 @@ pub struct Listen {
     pub tftp: SocketAddr,
     /// HTTP.
     pub http: SocketAddr,
+    /// NTP.
+    pub ntp: SocketAddr,
 }
 
 /// Services VM install method.
@@ -243,14 +225,6 @@ pub struct Services {
     pub ssh_authorized_keys: Vec<String>,
     /// Install method.
     pub install: InstallMethod,
-}
-
-impl Services {
-    /// The HTTP base URL used in boot scripts and DHCP answers:
-    /// `http://<services.ip>:<http port>`.
-    pub fn http_base(&self) -> String {
-        format!("http://{}:{}", self.ip, self.listen.http.port())
-    }
 }
 
 /// A DNS record's data.
@@ -365,11 +339,28 @@ impl Firmware {
     }
 }
 
+/// A node's boot profile, resolved and rendered once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootProfile {
+    /// Profile name.
+    pub name: String,
+    /// Loader.
+    pub loader: Loader,
+    /// Kernel path under the assets dir.
+    pub kernel: String,
+    /// Initrd paths under the assets dir.
+    pub initrd: Vec<String>,
+    /// Rendered kernel command line.
+    pub args: String,
+}
+
 /// A node, with its role's defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Host name.
     pub name: String,
+    /// Fully qualified name, `<name>.<lab zone>`.
+    pub fqdn: String,
     /// Role, if any.
     pub role: Option<String>,
     /// NIC MAC.
@@ -390,6 +381,113 @@ pub struct Node {
     pub disks: Vec<u64>,
     /// Template variables: role vars overridden by node vars.
     pub vars: BTreeMap<String, String>,
+    /// Out of every balancer (node's `drain`, else its role's).
+    pub drain: bool,
+    /// The boot profile, rendered for this node.
+    pub boot: BootProfile,
+}
+
+/// Which host a [`Host`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRef {
+    /// `nodes[i]`.
+    Node(usize),
+    /// The services VM.
+    Services,
+}
+
+/// A host of the lab with an address: a node or the services VM. Each has a
+/// DHCP reservation, an A and a PTR record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The NIC's MAC.
+    pub mac: MacAddr,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Short host name (DHCP option 12).
+    pub name: String,
+    /// Fully qualified name.
+    pub fqdn: String,
+    /// Whose it is.
+    pub kind: HostRef,
+}
+
+/// `[ntp]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ntp {
+    /// Serve NTP and send DHCP option 42.
+    pub enable: bool,
+    /// Stratum served.
+    pub local_stratum: u8,
+    /// Answer "unsynchronised" (LI 3) while the kernel clock is.
+    pub require_sync: bool,
+}
+
+/// How a balancer picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// In turn.
+    RoundRobin,
+    /// Fewest open connections; ties in turn.
+    LeastConn,
+}
+
+impl Algorithm {
+    /// The name used in lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "roundrobin",
+            Self::LeastConn => "leastconn",
+        }
+    }
+}
+
+/// A balancer's health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// A TCP connect.
+    Tcp,
+    /// A TLS handshake (certificates not verified).
+    Tls,
+    /// An HTTPS GET (certificates not verified) expecting a status.
+    Https {
+        /// Request path.
+        path: String,
+        /// Expected status.
+        status: u16,
+    },
+}
+
+/// One backend of a balancer: a node's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancerBackend {
+    /// The node's name.
+    pub node: String,
+    /// The node's address and the backend port.
+    pub addr: SocketAddrV4,
+    /// The node is drained: no new connections.
+    pub drained: bool,
+}
+
+/// `[[balancers]]`: a layer-4 TCP balancer on the services node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balancer {
+    /// Name.
+    pub name: String,
+    /// Listen address.
+    pub listen: SocketAddrV4,
+    /// Backends, in inventory order (nodes of the named roles and nodes, once each).
+    pub backends: Vec<BalancerBackend>,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Health check.
+    pub check: HealthCheck,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Passes that bring a backend back.
+    pub rise: u32,
+    /// Failures that take it out.
+    pub fall: u32,
 }
 
 /// `[egress]`

@@ -88,6 +88,8 @@ impl serde::Serialize for MacAddr {
 }
 
 /// Parses a size such as `16GiB`, `512MiB`, `1TiB`, `10GB` or `4096` (bytes).
+/// A bare `K`, `M`, `G` or `T` (any case, as virt-install and qemu-img take
+/// them) is binary: `8G` is 8 GiB; `KB`/`MB`/`GB`/`TB` are decimal.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -96,17 +98,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is not a size"));
     }
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        other => return Err(format!("{s:?} has an unknown size unit {other:?}")),
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{s:?} has an unknown size unit {:?} (known: K, M, G, T and KiB..TiB (binary), KB..TB (decimal))",
+                unit.trim()
+            ));
+        }
     };
     n.checked_mul(mult)
         .filter(|&b| b > 0)
@@ -215,6 +222,13 @@ mod tests {
         assert!(parse_size("0GiB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
         assert_eq!(format_size(16 << 30), "16GiB");
+        // As virt-install and qemu-img users write them: binary.
+        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_size("8g").unwrap(), 8 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1T").unwrap(), 1 << 40);
+        assert_eq!(parse_size("64 K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("2gib").unwrap(), 2 << 30);
     }
 
     #[test]

@@ -1,40 +1,14 @@
-//! Derived views: computed from the model on demand, never stored twice.
-//!
-//! DHCP reservations, the forward and reverse zones, each node's resolved
-//! boot profile and each VM's spec all come from here, so no service
-//! re-derives a name, an address or a URL on its own.
+//! Derived views: the zones (built once, at compile time), each VM's spec
+//! and the egress host list (built on demand by the host tool), so no
+//! service re-derives a name, an address or a URL on its own.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use crate::compiled::Inventory;
+use crate::defaults;
 use crate::model::*;
-use crate::template;
-use crate::validate::{DEFAULT_TTL, node_context};
 use crate::values::MacAddr;
-
-/// Which host a reservation belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostRef {
-    /// `nodes[i]`.
-    Node(usize),
-    /// The services VM.
-    Services,
-}
-
-/// A DHCP reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    /// The client's MAC.
-    pub mac: MacAddr,
-    /// Its address.
-    pub ip: Ipv4Addr,
-    /// Short host name (option 12).
-    pub hostname: String,
-    /// Fully qualified name.
-    pub fqdn: String,
-    /// Whose it is.
-    pub host: HostRef,
-}
 
 /// One record of a zone: absolute owner name (no trailing dot), TTL, data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,21 +45,6 @@ pub struct ZoneSet {
     pub reverse: Vec<Zone>,
 }
 
-/// A node's boot profile, resolved and rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootProfile {
-    /// Profile name.
-    pub name: String,
-    /// Loader.
-    pub loader: Loader,
-    /// Kernel path under the assets dir.
-    pub kernel: String,
-    /// Initrd paths under the assets dir.
-    pub initrd: Vec<String>,
-    /// Rendered kernel command line.
-    pub args: String,
-}
-
 /// A NIC of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicSpec {
@@ -116,133 +75,81 @@ pub struct VmSpec {
     pub is_services: bool,
 }
 
-impl Inventory {
-    /// The lab zone, `<name>.<domain>`.
-    pub fn zone(&self) -> String {
-        self.lab.zone()
-    }
-
-    /// The FQDN of a host name.
-    pub fn fqdn(&self, host: &str) -> String {
-        format!("{host}.{}", self.zone())
-    }
-
-    /// DHCP reservations: every node, then the services VM.
-    pub fn reservations(&self) -> Vec<Reservation> {
-        let mut out: Vec<Reservation> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Reservation {
-                mac: n.mac,
-                ip: n.ip,
-                hostname: n.name.clone(),
-                fqdn: self.fqdn(&n.name),
-                host: HostRef::Node(i),
-            })
-            .collect();
-        out.push(Reservation {
-            mac: self.services.mac,
-            ip: self.services.ip,
-            hostname: self.services.name.clone(),
-            fqdn: self.fqdn(&self.services.name),
-            host: HostRef::Services,
-        });
-        out
-    }
-
-    /// The node with this MAC.
-    pub fn node_by_mac(&self, mac: MacAddr) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.mac == mac)
-    }
-
-    /// The node with this address.
-    pub fn node_by_ip(&self, ip: Ipv4Addr) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.ip == ip)
-    }
-
-    /// The zones bootlabd serves.
-    pub fn zones(&self) -> ZoneSet {
-        let zone = self.zone();
-        let ns = self.fqdn(&self.services.name);
-        let mut records = Vec::new();
-        for r in self.reservations() {
-            records.push(ZoneRecord {
-                name: r.fqdn.clone(),
-                ttl: DEFAULT_TTL,
-                data: RecordData::A(r.ip),
-            });
-        }
-        for r in &self.dns_records {
-            let name = if r.name.is_empty() {
-                zone.clone()
-            } else {
-                format!("{}.{zone}", r.name)
-            };
-            records.push(ZoneRecord {
-                name,
-                ttl: r.ttl,
-                data: r.data.clone(),
-            });
-        }
-        let forward = finish_zone(zone.clone(), ns.clone(), records);
-
-        let reverse = reverse_origins(self.network.cidr)
-            .into_iter()
-            .map(|origin| {
-                let ptrs = self
-                    .reservations()
-                    .into_iter()
-                    .filter(|r| self.network.cidr.contains(&r.ip))
-                    .map(|r| ZoneRecord {
-                        name: reverse_name(r.ip),
-                        ttl: DEFAULT_TTL,
-                        data: RecordData::Ptr(r.fqdn),
-                    })
-                    .filter(|r| r.name.ends_with(&format!(".{origin}")))
-                    .collect();
-                finish_zone(origin, ns.clone(), ptrs)
-            })
-            .collect();
-        ZoneSet { forward, reverse }
-    }
-
-    /// A node's boot profile with its args rendered.
-    pub fn boot_profile(&self, node: &Node) -> Result<BootProfile, String> {
-        let prof = self
-            .profiles
-            .get(&node.profile)
-            .ok_or_else(|| format!("unknown profile {:?}", node.profile))?;
-        let http = self.services.http_base();
-        let ctx = node_context(node, &http, &self.zone());
-        Ok(BootProfile {
-            name: prof.name.clone(),
-            loader: prof.loader,
-            kernel: prof.kernel.clone(),
-            initrd: prof.initrd.clone(),
-            args: template::render(&prof.args, &ctx)?,
+/// Builds the forward zone and the reverse zones of `cidr` from the hosts
+/// and the extra records.
+pub(crate) fn build_zones(
+    zone: &str,
+    hosts: &[Host],
+    extra: &[DnsRecord],
+    cidr: ipnet::Ipv4Net,
+    primary_ns: &str,
+) -> ZoneSet {
+    let mut records: Vec<ZoneRecord> = hosts
+        .iter()
+        .map(|h| ZoneRecord {
+            name: h.fqdn.clone(),
+            ttl: defaults::TTL,
+            data: RecordData::A(h.ip),
         })
+        .collect();
+    for r in extra {
+        let name = if r.name.is_empty() {
+            zone.to_owned()
+        } else {
+            format!("{}.{zone}", r.name)
+        };
+        records.push(ZoneRecord {
+            name,
+            ttl: r.ttl,
+            data: r.data.clone(),
+        });
     }
+    let forward = finish_zone(zone.to_owned(), primary_ns.to_owned(), records);
+    let mut by_origin: std::collections::BTreeMap<String, Vec<ZoneRecord>> = reverse_origins(cidr)
+        .into_iter()
+        .map(|o| (o, Vec::new()))
+        .collect();
+    for h in hosts.iter().filter(|h| cidr.contains(&h.ip)) {
+        let name = reverse_name(h.ip);
+        let origin = reverse_origin_of(&name, by_origin.keys());
+        if let Some(list) = origin.and_then(|o| by_origin.get_mut(&o)) {
+            list.push(ZoneRecord {
+                name,
+                ttl: defaults::TTL,
+                data: RecordData::Ptr(h.fqdn.clone()),
+            });
+        }
+    }
+    let reverse = by_origin
+        .into_iter()
+        .map(|(origin, ptrs)| finish_zone(origin, primary_ns.to_owned(), ptrs))
+        .collect();
+    ZoneSet { forward, reverse }
+}
 
+/// The origin among `origins` that `name` (a reverse name) falls under.
+fn reverse_origin_of<'a>(name: &str, origins: impl Iterator<Item = &'a String>) -> Option<String> {
+    origins
+        .filter(|o| name.len() > o.len() && name.ends_with(o.as_str()))
+        .find(|o| name.as_bytes()[name.len() - o.len() - 1] == b'.')
+        .cloned()
+}
+
+impl Inventory {
     /// The addresses named by `egress.allow_hosts`.
     pub fn egress_hosts(&self) -> Vec<Ipv4Addr> {
-        self.egress
+        self.egress()
             .allow_hosts
             .iter()
-            .filter_map(|h| {
-                if *h == self.services.name {
-                    Some(self.services.ip)
-                } else {
-                    self.nodes.iter().find(|n| n.name == *h).map(|n| n.ip)
-                }
-            })
+            .filter_map(|h| self.hosts().iter().find(|x| x.name == *h).map(|x| x.ip))
             .collect()
     }
 
     /// VM specs: the services VM first, then every node.
     pub fn vm_specs(&self) -> Vec<VmSpec> {
-        let lab_net = self.network.libvirt_name.clone();
-        let s = &self.services;
+        let lab_net = self.network().libvirt_name.clone();
+        let prefix = &self.libvirt().vm_prefix;
+        let s = self.services();
         let mut nics = vec![NicSpec {
             network: lab_net.clone(),
             mac: s.mac,
@@ -254,7 +161,7 @@ impl Inventory {
             });
         }
         let mut out = vec![VmSpec {
-            domain: format!("{}{}", self.libvirt.vm_prefix, s.name),
+            domain: format!("{prefix}{}", s.name),
             hostname: s.name.clone(),
             vcpus: s.vcpus,
             memory: s.memory,
@@ -263,8 +170,8 @@ impl Inventory {
             firmware: Firmware::Bios,
             is_services: true,
         }];
-        out.extend(self.nodes.iter().map(|n| VmSpec {
-            domain: format!("{}{}", self.libvirt.vm_prefix, n.name),
+        out.extend(self.nodes().iter().map(|n| VmSpec {
+            domain: format!("{prefix}{}", n.name),
             hostname: n.name.clone(),
             vcpus: n.vcpus,
             memory: n.memory,

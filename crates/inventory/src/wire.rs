@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabFile {
     /// `[lab]`
@@ -36,10 +38,16 @@ pub struct LabFile {
     /// `[egress]`
     #[serde(default)]
     pub egress: EgressSection,
+    /// `[ntp]`
+    #[serde(default)]
+    pub ntp: NtpSection,
+    /// `[[balancers]]`
+    #[serde(default)]
+    pub balancers: Vec<BalancerSection>,
 }
 
 /// `[lab]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabSection {
     /// Cluster name.
@@ -49,7 +57,7 @@ pub struct LabSection {
 }
 
 /// `[network]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     /// The lab subnet.
@@ -76,15 +84,15 @@ pub struct NetworkSection {
 }
 
 fn default_mode() -> String {
-    "nat".into()
+    defaults::NETWORK_MODE.into()
 }
 
 fn default_lease() -> String {
-    "12h".into()
+    defaults::LEASE.into()
 }
 
 /// `network.pool`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
     /// First address.
@@ -94,7 +102,7 @@ pub struct PoolSection {
 }
 
 /// `[libvirt]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LibvirtSection {
     /// Connection URI.
@@ -109,10 +117,12 @@ pub struct LibvirtSection {
     pub virt_type: Option<String>,
     /// virtio | scsi | sata
     pub disk_bus: Option<String>,
+    /// Host-side directory whose files the services VM serves as its assets.
+    pub assets_source: Option<String>,
 }
 
 /// `[services]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicesSection {
     /// Host name of the services VM.
@@ -151,15 +161,15 @@ pub struct ServicesSection {
 }
 
 fn default_services_name() -> String {
-    "services".into()
+    defaults::SERVICES_NAME.into()
 }
 
 fn default_true() -> bool {
-    true
+    defaults::FIREWALL
 }
 
 /// `services.listen`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenSection {
     /// DHCP listen address.
@@ -170,10 +180,12 @@ pub struct ListenSection {
     pub tftp: Option<String>,
     /// HTTP listen address.
     pub http: Option<String>,
+    /// NTP listen address.
+    pub ntp: Option<String>,
 }
 
 /// `services.uplink`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkSection {
     /// libvirt network the uplink NIC joins.
@@ -183,7 +195,7 @@ pub struct UplinkSection {
 }
 
 /// `[services.install]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallSection {
     /// appliance | kickstart | cloud-image
@@ -206,11 +218,11 @@ impl Default for InstallSection {
 }
 
 fn default_method() -> String {
-    "appliance".into()
+    defaults::INSTALL_METHOD.into()
 }
 
 /// `[dns]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// Extra records.
@@ -219,7 +231,7 @@ pub struct DnsSection {
 }
 
 /// One entry of `dns.records`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordSection {
     /// Owner, relative to the lab zone (`api`, `*.apps`, `@`).
@@ -234,7 +246,7 @@ pub struct RecordSection {
 }
 
 /// `[profiles.<name>]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSection {
     /// ipxe | grub
@@ -251,11 +263,11 @@ pub struct ProfileSection {
 }
 
 fn default_loader() -> String {
-    "ipxe".into()
+    defaults::LOADER.into()
 }
 
 /// A template variable value: a string, integer, float or boolean.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum VarValue {
     /// A string.
@@ -280,7 +292,7 @@ impl std::fmt::Display for VarValue {
 }
 
 /// `[roles.<name>]`: defaults for the nodes of a role.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSection {
     /// Boot profile.
@@ -296,10 +308,12 @@ pub struct RoleSection {
     /// Template variables.
     #[serde(default)]
     pub vars: BTreeMap<String, VarValue>,
+    /// Take the role's nodes out of every balancer.
+    pub drain: Option<bool>,
 }
 
 /// `[[nodes]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Host name.
@@ -323,10 +337,12 @@ pub struct NodeSection {
     /// Template variables (merged over the role's).
     #[serde(default)]
     pub vars: BTreeMap<String, VarValue>,
+    /// Take the node out of every balancer (overrides its role's).
+    pub drain: Option<bool>,
 }
 
 /// `[egress]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EgressSection {
     /// Hosts (node or services names) that may reach beyond the lab.
@@ -337,4 +353,79 @@ pub struct EgressSection {
     /// Names the DNS forwarder may resolve (isolated mode).
     #[serde(default)]
     pub allow_domains: Vec<String>,
+}
+
+/// `[ntp]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtpSection {
+    /// Serve NTP and send DHCP option 42.
+    #[serde(default = "default_ntp_enable")]
+    pub enable: bool,
+    /// The stratum served (as chrony's `local stratum`).
+    #[serde(default = "default_ntp_stratum")]
+    pub local_stratum: u8,
+    /// Answer "unsynchronised" while the kernel clock is.
+    #[serde(default = "default_ntp_require_sync")]
+    pub require_sync: bool,
+}
+
+impl Default for NtpSection {
+    fn default() -> Self {
+        Self {
+            enable: default_ntp_enable(),
+            local_stratum: default_ntp_stratum(),
+            require_sync: default_ntp_require_sync(),
+        }
+    }
+}
+
+fn default_ntp_enable() -> bool {
+    defaults::NTP_ENABLE
+}
+
+fn default_ntp_stratum() -> u8 {
+    defaults::NTP_LOCAL_STRATUM
+}
+
+fn default_ntp_require_sync() -> bool {
+    defaults::NTP_REQUIRE_SYNC
+}
+
+/// `[[balancers]]`: a layer-4 TCP load balancer on the services node.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerSection {
+    /// Name (`api`, `ingress-https`...).
+    pub name: String,
+    /// Listen port.
+    pub port: u16,
+    /// Listen address (default: services.ip).
+    pub address: Option<String>,
+    /// Role and/or node names.
+    pub backends: Vec<String>,
+    /// Backend port (default: port).
+    pub backend_port: Option<u16>,
+    /// roundrobin | leastconn
+    pub algorithm: Option<String>,
+    /// Health check.
+    pub check: Option<CheckSection>,
+    /// Time between checks.
+    pub interval: Option<String>,
+    /// Passes that bring a backend back.
+    pub rise: Option<u32>,
+    /// Failures that take a backend out.
+    pub fall: Option<u32>,
+}
+
+/// `balancers[].check`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// tcp | tls | https
+    pub kind: Option<String>,
+    /// Request path (https).
+    pub path: Option<String>,
+    /// Expected status (https).
+    pub status: Option<u16>,
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bootlab_boot::{Counter, Metrics, Service, Shared};
+use bootlab_state::{Counter, Metrics, Service, Shared};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -447,19 +447,17 @@ impl Server {
                 return;
             }
         };
-        let inv = self.shared.inventory();
-        let timeline = self.shared.timeline.clone();
+        let generation = self.shared.generation();
+        let inv = Arc::clone(&generation.inventory);
         let resolved = {
-            let inv = Arc::clone(&inv);
+            let shared = self.shared.clone();
             let filename = req.filename.clone();
             let mode = req.mode;
             tokio::task::spawn_blocking(move || {
-                let root = inv.services.assets_dir.clone();
+                let root = generation.inventory.services().assets_dir.clone();
                 // An IPv4 client on a dual-stack socket is still that IPv4 address.
                 let client = peer.ip().to_canonical();
-                source::resolve(&inv, &root, &filename, mode, client, |ip| {
-                    timeline.mac_for_ip(ip)
-                })
+                source::resolve(&shared, &generation, &root, &filename, mode, client)
             })
             .await
         };
@@ -525,7 +523,7 @@ impl Server {
                 self.counters.transfers.inc();
                 self.counters.bytes.add(bytes);
                 let mac = match peer.ip().to_canonical() {
-                    IpAddr::V4(ip) => self.shared.timeline.fetch(
+                    IpAddr::V4(ip) => self.shared.record_fetch(
                         &inv,
                         ip,
                         served.mac,

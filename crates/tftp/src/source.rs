@@ -11,10 +11,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bootlab_boot::VirtualFile;
 use bootlab_boot::assets::{self, Refusal};
-use bootlab_boot::render::{self, chain_by_mac_ipxe};
-use bootlab_boot::{ScriptKind, VirtualFile};
-use bootlab_inventory::{Inventory, MacAddr};
+use bootlab_inventory::MacAddr;
+use bootlab_state::{Generation, Resolved, Shared};
 
 use crate::packet::{ErrorCode, Mode};
 
@@ -75,9 +75,6 @@ pub enum Denial {
     /// A by-source file for a client whose address maps to no machine.
     #[error("no machine known at {0}")]
     UnknownSource(IpAddr),
-    /// Rendering failed (a profile problem).
-    #[error("{0}")]
-    Render(#[from] render::RenderError),
     /// Opening or reading the file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -98,7 +95,6 @@ impl Denial {
                 (ErrorCode::AccessViolation, "access violation")
             }
             Self::Path(Refusal::Malformed) => (ErrorCode::AccessViolation, "malformed file name"),
-            Self::Render(_) => (ErrorCode::Undefined, "cannot render boot config"),
             Self::Io(_) => (ErrorCode::AccessViolation, "cannot read file"),
             Self::NetasciiTooLarge => (ErrorCode::Undefined, "netascii: file too large, use octet"),
         }
@@ -111,26 +107,39 @@ impl Denial {
             Self::Path(Refusal::Traversal | Refusal::Escape) => "access",
             Self::Path(Refusal::Malformed) => "bad_path",
             Self::UnknownMac(_) | Self::UnknownSource(_) => "unknown_machine",
-            Self::Render(_) => "render",
             Self::Io(_) => "io",
             Self::NetasciiTooLarge => "netascii_too_large",
         }
     }
 }
 
-/// Resolves `filename` requested by `peer` to the bytes to send.
-/// `mac_for_ip` maps a source address to a MAC (the timeline's leases and
-/// reservations).
+/// Resolves `filename` requested by `peer` to the bytes to send, from
+/// the generation (inventory and rendered scripts) current at the request.
 pub fn resolve(
-    inv: &Inventory,
+    shared: &Shared,
+    generation: &Generation,
     root: &Path,
     filename: &str,
     mode: Mode,
     peer: IpAddr,
-    mac_for_ip: impl Fn(std::net::Ipv4Addr) -> Option<MacAddr>,
 ) -> Result<Served, Denial> {
     let served = match VirtualFile::parse(filename) {
-        Some(vf) => render_virtual(inv, vf, peer, mac_for_ip)?,
+        Some(vf) => match shared.resolve_virtual(generation, vf, None, peer) {
+            Resolved::Script { mac, text, .. } => Served {
+                content: Content::Memory(Arc::from(text.as_bytes())),
+                mac: Some(mac),
+                is_script: true,
+            },
+            // iPXE that fetched boot.ipxe over TFTP from an unknown
+            // address: ask again over HTTP with its MAC, as HTTP does.
+            Resolved::ChainByMac(script) => Served {
+                content: Content::Memory(script.into_bytes().into()),
+                mac: None,
+                is_script: true,
+            },
+            Resolved::UnknownMac(mac) => return Err(Denial::UnknownMac(mac)),
+            Resolved::UnknownSource(ip) => return Err(Denial::UnknownSource(ip)),
+        },
         None => {
             let path = assets::resolve(root, filename)?;
             let file = std::fs::File::open(&path)?;
@@ -153,43 +162,6 @@ pub fn resolve(
             ..served
         }),
     }
-}
-
-fn render_virtual(
-    inv: &Inventory,
-    vf: VirtualFile,
-    peer: IpAddr,
-    mac_for_ip: impl Fn(std::net::Ipv4Addr) -> Option<MacAddr>,
-) -> Result<Served, Denial> {
-    let mac = match vf.mac() {
-        Some(mac) => mac,
-        None => {
-            let found = match peer {
-                IpAddr::V4(ip) => mac_for_ip(ip).or_else(|| inv.node_by_ip(ip).map(|n| n.mac)),
-                IpAddr::V6(_) => None,
-            };
-            match (found, vf.kind()) {
-                (Some(mac), _) => mac,
-                // iPXE that fetched boot.ipxe over TFTP from an unknown
-                // address: ask again over HTTP with its MAC, as HTTP does.
-                (None, ScriptKind::Ipxe) => {
-                    return Ok(Served {
-                        content: Content::Memory(chain_by_mac_ipxe(inv).into_bytes().into()),
-                        mac: None,
-                        is_script: true,
-                    });
-                }
-                (None, _) => return Err(Denial::UnknownSource(peer)),
-            }
-        }
-    };
-    let node = inv.node_by_mac(mac).ok_or(Denial::UnknownMac(mac))?;
-    let text = render::render(inv, node, vf.kind())?;
-    Ok(Served {
-        content: Content::Memory(text.into_bytes().into()),
-        mac: Some(mac),
-        is_script: true,
-    })
 }
 
 fn read_all(content: &Content) -> Result<Vec<u8>, Denial> {
@@ -221,14 +193,25 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    fn inventory(assets: &Path) -> Inventory {
+    fn inventory(assets: &Path) -> Shared {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../config/dev.toml"
         ))
         .unwrap()
         .replace("../target/dev-lab/assets", &assets.display().to_string());
-        bootlab_inventory::parse(&text, Path::new("dev.toml")).unwrap()
+        let inv = bootlab_inventory::parse(&text, Path::new("dev.toml")).unwrap();
+        Shared::new(inv).unwrap().0
+    }
+
+    fn resolve(
+        shared: &Shared,
+        root: &Path,
+        name: &str,
+        mode: Mode,
+        peer: IpAddr,
+    ) -> Result<Served, Denial> {
+        super::resolve(shared, &shared.generation(), root, name, mode, peer)
     }
 
     fn bytes(s: &Served) -> Vec<u8> {
@@ -241,10 +224,9 @@ mod tests {
         std::fs::write(dir.path().join("undionly.kpxe"), b"loader").unwrap();
         let inv = inventory(dir.path());
         let root = dir.path();
-        let nobody = |_| None;
         let peer: IpAddr = Ipv4Addr::new(127, 0, 0, 10).into();
 
-        let s = resolve(&inv, root, "undionly.kpxe", Mode::Octet, peer, nobody).unwrap();
+        let s = resolve(&inv, root, "undionly.kpxe", Mode::Octet, peer).unwrap();
         assert_eq!(bytes(&s), b"loader");
         assert!(!s.is_script);
 
@@ -254,7 +236,6 @@ mod tests {
             "pxelinux.cfg/01-52-54-00-77-00-10",
             Mode::Octet,
             peer,
-            nobody,
         )
         .unwrap();
         assert_eq!(s.mac, Some("52:54:00:77:00:10".parse().unwrap()));
@@ -266,26 +247,28 @@ mod tests {
             "/grub.cfg-01-52-54-00-77-00-11",
             Mode::Octet,
             peer,
-            nobody,
         )
         .unwrap();
         assert_eq!(s.mac, Some("52:54:00:77:00:11".parse().unwrap()));
 
         // grub/grub.cfg by source address: the reservation at 127.0.0.10.
-        let s = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, peer, nobody).unwrap();
+        let s = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, peer).unwrap();
         assert_eq!(s.mac, Some("52:54:00:77:00:10".parse().unwrap()));
-        // ... or the timeline's lease.
-        let leased = |_| Some("52:54:00:77:00:11".parse().unwrap());
+        // ... or a lease.
         let other: IpAddr = Ipv4Addr::new(127, 0, 0, 120).into();
-        let s = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, other, leased).unwrap();
-        assert_eq!(s.mac, Some("52:54:00:77:00:11".parse().unwrap()));
-        let e = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, other, nobody).unwrap_err();
+        let e = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, other).unwrap_err();
         assert!(matches!(e, Denial::UnknownSource(_)));
         assert_eq!(e.reply().0, ErrorCode::FileNotFound);
+        inv.leases.bind(
+            "52:54:00:77:00:11".parse().unwrap(),
+            Ipv4Addr::new(127, 0, 0, 120),
+        );
+        let s = resolve(&inv, root, "grub/grub.cfg", Mode::Octet, other).unwrap();
+        assert_eq!(s.mac, Some("52:54:00:77:00:11".parse().unwrap()));
 
-        let s = resolve(&inv, root, "boot.ipxe", Mode::Octet, peer, nobody).unwrap();
+        let s = resolve(&inv, root, "boot.ipxe", Mode::Octet, peer).unwrap();
         assert!(String::from_utf8(bytes(&s)).unwrap().starts_with("#!ipxe"));
-        let s = resolve(&inv, root, "boot.ipxe", Mode::Octet, other, nobody).unwrap();
+        let s = resolve(&inv, root, "boot.ipxe", Mode::Octet, other).unwrap();
         assert!(
             String::from_utf8(bytes(&s))
                 .unwrap()
@@ -304,7 +287,6 @@ mod tests {
             "pxelinux.cfg/01-02-00-00-00-00-99",
             Mode::Octet,
             peer,
-            |_| None,
         )
         .unwrap_err();
         assert!(matches!(e, Denial::UnknownMac(_)));
@@ -322,7 +304,7 @@ mod tests {
         let inv = inventory(&root);
         let peer: IpAddr = Ipv4Addr::LOCALHOST.into();
         let code = |name: &str| {
-            resolve(&inv, &root, name, Mode::Octet, peer, |_| None)
+            resolve(&inv, &root, name, Mode::Octet, peer)
                 .unwrap_err()
                 .reply()
                 .0
@@ -349,7 +331,6 @@ mod tests {
             "t.txt",
             Mode::Netascii,
             Ipv4Addr::LOCALHOST.into(),
-            |_| None,
         )
         .unwrap();
         assert_eq!(bytes(&s), b"x\r\ny\r\n");

@@ -381,9 +381,9 @@ async fn reload_keeps_in_flight_transfers() {
     // Reload: same lab, assets moved to a new, empty root.
     let new_root = lab.dir.path().join("assets2");
     std::fs::create_dir_all(&new_root).unwrap();
-    let mut inv = (*lab.shared.inventory()).clone();
-    inv.services.assets_dir = new_root.clone();
-    lab.publisher.publish(inv);
+    let inv = common::dev_inventory(&new_root);
+    assert_eq!(inv.services().assets_dir, new_root);
+    lab.publisher.publish(inv).expect("boot scripts render");
 
     let mut got = d1[4..].to_vec();
     raw.send(tid, &ack(1)).await;

@@ -233,14 +233,14 @@ async fn virtual_per_mac_files_and_timeline() {
     let paths: Vec<_> = machine
         .events
         .iter()
-        .filter(|e| e.service == bootlab_boot::Service::Tftp)
+        .filter(|e| e.service == bootlab_state::Service::Tftp)
         .filter_map(|e| e.path.clone())
         .collect();
     assert_eq!(
         paths,
         vec!["pxelinux.cfg/01-52-54-00-77-00-10", "grub/grub.cfg"]
     );
-    assert_eq!(machine.stage, Some(bootlab_boot::Stage::Script));
+    assert_eq!(machine.stage, Some(bootlab_state::Stage::Script));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +268,7 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
         .expect("timeline");
     let ev = machine.events.back().expect("event");
     assert_eq!((ev.kind.as_str(), ev.bytes), ("loader", Some(70_000)));
-    assert_eq!(machine.stage, Some(bootlab_boot::Stage::Tftp));
+    assert_eq!(machine.stage, Some(bootlab_state::Stage::Tftp));
     assert_eq!(lab.metric("bootlab_tftp_requests_total{op=\"read\"}"), 1.0);
     assert_eq!(lab.metric("bootlab_tftp_transfers_total"), 1.0);
     assert_eq!(lab.metric("bootlab_tftp_bytes_sent_total"), 70_000.0);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
-use bootlab_boot::{InventoryPublisher, Shared};
 use bootlab_http::Limits;
+use bootlab_state::{InventoryPublisher, Shared};
 use tokio_util::sync::CancellationToken;
 
 /// A running HTTP service with its own assets directory.
@@ -73,10 +73,11 @@ impl Lab {
         let inv = bootlab_inventory::parse(&text, &config).expect("dev.toml parses");
         let config_text = text.clone();
         assert_eq!(
-            inv.services.assets_dir, assets,
+            inv.services().assets_dir,
+            assets,
             "assets_dir override applied"
         );
-        let (shared, publisher) = Shared::new(inv);
+        let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         let shutdown = CancellationToken::new();
         let thread = {
             let shared = shared.clone();

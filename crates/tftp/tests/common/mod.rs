@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bootlab_boot::{InventoryPublisher, Shared};
+use bootlab_state::{InventoryPublisher, Shared};
 use bootlab_tftp::TftpConfig;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,15 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// config/dev.toml with its assets root at `assets`.
+pub fn dev_inventory(assets: &Path) -> bootlab_inventory::Inventory {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config/dev.toml")
+        .replace("../target/dev-lab/assets", &assets.display().to_string());
+    bootlab_inventory::parse(&text, &config).expect("dev inventory")
+}
+
 /// A temp dir with `assets/` and an inventory pointing at it.
 pub struct Lab {
     pub dir: tempfile::TempDir,
@@ -53,12 +62,8 @@ impl Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let assets = dir.path().join("assets");
         std::fs::create_dir_all(&assets).expect("assets dir");
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml");
-        let text = std::fs::read_to_string(&config)
-            .expect("config/dev.toml")
-            .replace("../target/dev-lab/assets", &assets.display().to_string());
-        let inv = bootlab_inventory::parse(&text, &config).expect("dev inventory");
-        let (shared, publisher) = Shared::new(inv);
+        let inv = dev_inventory(&assets);
+        let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         Self {
             dir,
             assets,

@@ -1,16 +1,18 @@
 //! The machine timeline: every service records what each MAC did, so
 //! `/api/v1/machines` can show DHCP -> TFTP -> script -> kernel -> initrd.
 //!
-//! Fetches arrive by source address; the timeline maps addresses to MACs
-//! through the inventory's reservations and the leases DHCP reports with
-//! [`Timeline::bind`]. Memory is bounded: at most [`MAX_MACHINES`] machines
-//! (the least recently seen is dropped) and [`MAX_EVENTS`] events each.
+//! The timeline only keeps events, keyed by MAC. Which MAC made a fetch
+//! (by source address) and a machine's name and address come from the
+//! inventory and the leases view ([`crate::Shared`]), not from here.
+//! Memory is bounded: at most [`MAX_MACHINES`] machines (the least
+//! recently seen are dropped) and [`MAX_EVENTS`] events each.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use bootlab_boot::decision;
 use bootlab_inventory::{Inventory, MacAddr};
 use serde::Serialize;
 
@@ -96,9 +98,9 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 pub struct Machine {
     /// MAC, lowercase with colons.
     pub mac: MacAddr,
-    /// Host name from the inventory, when reserved.
+    /// Host name from the inventory, when reserved (filled when read).
     pub name: Option<String>,
-    /// Current address (reservation or lease).
+    /// Current address, reservation or lease (filled when read).
     pub ip: Option<Ipv4Addr>,
     /// The stage of the latest stage-bearing event.
     pub stage: Option<Stage>,
@@ -116,21 +118,19 @@ pub fn classify_fetch(inv: &Inventory, mac: Option<MacAddr>, path: &str, is_scri
     let p = path.trim_start_matches('/');
     let asset = p.strip_prefix("assets/").unwrap_or(p);
     if let Some(node) = mac.and_then(|m| inv.node_by_mac(m)) {
-        if let Some(prof) = inv.profiles.get(&node.profile) {
-            if asset == prof.kernel {
-                return Stage::Kernel;
-            }
-            if prof.initrd.iter().any(|i| i == asset) {
-                return Stage::Initrd;
-            }
+        if asset == node.boot.kernel {
+            return Stage::Kernel;
+        }
+        if node.boot.initrd.iter().any(|i| i == asset) {
+            return Stage::Initrd;
         }
     }
     let loaders = [
-        crate::decision::BIOS_LOADER,
-        crate::decision::UEFI_LOADER,
-        crate::decision::UEFI_HTTP_LOADER,
-        crate::decision::GRUB_LOADER,
-        crate::decision::ARM64_LOADER,
+        decision::BIOS_LOADER,
+        decision::UEFI_LOADER,
+        decision::UEFI_HTTP_LOADER,
+        decision::GRUB_LOADER,
+        decision::ARM64_LOADER,
     ];
     if loaders.contains(&asset) || asset.starts_with("grub/") {
         return Stage::Tftp;
@@ -141,13 +141,6 @@ pub fn classify_fetch(inv: &Inventory, mac: Option<MacAddr>, path: &str, is_scri
 #[derive(Default)]
 struct Inner {
     machines: HashMap<MacAddr, Machine>,
-    by_ip: HashMap<Ipv4Addr, MacAddr>,
-    /// Reverse of `by_ip` (one lease address per MAC), so binds and event
-    /// records stay O(1) however many leases the pool hands out.
-    ip_by_mac: HashMap<MacAddr, Ipv4Addr>,
-    reserved: HashMap<Ipv4Addr, (MacAddr, String)>,
-    reserved_by_mac: HashMap<MacAddr, Ipv4Addr>,
-    names: HashMap<MacAddr, String>,
     clock: u64,
 }
 
@@ -164,69 +157,8 @@ impl std::fmt::Debug for Timeline {
 }
 
 impl Timeline {
-    /// An empty timeline seeded with an inventory's reservations.
-    pub fn new(inv: &Inventory) -> Self {
-        let t = Self::default();
-        t.set_inventory(inv);
-        t
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Re-seeds names and reserved addresses (after a reload). Events stay.
-    pub fn set_inventory(&self, inv: &Inventory) {
-        let mut g = self.lock();
-        g.reserved.clear();
-        g.reserved_by_mac.clear();
-        g.names.clear();
-        for r in inv.reservations() {
-            g.reserved.insert(r.ip, (r.mac, r.hostname.clone()));
-            g.reserved_by_mac.insert(r.mac, r.ip);
-            g.names.insert(r.mac, r.hostname);
-        }
-        let names = g.names.clone();
-        for m in g.machines.values_mut() {
-            m.name = names.get(&m.mac).cloned();
-        }
-    }
-
-    /// Records that `mac` now holds `ip` (a DHCP ACK).
-    pub fn bind(&self, mac: MacAddr, ip: Ipv4Addr) {
-        let mut g = self.lock();
-        if let Some(old) = g.ip_by_mac.insert(mac, ip) {
-            if old != ip && g.by_ip.get(&old) == Some(&mac) {
-                g.by_ip.remove(&old);
-            }
-        }
-        if let Some(prev) = g.by_ip.insert(ip, mac) {
-            if prev != mac && g.ip_by_mac.get(&prev) == Some(&ip) {
-                g.ip_by_mac.remove(&prev);
-            }
-        }
-        if let Some(m) = g.machines.get_mut(&mac) {
-            m.ip = Some(ip);
-        }
-    }
-
-    /// Forgets a binding (RELEASE, expiry).
-    pub fn unbind(&self, ip: Ipv4Addr) {
-        let mut g = self.lock();
-        if let Some(mac) = g.by_ip.remove(&ip) {
-            if g.ip_by_mac.get(&mac) == Some(&ip) {
-                g.ip_by_mac.remove(&mac);
-            }
-        }
-    }
-
-    /// The MAC that holds `ip`: a lease first, then a reservation.
-    pub fn mac_for_ip(&self, ip: Ipv4Addr) -> Option<MacAddr> {
-        let g = self.lock();
-        g.by_ip
-            .get(&ip)
-            .copied()
-            .or_else(|| g.reserved.get(&ip).map(|(m, _)| *m))
     }
 
     /// Records an event for `mac`.
@@ -245,25 +177,15 @@ impl Timeline {
                 g.machines.remove(old);
             }
         }
-        let g = &mut *g;
-        // Name and address are looked up only for a machine seen for the
-        // first time (or still without an address): this runs per packet.
         let m = g.machines.entry(mac).or_insert_with(|| Machine {
             mac,
-            name: g.names.get(&mac).cloned(),
+            name: None,
             ip: None,
             stage: None,
             events: VecDeque::new(),
             seen: clock,
         });
         m.seen = clock;
-        if m.ip.is_none() {
-            m.ip = g
-                .ip_by_mac
-                .get(&mac)
-                .or_else(|| g.reserved_by_mac.get(&mac))
-                .copied();
-        }
         if event.stage.is_some() {
             m.stage = event.stage;
         }
@@ -290,21 +212,17 @@ impl Timeline {
         );
     }
 
-    /// Records a fetch by a client at `ip` (TFTP or HTTP). The kind is the
-    /// stage name (`tftp`, `script`, `kernel`, `initrd`, `config`). Returns
-    /// the MAC it was attributed to, if any.
-    #[allow(clippy::too_many_arguments)] // each is a distinct fact of the fetch
+    /// Records a fetch of `path` by `mac` (TFTP or HTTP), classified
+    /// against `inv` (kernel, initrd, script, loader, config).
     pub fn fetch(
         &self,
         inv: &Inventory,
-        ip: Ipv4Addr,
-        mac_hint: Option<MacAddr>,
+        mac: MacAddr,
         service: Service,
         path: &str,
         bytes: u64,
         is_script: bool,
-    ) -> Option<MacAddr> {
-        let mac = mac_hint.or_else(|| self.mac_for_ip(ip))?;
+    ) {
         let stage = classify_fetch(inv, Some(mac), path, is_script);
         let kind = match stage {
             Stage::Dhcp => "dhcp",
@@ -330,7 +248,6 @@ impl Timeline {
                 }),
             },
         );
-        Some(mac)
     }
 
     /// Records a note that does not change the stage (unknown machine,
@@ -355,11 +272,11 @@ impl Timeline {
         self.lock().machines.get(&mac).cloned()
     }
 
-    /// Every machine, reserved ones first in MAC order.
+    /// Every machine, in MAC order.
     pub fn machines(&self) -> Vec<Machine> {
         let g = self.lock();
         let mut v: Vec<Machine> = g.machines.values().cloned().collect();
-        v.sort_by_key(|m| (m.name.is_none(), m.mac));
+        v.sort_by_key(|m| m.mac);
         v
     }
 }
@@ -374,34 +291,22 @@ mod tests {
     }
 
     #[test]
-    fn binds_move_and_unbind() {
-        let t = Timeline::default();
-        let ip = |n: u8| Ipv4Addr::new(10, 0, 0, n);
-        t.bind(mac(1), ip(1));
-        t.bind(mac(1), ip(2));
-        assert_eq!(t.mac_for_ip(ip(1)), None);
-        assert_eq!(t.mac_for_ip(ip(2)), Some(mac(1)));
-        // The address goes to another MAC.
-        t.bind(mac(2), ip(2));
-        assert_eq!(t.mac_for_ip(ip(2)), Some(mac(2)));
-        t.dhcp(mac(1), "discover", "");
-        assert_eq!(t.machine(mac(1)).unwrap().ip, None);
-        t.unbind(ip(2));
-        assert_eq!(t.mac_for_ip(ip(2)), None);
-    }
-
-    #[test]
     fn many_machines_stay_bounded() {
         let t = Timeline::default();
         for n in 0..(MAX_MACHINES as u32 * 3) {
-            t.bind(mac(n), Ipv4Addr::from(0x0a00_0000 + n));
             t.dhcp(mac(n), "ack", "");
         }
         assert!(t.machines().len() <= MAX_MACHINES);
         let last = mac(MAX_MACHINES as u32 * 3 - 1);
-        assert_eq!(
-            t.machine(last).unwrap().ip,
-            Some(Ipv4Addr::from(0x0a00_0000 + MAX_MACHINES as u32 * 3 - 1))
-        );
+        assert_eq!(t.machine(last).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn events_per_machine_stay_bounded() {
+        let t = Timeline::default();
+        for _ in 0..(MAX_EVENTS * 2) {
+            t.dhcp(mac(1), "discover", "");
+        }
+        assert_eq!(t.machine(mac(1)).unwrap().events.len(), MAX_EVENTS);
     }
 }

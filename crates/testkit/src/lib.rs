@@ -1,0 +1,14 @@
+//! Dev-only test support shared by every crate's tests (a dev-dependency
+//! only; no product code links it).
+//!
+//! # Layout
+//! - [`lab`]: a typed lab builder: start from a shipped config, edit the
+//!   wire structs, get the TOML text or the compiled inventory (no TOML
+//!   edited as strings).
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod lab;
+
+pub use lab::LabBuilder;
