@@ -6,7 +6,7 @@
 # Debian 12, as root (it re-runs itself with sudo when started as a user):
 # tests create network namespaces, bridges, nftables tables and QEMU guests.
 # Steps: apt packages (tests/apt-packages.txt) -> cargo fmt --check ->
-# cargo clippy -D warnings -> cargo test --workspace --locked --no-fail-fast -> every fuzz
+# unused dependencies (cargo machete) -> cargo clippy -D warnings -> cargo test --workspace --locked --no-fail-fast -> every fuzz
 # target for FUZZ_SECONDS (default 60) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,12 @@ done
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "unused dependencies (cargo machete)"
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  cargo install cargo-machete --locked
+fi
+cargo machete
 
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -614,7 +614,7 @@ fn gateway_mode_learns_from_dns_forgets_after_ttl_and_keeps_across_sighup() {
     assert!(
         metric(
             &m,
-            "bootlab_firewall_denied_packets{counter=\"lab_egress_denied\"}"
+            "bootlab_firewall_denied_packets_total{counter=\"lab_egress_denied\"}"
         ) >= 3.0,
         "{m}"
     );
@@ -774,7 +774,7 @@ fn nat_mode_applies_only_the_input_filter() {
     assert!(
         metric(
             &m,
-            "bootlab_firewall_denied_packets{counter=\"services_input_denied\"}"
+            "bootlab_firewall_denied_packets_total{counter=\"services_input_denied\"}"
         ) >= 1.0,
         "{m}"
     );

@@ -172,7 +172,6 @@ async fn dhclient_gets_the_reservation() {
     assert!(lease.contains("option dhcp-lease-time 3600;"), "{lease}");
     let m = server
         .shared
-        .timeline
         .machine(NODE_MAC.parse().unwrap())
         .expect("the machine is on the timeline");
     let kinds: Vec<&str> = m.events.iter().map(|e| e.kind.as_str()).collect();

@@ -3,8 +3,8 @@
 //! [`register_firewall_metrics`] adds scrape-time gauges to the shared
 //! [`Metrics`] registry:
 //!
-//! * `bootlab_firewall_denied_packets{counter="<name>"}` and
-//!   `bootlab_firewall_denied_bytes{counter="<name>"}` for every named counter
+//! * `bootlab_firewall_denied_packets_total{counter="<name>"}` and
+//!   `bootlab_firewall_denied_bytes_total{counter="<name>"}` for every named counter
 //!   of the ruleset (see [`crate::policy`] for what each counts);
 //! * `bootlab_firewall_denied_endpoints`: distinct refused endpoints of the
 //!   last hour (list them with [`crate::BootlabTable::denied_endpoints`]);
@@ -53,24 +53,18 @@ pub fn register_firewall_metrics(metrics: &Metrics, table: BootlabTable, ruleset
     for c in &ruleset.counters {
         let labels = [("counter", c.name.as_str())];
         let (s, name) = (snap.clone(), c.name.clone());
-        metrics.gauge(
-            "bootlab_firewall_denied_packets",
+        metrics.counter_fn(
+            "bootlab_firewall_denied_packets_total",
             "packets dropped by bootlab's nftables policy, by named counter",
             &labels,
-            move || {
-                s.read(|t| t.counter(&name).map(|c| c.packets as f64))
-                    .unwrap_or(f64::NAN)
-            },
+            move || s.read(|t| t.counter(&name).map(|c| c.packets)),
         );
         let (s, name) = (snap.clone(), c.name.clone());
-        metrics.gauge(
-            "bootlab_firewall_denied_bytes",
+        metrics.counter_fn(
+            "bootlab_firewall_denied_bytes_total",
             "bytes dropped by bootlab's nftables policy, by named counter",
             &labels,
-            move || {
-                s.read(|t| t.counter(&name).map(|c| c.bytes as f64))
-                    .unwrap_or(f64::NAN)
-            },
+            move || s.read(|t| t.counter(&name).map(|c| c.bytes)),
         );
     }
     if ruleset.has_set(DENIED_SET) {

@@ -287,10 +287,36 @@ pub fn services_ruleset(
             ACCEPT,
         )
         .comment("HTTP"),
+    ];
+    if inv.ntp().enable {
+        input.push(
+            Rule::new(
+                from_lab(Match::UdpDestinationPort(listen.ntp.port())),
+                ACCEPT,
+            )
+            .comment("NTP"),
+        );
+    }
+    for b in inv.balancers() {
+        input.push(
+            Rule::new(from_lab(Match::TcpDestinationPort(b.listen.port())), ACCEPT)
+                .comment(format!("balancer {}", b.name)),
+        );
+        if let (true, Some(up)) = (gateway, uplink) {
+            input.push(
+                Rule::new(
+                    vec![iif(up), Match::TcpDestinationPort(b.listen.port())],
+                    ACCEPT,
+                )
+                .comment(format!("balancer {} from the uplink", b.name)),
+            );
+        }
+    }
+    input.extend([
         Rule::new(from_lab(Match::TcpDestinationPort(SSH_PORT)), ACCEPT).comment("SSH"),
         Rule::new(vec![iif(lab), Match::IcmpEchoRequest], ACCEPT).comment("ping"),
         Rule::new(vec![Match::Icmpv6], ACCEPT).comment("IPv6 neighbour discovery"),
-    ];
+    ]);
     if let Some(up) = uplink {
         input.push(
             Rule::new(

@@ -216,7 +216,9 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
     let text = metrics.render();
     let line = text
         .lines()
-        .find(|l| l.starts_with("bootlab_firewall_denied_packets{counter=\"lab_egress_denied\"}"))
+        .find(|l| {
+            l.starts_with("bootlab_firewall_denied_packets_total{counter=\"lab_egress_denied\"}")
+        })
         .unwrap_or_else(|| panic!("no lab_egress_denied gauge in\n{text}"));
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= 2.0, "{line}");

@@ -1,21 +1,21 @@
 //! The HTTP service's counters in the shared Prometheus registry, and a
 //! per-peer limiter so bad input is logged without flooding the log.
 //!
-//! Families (all labelled `service="http"`):
-//! - `bootlab_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
-//! - `bootlab_bytes_sent_total`: response body bytes actually written;
-//! - `bootlab_errors_total{kind}`: refused paths, bad ranges, unknown machines,
+//! Families:
+//! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
+//! - `bootlab_http_sent_bytes_total`: response body bytes actually written;
+//! - `bootlab_http_errors_total{kind}`: refused paths, bad ranges, unknown machines,
 //!   timeouts, connection-cap refusals...;
-//! - `bootlab_http_connections`: open connections (gauge).
+//! - `bootlab_http_open_connections`: open connections (gauge).
+//! - `bootlab_http_response_duration_seconds`: time to the response head.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bootlab_state::metrics::Histogram;
 use bootlab_state::{Counter, Metrics};
-
-const SERVICE: (&str, &str) = ("service", "http");
 
 /// What a request was for, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,8 @@ pub struct HttpMetrics {
     other: Counter,
     /// Response body bytes written.
     pub bytes_sent: Counter,
+    /// Time from a request to its response head.
+    pub response_latency: Histogram,
 }
 
 impl HttpMetrics {
@@ -83,9 +85,9 @@ impl HttpMetrics {
     pub fn new(registry: &Metrics) -> Self {
         let req = |kind: RequestKind| {
             registry.counter(
-                "bootlab_requests_total",
-                "Requests received, by service and kind.",
-                &[SERVICE, ("kind", kind.as_str())],
+                "bootlab_http_requests_total",
+                "HTTP requests received, by kind.",
+                &[("kind", kind.as_str())],
             )
         };
         let this = Self {
@@ -96,9 +98,14 @@ impl HttpMetrics {
             metrics: req(RequestKind::Metrics),
             other: req(RequestKind::Other),
             bytes_sent: registry.counter(
-                "bootlab_bytes_sent_total",
-                "Payload bytes sent, by service.",
-                &[SERVICE],
+                "bootlab_http_sent_bytes_total",
+                "HTTP response body bytes written.",
+                &[],
+            ),
+            response_latency: registry.histogram(
+                "bootlab_http_response_duration_seconds",
+                "Time from an HTTP request to its response head.",
+                &[],
             ),
         };
         for kind in ERROR_KINDS {
@@ -121,9 +128,9 @@ impl HttpMetrics {
 
     fn error_counter(&self, kind: &str) -> Counter {
         self.registry.counter(
-            "bootlab_errors_total",
-            "Bad input, refusals and failures, by service and kind.",
-            &[SERVICE, ("kind", kind)],
+            "bootlab_http_errors_total",
+            "HTTP bad input, refusals and failures, by kind.",
+            &[("kind", kind)],
         )
     }
 
@@ -192,15 +199,15 @@ mod tests {
         m.error("traversal");
         let text = reg.render();
         assert!(
-            text.contains(r#"bootlab_requests_total{service="http",kind="asset"} 1"#),
+            text.contains(r#"bootlab_http_requests_total{kind="asset"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"bootlab_errors_total{service="http",kind="traversal"} 1"#),
+            text.contains(r#"bootlab_http_errors_total{kind="traversal"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"bootlab_errors_total{service="http",kind="connection_cap"} 0"#),
+            text.contains(r#"bootlab_http_errors_total{kind="connection_cap"} 0"#),
             "{text}"
         );
     }

@@ -68,7 +68,7 @@ pub async fn serve_with_limits(
         let permits = Arc::clone(&permits);
         let max = limits.max_connections;
         state.shared.metrics.gauge(
-            "bootlab_http_connections",
+            "bootlab_http_open_connections",
             "Open HTTP connections.",
             &[],
             move || max.saturating_sub(permits.available_permits()) as f64,
@@ -164,11 +164,16 @@ async fn serve_connection(
         written: Arc::clone(&written),
     };
     let io = TokioIo::new(ConnIo::new(stream, limits.idle_timeout, written));
+    let latency = state.metrics.response_latency.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(info.clone());
         let mut router = router.clone();
+        let latency = latency.clone();
         async move {
+            // Time to the response head (a file body streams afterwards).
+            let started = std::time::Instant::now();
             let response = router.call(request.map(Body::new)).await;
+            latency.observe_duration(started.elapsed());
             Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
         }
     });

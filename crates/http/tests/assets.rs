@@ -167,12 +167,7 @@ fn single_multi_and_invalid_ranges() {
     // Another unit: ignored.
     let (code, body) = get(&["-H", "Range: items=0-1", &url]);
     assert_eq!((code, body.len()), (200, 300_000));
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="bad_range"}"#
-        ) >= 5
-    );
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="bad_range"}"#) >= 5);
 }
 
 /// Reads one response's head from a raw connection, then its body by
@@ -295,24 +290,9 @@ fn traversal_attempts_are_refused() {
         (code, body.as_slice()),
         (200, b"hello, bootlab\n".as_slice())
     );
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="traversal"}"#
-        ) >= 6
-    );
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="escape"}"#
-        ) >= 2
-    );
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="double_encoding"}"#
-        ) >= 3
-    );
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="traversal"}"#) >= 6);
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="escape"}"#) >= 2);
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="double_encoding"}"#) >= 3);
 }
 
 #[test]

@@ -181,7 +181,6 @@ fn grub_loads_its_config_kernel_and_initrd_over_http_and_boots() {
     // The service saw the config fetch for that MAC.
     let m = lab
         .shared
-        .timeline
         .machine(GUEST_MAC.parse().unwrap())
         .expect("the config fetch is in the timeline");
     assert!(

@@ -51,10 +51,7 @@ fn slowloris_is_cut_off_by_the_header_deadline() {
         "{text}"
     );
     eventually("header timeout counted", || {
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="header_timeout"}"#,
-        ) >= 1
+        metric(&lab, r#"bootlab_http_errors_total{kind="header_timeout"}"#) >= 1
     });
 }
 
@@ -71,13 +68,10 @@ fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() {
         .unwrap();
     // Never read: the socket buffers fill and nothing moves.
     eventually("idle timeout counted", || {
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="idle_timeout"}"#,
-        ) >= 1
+        metric(&lab, r#"bootlab_http_errors_total{kind="idle_timeout"}"#) >= 1
     });
     eventually("connection released", || {
-        metric(&lab, "bootlab_http_connections") <= 1
+        metric(&lab, "bootlab_http_open_connections") <= 1
     });
     drop(s);
 }
@@ -113,12 +107,7 @@ fn connections_over_the_cap_get_503() {
     eventually("service resumes", || {
         get(&[&lab.url("/assets/small.txt")]).0 == 200
     });
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="connection_cap"}"#
-        ) >= 1
-    );
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="connection_cap"}"#) >= 1);
 }
 
 #[test]
@@ -180,10 +169,5 @@ fn malformed_requests_get_protocol_errors_not_silence() {
     assert!(bad_header.starts_with("HTTP/1.1 400"), "{bad_header:?}");
     // The service is still there.
     assert_eq!(get(&[&lab.url("/assets/small.txt")]).0, 200);
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="bad_request"}"#
-        ) >= 3
-    );
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="bad_request"}"#) >= 3);
 }

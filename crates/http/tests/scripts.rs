@@ -92,18 +92,8 @@ fn unknown_mac_gets_a_script_that_says_so_and_an_event() {
     );
     assert!(!script.contains('<'), "{script}");
 
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="unknown_machine"}"#
-        ) >= 2
-    );
-    assert!(
-        metric(
-            &lab,
-            r#"bootlab_errors_total{service="http",kind="bad_mac"}"#
-        ) >= 1
-    );
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="unknown_machine"}"#) >= 2);
+    assert!(metric(&lab, r#"bootlab_http_errors_total{kind="bad_mac"}"#) >= 1);
 }
 
 #[test]
@@ -174,14 +164,14 @@ fn machine_api_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("# TYPE bootlab_requests_total counter"),
+        text.contains("# TYPE bootlab_http_requests_total counter"),
         "{text}"
     );
     assert!(
-        text.contains(r#"bootlab_requests_total{service="http",kind="script"} 2"#),
+        text.contains(r#"bootlab_http_requests_total{kind="script"} 2"#),
         "{text}"
     );
-    assert!(text.contains("bootlab_http_connections 1"), "{text}");
+    assert!(text.contains("bootlab_http_open_connections 1"), "{text}");
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn an_aborted_download_records_the_bytes_that_left() {
     assert!(
         common::metric(
             &lab,
-            r#"bootlab_errors_total{service="http",kind="aborted_transfer"}"#
+            r#"bootlab_http_errors_total{kind="aborted_transfer"}"#
         ) >= 1
     );
 }

@@ -1,45 +1,125 @@
-//! Prometheus metrics shared by every service: counters are atomics handed
-//! out once at start-up (cheap on hot paths); gauges are read at scrape time.
+//! Prometheus metrics shared by every service, on the `prometheus-client`
+//! crate: counters and histograms are handed out once at start-up (atomics,
+//! cheap on hot paths); gauges and externally kept counters (nftables'
+//! counters) are read at scrape time through a collector.
+//!
+//! Names follow Prometheus conventions: `bootlab_<service>_<what>`, units
+//! in the name (`_bytes`, `_seconds`), counters end in `_total` (the name
+//! passed in must end so; the client library adds the suffix on output and
+//! the registry keeps the base name). `bootlab_build_info` carries the
+//! version. The exposition is the Prometheus text format 0.0.4.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter as PCounter};
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram as PHistogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
 
 /// A counter handle.
 #[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(PCounter);
 
 impl Counter {
     /// Adds one.
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
 
     /// Adds `n`.
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
 
     /// The current value.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-type GaugeFn = Box<dyn Fn() -> f64 + Send + Sync>;
+/// A histogram handle (latencies in seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram(PHistogram);
 
-struct Family {
-    help: String,
-    kind: &'static str,
-    counters: BTreeMap<String, Counter>,
-    gauges: BTreeMap<String, GaugeFn>,
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        self.0.observe(v);
+    }
+
+    /// Records a duration in seconds.
+    pub fn observe_duration(&self, d: std::time::Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+}
+
+/// Latency buckets for replies, in seconds: 10 µs to ~1.3 s.
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+    0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+#[derive(Clone)]
+struct Buckets(&'static [f64]);
+
+impl MetricConstructor<PHistogram> for Buckets {
+    fn new_metric(&self) -> PHistogram {
+        PHistogram::new(self.0.iter().copied())
+    }
+}
+
+/// Reads a value at scrape time; `None` leaves the series out.
+type ReadFn = Box<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// Values read at scrape time: name -> (help, type, labels -> reader).
+#[derive(Default)]
+struct ScrapeTime {
+    families: RwLock<BTreeMap<String, (String, MetricType, BTreeMap<Labels, ReadFn>)>>,
+}
+
+impl std::fmt::Debug for ScrapeTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScrapeTime").finish_non_exhaustive()
+    }
+}
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let families = self.families.read().unwrap_or_else(|e| e.into_inner());
+        for (name, (help, kind, series)) in families.iter() {
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+            for (labels, read) in series {
+                let Some(v) = read() else { continue };
+                let metric = family.encode_family(labels)?;
+                if *kind == MetricType::Counter {
+                    ConstCounter::new(v.max(0.0) as u64).encode(metric)?;
+                } else {
+                    ConstGauge::new(v).encode(metric)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    counters: HashMap<String, Family<Labels, PCounter>>,
+    histograms: HashMap<String, Family<Labels, PHistogram, Buckets>>,
+    scrape: Arc<ScrapeTime>,
 }
 
 /// The registry. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
-    families: Arc<Mutex<BTreeMap<String, Family>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,43 +128,83 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn label_string(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
-    let inner: Vec<String> = labels
+}
+
+fn labels(labels: &[(&str, &str)]) -> Labels {
+    labels
         .iter()
-        .map(|(k, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{k}=\"{v}\"")
-        })
-        .collect();
-    format!("{{{}}}", inner.join(","))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Help text without a final period (the library adds one).
+fn help_text(help: &str) -> &str {
+    help.trim_end().trim_end_matches('.')
+}
+
+/// The registry's name for a counter: without the `_total` the exposition adds.
+fn counter_base(name: &str) -> &str {
+    debug_assert!(
+        name.ends_with("_total"),
+        "counter {name} must end in _total"
+    );
+    name.strip_suffix("_total").unwrap_or(name)
 }
 
 impl Metrics {
-    /// A new, empty registry.
+    /// A new registry holding `bootlab_build_info`.
     pub fn new() -> Self {
-        Self::default()
+        let scrape = Arc::new(ScrapeTime::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape.clone()));
+        let m = Self {
+            inner: Arc::new(Mutex::new(Inner {
+                registry,
+                counters: HashMap::new(),
+                histograms: HashMap::new(),
+                scrape,
+            })),
+        };
+        m.gauge(
+            "bootlab_build_info",
+            "bootlab's version (always 1).",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            || 1.0,
+        );
+        m
     }
 
-    /// The counter `name{labels}`, created on first use. Call at start-up and
-    /// keep the handle; the same name and labels give the same counter.
-    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
-        let mut g = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let fam = g.entry(name.to_owned()).or_insert_with(|| Family {
-            help: help.to_owned(),
-            kind: "counter",
-            counters: BTreeMap::new(),
-            gauges: BTreeMap::new(),
-        });
-        fam.counters
-            .entry(label_string(labels))
-            .or_default()
-            .clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counter `name{labels}` (`name` ends in `_total`), created on
+    /// first use. Call at start-up and keep the handle; the same name and
+    /// labels give the same counter.
+    pub fn counter(&self, name: &str, help: &str, labels_: &[(&str, &str)]) -> Counter {
+        let mut g = self.lock();
+        let base = counter_base(name);
+        if !g.counters.contains_key(base) {
+            let family = Family::<Labels, PCounter>::default();
+            g.registry.register(base, help_text(help), family.clone());
+            g.counters.insert(base.to_owned(), family);
+        }
+        Counter(g.counters[base].get_or_create_owned(&labels(labels_)))
+    }
+
+    /// The latency histogram `name{labels}` (seconds, [`LATENCY_BUCKETS`]).
+    pub fn histogram(&self, name: &str, help: &str, labels_: &[(&str, &str)]) -> Histogram {
+        let mut g = self.lock();
+        if !g.histograms.contains_key(name) {
+            let family = Family::new_with_constructor(Buckets(&LATENCY_BUCKETS));
+            g.registry.register(name, help_text(help), family.clone());
+            g.histograms.insert(name.to_owned(), family);
+        }
+        Histogram(g.histograms[name].get_or_create_owned(&labels(labels_)))
     }
 
     /// Registers (or replaces) the gauge `name{labels}`, read at scrape time.
@@ -92,33 +212,60 @@ impl Metrics {
         &self,
         name: &str,
         help: &str,
-        labels: &[(&str, &str)],
+        labels_: &[(&str, &str)],
         read: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
-        let mut g = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let fam = g.entry(name.to_owned()).or_insert_with(|| Family {
-            help: help.to_owned(),
-            kind: "gauge",
-            counters: BTreeMap::new(),
-            gauges: BTreeMap::new(),
-        });
-        fam.gauges.insert(label_string(labels), Box::new(read));
+        self.scrape_time(
+            name,
+            help,
+            MetricType::Gauge,
+            labels_,
+            Box::new(move || Some(read())),
+        );
+    }
+
+    /// Registers (or replaces) the counter `name{labels}` (ending in
+    /// `_total`) whose value is kept elsewhere (e.g. by nftables) and read
+    /// at scrape time; `None` (unreadable) leaves the sample out.
+    pub fn counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels_: &[(&str, &str)],
+        read: impl Fn() -> Option<u64> + Send + Sync + 'static,
+    ) {
+        let base = counter_base(name).to_owned();
+        self.scrape_time(
+            &base,
+            help,
+            MetricType::Counter,
+            labels_,
+            Box::new(move || read().map(|v| v as f64)),
+        );
+    }
+
+    fn scrape_time(
+        &self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels_: &[(&str, &str)],
+        read: ReadFn,
+    ) {
+        let scrape = self.lock().scrape.clone();
+        let mut f = scrape.families.write().unwrap_or_else(|e| e.into_inner());
+        f.entry(name.to_owned())
+            .or_insert_with(|| (help.to_owned(), kind, BTreeMap::new()))
+            .2
+            .insert(labels(labels_), read);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        let g = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.lock();
         let mut out = String::new();
-        for (name, fam) in g.iter() {
-            let _ = writeln!(out, "# HELP {name} {}", fam.help);
-            let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
-            for (labels, c) in &fam.counters {
-                let _ = writeln!(out, "{name}{labels} {}", c.get());
-            }
-            for (labels, read) in &fam.gauges {
-                let _ = writeln!(out, "{name}{labels} {}", read());
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &g.registry);
         out
     }
 }
@@ -136,6 +283,14 @@ mod tests {
         m.counter("bootlab_requests_total", "Requests.", &[("service", "dns")])
             .inc();
         m.gauge("bootlab_leases", "Active leases.", &[], || 7.0);
+        m.counter_fn("bootlab_denied_packets_total", "Denied.", &[], || Some(5));
+        m.counter_fn("bootlab_unreadable_total", "Unreadable.", &[], || None);
+        let h = m.histogram(
+            "bootlab_reply_duration_seconds",
+            "Reply latency.",
+            &[("service", "dns")],
+        );
+        h.observe(0.000_3);
         let text = m.render();
         assert!(
             text.contains("# TYPE bootlab_requests_total counter"),
@@ -146,5 +301,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bootlab_leases 7"), "{text}");
+        assert!(text.contains("bootlab_denied_packets_total 5"), "{text}");
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("bootlab_unreadable_total")),
+            "an unreadable counter has no sample: {text}"
+        );
+        assert!(
+            text.contains("bootlab_reply_duration_seconds_bucket{service=\"dns\",le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("bootlab_build_info{version=\""), "{text}");
     }
 }

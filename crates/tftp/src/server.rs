@@ -54,7 +54,7 @@ pub mod metric {
     /// Transfers finished (the last ACK arrived).
     pub const TRANSFERS: &str = "bootlab_tftp_transfers_total";
     /// Payload bytes delivered in finished transfers.
-    pub const BYTES: &str = "bootlab_tftp_bytes_sent_total";
+    pub const BYTES: &str = "bootlab_tftp_sent_bytes_total";
     /// Errors and refusals, by `kind`.
     pub const ERRORS: &str = "bootlab_tftp_errors_total";
     /// Packets resent after a timeout.

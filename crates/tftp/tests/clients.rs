@@ -158,7 +158,7 @@ async fn rollover_64_mib_at_512_byte_blocks() {
     );
     server.stop().await;
     assert_eq!(
-        lab.metric("bootlab_tftp_bytes_sent_total"),
+        lab.metric("bootlab_tftp_sent_bytes_total"),
         2.0 * f64::from(64u32 << 20)
     );
 }
@@ -227,7 +227,6 @@ async fn virtual_per_mac_files_and_timeline() {
     server.stop().await;
     let machine = lab
         .shared
-        .timeline
         .machine(bios.mac)
         .expect("node-bios in the timeline");
     let paths: Vec<_> = machine
@@ -263,7 +262,6 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
     server.stop().await;
     let machine = lab
         .shared
-        .timeline
         .machine("52:54:00:77:00:10".parse().unwrap())
         .expect("timeline");
     let ev = machine.events.back().expect("event");
@@ -271,6 +269,6 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
     assert_eq!(machine.stage, Some(bootlab_state::Stage::Tftp));
     assert_eq!(lab.metric("bootlab_tftp_requests_total{op=\"read\"}"), 1.0);
     assert_eq!(lab.metric("bootlab_tftp_transfers_total"), 1.0);
-    assert_eq!(lab.metric("bootlab_tftp_bytes_sent_total"), 70_000.0);
+    assert_eq!(lab.metric("bootlab_tftp_sent_bytes_total"), 70_000.0);
     assert_eq!(lab.metric("bootlab_tftp_active_sessions"), 0.0);
 }
