@@ -11,8 +11,14 @@ fuzz_target!(|data: &[u8]| {
                 let _ = inv.hosts();
                 let _ = inv.zones();
                 let _ = inv.vm_specs();
-                for node in &inv.nodes() {
-                    let _ = inv.boot_profile(node);
+                let _ = inv.egress_hosts();
+                let _ = inv.missing_assets(std::path::Path::new("/nonexistent"));
+                for w in inv.warnings() {
+                    let _ = w.render(false);
+                }
+                // Every node's scripts render (the daemon refuses otherwise).
+                if let Err(e) = bootlab_boot::BootScripts::render(&inv) {
+                    panic!("a valid inventory whose scripts do not render: {e}");
                 }
             }
             Err(diags) => {
