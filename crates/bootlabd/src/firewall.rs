@@ -14,7 +14,7 @@ use bootlab_firewall::{
     BootlabTable, LearnedSet, Nft, ServicesInterfaces, register_firewall_metrics, services_ruleset,
 };
 use bootlab_inventory::Inventory;
-use bootlab_state::Metrics;
+use bootlab_state::Shared;
 use tracing::{debug, info, warn};
 
 /// Where interface names and MACs are read (overridable for tests that run
@@ -41,7 +41,7 @@ impl DaemonFirewall {
 
     /// Applies the ruleset for `inv` (nothing when `services.firewall` is
     /// off) and (re-)registers its metrics.
-    pub(crate) fn apply(&self, inv: &Inventory, metrics: &Metrics) -> anyhow::Result<()> {
+    pub(crate) fn apply(&self, inv: &Inventory, shared: &Shared) -> anyhow::Result<()> {
         if !inv.services().firewall {
             debug!("services.firewall = false: leaving nftables alone");
             return Ok(());
@@ -57,7 +57,12 @@ impl DaemonFirewall {
             .table
             .apply(&ruleset)
             .context("applying table inet bootlab")?;
-        register_firewall_metrics(metrics, self.table.clone(), &ruleset);
+        register_firewall_metrics(
+            &shared.metrics,
+            &shared.reports,
+            self.table.clone(),
+            &ruleset,
+        );
         info!(?outcome, lab = %ifaces.lab, uplink = ?ifaces.uplink, "firewall applied (table inet bootlab)");
         Ok(())
     }

@@ -37,7 +37,7 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     let (shared, publisher) =
         Shared::new(inv).context("rendering the boot scripts of the inventory")?;
     let firewall = DaemonFirewall::system();
-    firewall.apply(&shared.inventory(), &shared.metrics)?;
+    firewall.apply(&shared.inventory(), &shared)?;
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
     services::spawn_all(&shared, &shutdown, &mut tasks, &firewall).await?;
@@ -111,7 +111,7 @@ fn reload(
                 }
             };
             // The ruleset first: a rejected one leaves the old rules in force.
-            if let Err(e) = firewall.apply(&generation.inventory, &shared.metrics) {
+            if let Err(e) = firewall.apply(&generation.inventory, shared) {
                 error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
             }
             publisher.install(generation);

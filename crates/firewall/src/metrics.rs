@@ -10,13 +10,18 @@
 //!   last hour (list them with [`crate::BootlabTable::denied_endpoints`]);
 //! * `bootlab_firewall_learned_addresses` when the ruleset has the learned set.
 //!
+//! It also registers the `egress` report (`GET /api/v1/egress`): the named
+//! counters, the refused destinations of the last hour and the learned
+//! addresses, for `bootlab status` and the status page.
+//!
 //! One scrape runs `nft` once: the listing is cached for a second. When nft
-//! fails (table removed, nft missing) the gauges read NaN.
+//! fails (table removed, nft missing) the gauges read NaN and the counters
+//! have no sample.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bootlab_state::Metrics;
+use bootlab_state::{Metrics, Reports};
 
 use crate::live::TableState;
 use crate::ruleset::{DENIED_SET, LEARNED_SET, Ruleset};
@@ -24,6 +29,46 @@ use crate::table::BootlabTable;
 
 /// How long one listing serves scrapes.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+/// The `egress` report: counters, refused destinations, learned addresses.
+fn egress_report(t: &TableState) -> serde_json::Value {
+    let denied: Vec<serde_json::Value> = t
+        .set(DENIED_SET)
+        .map(|set| {
+            set.endpoints
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "addr": e.addr.to_string(),
+                        "protocol": e.protocol,
+                        "port": e.port,
+                        "expires_s": e.expires.map(|d| d.as_secs()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let learned: Vec<serde_json::Value> = t
+        .set(LEARNED_SET)
+        .map(|set| {
+            set.elements
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "addr": e.addr.to_string(),
+                        "expires_s": e.expires.map(|d| d.as_secs()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let counters: Vec<serde_json::Value> = t
+        .counters
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "packets": c.packets, "bytes": c.bytes }))
+        .collect();
+    serde_json::json!({ "counters": counters, "denied": denied, "learned": learned })
+}
 
 #[derive(Debug)]
 struct Snapshot {
@@ -45,11 +90,23 @@ impl Snapshot {
 /// Registers the firewall gauges for `ruleset`'s counters (and learned set),
 /// read from `table` at scrape time. Call again after a reload with the new
 /// ruleset; gauges of the same name are replaced.
-pub fn register_firewall_metrics(metrics: &Metrics, table: BootlabTable, ruleset: &Ruleset) {
+pub fn register_firewall_metrics(
+    metrics: &Metrics,
+    reports: &Reports,
+    table: BootlabTable,
+    ruleset: &Ruleset,
+) {
     let snap = Arc::new(Snapshot {
         table,
         last: Mutex::new(None),
     });
+    {
+        let s = snap.clone();
+        reports.register("egress", move || {
+            s.read(|t| Some(egress_report(t)))
+                .unwrap_or_else(|| serde_json::json!({ "error": "nftables table not readable" }))
+        });
+    }
     for c in &ruleset.counters {
         let labels = [("counter", c.name.as_str())];
         let (s, name) = (snap.clone(), c.name.clone());

@@ -212,7 +212,8 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
 
     // /metrics shows the denied flows.
     let metrics = Metrics::new();
-    register_firewall_metrics(&metrics, lab.table(), &rs);
+    let reports = bootlab_state::Reports::default();
+    register_firewall_metrics(&metrics, &reports, lab.table(), &rs);
     let text = metrics.render();
     let line = text
         .lines()
@@ -249,6 +250,24 @@ fn gateway_mode_allows_cidrs_and_learned_addresses_only() {
         text.contains("bootlab_firewall_denied_endpoints 3"),
         "{text}"
     );
+    // The same, as the `egress` report the API serves.
+    let report = reports.get("egress").expect("egress report registered");
+    let mut api: Vec<String> = report["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["addr"].as_str().unwrap(),
+                e["protocol"].as_str().unwrap(),
+                e["port"]
+            )
+        })
+        .collect();
+    api.sort();
+    assert_eq!(api, refused, "{report}");
+    assert_eq!(report["learned"].as_array().unwrap().len(), 1, "{report}");
 }
 
 #[test]

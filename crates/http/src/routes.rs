@@ -9,6 +9,7 @@
 //! | `/grub.cfg-01-<mac>`, `/pxelinux.cfg/01-<mac>` | per-MAC configs |
 //! | `/assets/<path>` | files under `services.assets_dir` ([`crate::files`]) |
 //! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
+//! | `/api/v1/<report>` | a live report (`balancers`, `egress`) as JSON |
 //! | `/metrics` | Prometheus text |
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -93,6 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/assets/{*path}", any(asset))
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{mac}", get(machine))
+        .route("/api/v1/{report}", get(report))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .with_state(state)
@@ -296,6 +298,16 @@ async fn fallback(
             .into_response();
     }
     serve_virtual(&state, &conn, &method, file, None, path)
+}
+
+/// A live report another part of the daemon publishes (`balancers`,
+/// `egress`...); 404 when none has that name.
+async fn report(State(state): State<AppStateRef>, Path(name): Path<String>) -> Response {
+    state.metrics.request(RequestKind::Api);
+    match state.shared.reports.get(&name) {
+        Some(v) => axum::Json(v).into_response(),
+        None => json_error(StatusCode::NOT_FOUND, "no such report"),
+    }
 }
 
 async fn machines(State(state): State<AppStateRef>) -> Response {

@@ -9,16 +9,19 @@
 //! - [`leases`]: which MAC holds which leased address.
 //! - [`timeline`]: each MAC's boot events, from every service.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`reports`]: named JSON snapshots (balancers, egress) for the API.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod leases;
 pub mod metrics;
+pub mod reports;
 pub mod shared;
 pub mod timeline;
 
 pub use leases::Leases;
 pub use metrics::{Counter, Metrics};
+pub use reports::Reports;
 pub use shared::{Generation, InventoryPublisher, Resolved, Shared};
 pub use timeline::{Machine, Service, Stage, Timeline};

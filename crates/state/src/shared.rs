@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::leases::Leases;
 use crate::metrics::Metrics;
+use crate::reports::Reports;
 use crate::timeline::{Machine, Service, Timeline};
 
 /// One loaded inventory with every node's scripts rendered from it.
@@ -44,6 +45,8 @@ pub struct Shared {
     pub timeline: Timeline,
     /// Prometheus registry.
     pub metrics: Metrics,
+    /// Live reports for the API (balancers, egress...).
+    pub reports: Reports,
 }
 
 /// The side that publishes new inventories (bootlabd's reload).
@@ -98,6 +101,7 @@ impl Shared {
                 leases: Leases::default(),
                 timeline: Timeline::default(),
                 metrics: Metrics::new(),
+                reports: Reports::default(),
             },
             InventoryPublisher { tx },
         ))
