@@ -1,0 +1,145 @@
+//! Moving bytes between a client and its backend: two one-way pumps,
+//! half-close propagated (EOF on one side becomes `shutdown(Write)` on the
+//! other, the opposite direction keeps flowing), an idle timeout over both
+//! directions, live byte counters. Bytes are never interpreted.
+//!
+//! Each pump reads into spare capacity of a `Vec` (no zeroing) of
+//! [`Limits::buffer_size`](crate::Limits) and writes it all before the next
+//! read, so at most one buffer per direction is in flight.
+//! With [`Limits::zero_copy`](crate::Limits) each pump instead moves bytes
+//! socket -> pipe -> socket with splice(2) ([`crate::splice`]).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a relayed connection ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both directions reached EOF and were passed on.
+    Closed,
+    /// One side failed (reset, broken pipe...); both were closed.
+    Error(io::Error),
+    /// Nothing moved for the idle timeout.
+    IdleTimeout,
+    /// The balancers are shutting down and the drain time is over.
+    Shutdown,
+}
+
+/// Last time a byte moved, as milliseconds since the relay started.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Returns when nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// Relays between `client` and `server` until both directions are done,
+/// either side fails, nothing moves for `idle`, or `stop` is cancelled.
+/// `to_server`/`to_client` count the bytes as they are written.
+pub async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    buffer_size: usize,
+    idle: Duration,
+    zero_copy: bool,
+    to_server: &AtomicU64,
+    to_client: &AtomicU64,
+    stop: &CancellationToken,
+) -> RelayEnd {
+    let activity = Activity::new();
+    let moving = async {
+        if zero_copy {
+            crate::splice::relay(
+                &client,
+                &server,
+                buffer_size,
+                to_server,
+                to_client,
+                &activity,
+            )
+            .await
+        } else {
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::try_join!(
+                pump(&mut cr, &mut sw, buffer_size, to_server, &activity),
+                pump(&mut sr, &mut cw, buffer_size, to_client, &activity),
+            )
+            .map(|_| ())
+        }
+    };
+    tokio::select! {
+        r = moving => match r {
+            Ok(()) => RelayEnd::Closed,
+            Err(e) => RelayEnd::Error(e),
+        },
+        () = activity.idle_for(idle) => RelayEnd::IdleTimeout,
+        () = stop.cancelled() => RelayEnd::Shutdown,
+    }
+}
+
+/// Copies `from` to `to` until EOF, then shuts `to` down for writing.
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    buffer_size: usize,
+    counter: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Small connections (API calls, health probes) never need the big buffer.
+    let mut buf = Vec::with_capacity(buffer_size.min(16 * 1024));
+    loop {
+        buf.clear();
+        let n = from.read_buf(&mut buf).await?;
+        if n == 0 {
+            // Half-close: the peer sent FIN; pass it on, keep the other way.
+            return match to.shutdown().await {
+                // The other side may already be gone; that is not this pump's failure.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                r => r,
+            };
+        }
+        activity.touch();
+        to.write_all(&buf).await?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+        if n == buf.capacity() && buf.capacity() < buffer_size {
+            buf.reserve_exact(buffer_size - buf.len());
+        }
+    }
+}

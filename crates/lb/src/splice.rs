@@ -1,0 +1,91 @@
+//! Zero-copy relaying with splice(2): each direction moves bytes socket ->
+//! pipe -> socket inside the kernel, never through user space. Enabled by
+//! [`Limits::zero_copy`](crate::Limits); off by default because it did not
+//! help enough on the measured workloads (docs/lb.md, "Zero-copy").
+//!
+//! Readiness comes from tokio (`readable`/`writable` + `try_io`), the
+//! syscalls from nix's safe wrappers. Each direction owns one non-blocking
+//! pipe sized to the buffer size and always empties it before the next
+//! fill, so an `EAGAIN` can only come from the socket side.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::proxy::Activity;
+
+/// Relays both directions until both reached EOF or either failed.
+pub(crate) async fn relay(
+    client: &TcpStream,
+    server: &TcpStream,
+    pipe_size: usize,
+    to_server: &AtomicU64,
+    to_client: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    tokio::try_join!(
+        pump(client, server, pipe_size, to_server, activity),
+        pump(server, client, pipe_size, to_client, activity),
+    )
+    .map(|_| ())
+}
+
+fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    // Best effort: the default 64 KiB pipe also works, only with more calls.
+    let _ = fcntl(
+        &w,
+        FcntlArg::F_SETPIPE_SZ(i32::try_from(size).unwrap_or(i32::MAX)),
+    );
+    Ok((r, w))
+}
+
+async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    size: usize,
+    counter: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    let (pipe_r, pipe_w) = pipe(size)?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                Ok(splice(from, None, &pipe_w, None, size, flags)?)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                r => r,
+            };
+        }
+        activity.touch();
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe_r, None, to, None, left, flags)?)
+            }) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(m) => {
+                    left -= m;
+                    counter.fetch_add(m as u64, Ordering::Relaxed);
+                    activity.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
