@@ -373,3 +373,13 @@ pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// Waits (bounded) until nothing accepts connections on `addr`.
+pub async fn wait_closed(addr: SocketAddr) {
+    bounded("the port to close", async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
