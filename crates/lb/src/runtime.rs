@@ -443,13 +443,23 @@ impl LoadBalancers {
         backend
     }
 
+    /// One accept loop per runtime worker on the shared listener, so a burst
+    /// of new connections is accepted on every core (bench/lb.sh, "connect").
     fn spawn_accept(&self, balancer: &Arc<Balancer>, listener: TcpListener) {
         let stop = lock(&balancer.accepting).clone();
-        let (b, inner) = (Arc::clone(balancer), Arc::clone(&self.inner));
-        self.inner.tracker.spawn(
-            accept_loop(b, listener, stop, inner)
-                .instrument(info_span!("lb", balancer = %balancer.name)),
-        );
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        info!("listening for lb {} on {addr}", balancer.name);
+        let listener = Arc::new(listener);
+        let loops = self.inner.runtime.metrics().num_workers().clamp(1, 8);
+        for _ in 0..loops {
+            let (b, inner) = (Arc::clone(balancer), Arc::clone(&self.inner));
+            self.inner.tracker.spawn(
+                accept_loop(b, Arc::clone(&listener), stop.clone(), inner)
+                    .instrument(info_span!("lb", balancer = %balancer.name)),
+            );
+        }
     }
 
     fn update(&self, balancer: &Arc<Balancer>, config: BalancerConfig, report: &mut ReloadReport) {
@@ -569,14 +579,13 @@ impl Balancer {
 
 async fn accept_loop(
     balancer: Arc<Balancer>,
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     stop: CancellationToken,
     inner: Arc<Inner>,
 ) {
     let addr = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!("listening for lb {} on {addr}", balancer.name);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -609,7 +618,7 @@ async fn accept_loop(
             .tracker
             .spawn(client(b, stream, i).instrument(info_span!("lb_conn", %peer)));
     }
-    info!("lb {} stopped listening on {addr}", balancer.name);
+    debug!("lb {}: an accept loop on {addr} stopped", balancer.name);
 }
 
 /// Decrements a counter when dropped.

@@ -10,13 +10,13 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::proxy::Activity;
+use crate::proxy::{Activity, must_shutdown};
 
 /// Relays both directions until both reached EOF or either failed.
 pub(crate) async fn relay(
@@ -27,9 +27,10 @@ pub(crate) async fn relay(
     to_client: &AtomicU64,
     activity: &Activity,
 ) -> io::Result<()> {
+    let finished = AtomicU8::new(0);
     tokio::try_join!(
-        pump(client, server, pipe_size, to_server, activity),
-        pump(server, client, pipe_size, to_client, activity),
+        pump(client, server, pipe_size, to_server, activity, &finished),
+        pump(server, client, pipe_size, to_client, activity, &finished),
     )
     .map(|_| ())
 }
@@ -50,6 +51,7 @@ async fn pump(
     size: usize,
     counter: &AtomicU64,
     activity: &Activity,
+    finished: &AtomicU8,
 ) -> io::Result<()> {
     let (pipe_r, pipe_w) = pipe(size)?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
@@ -65,6 +67,9 @@ async fn pump(
             }
         };
         if n == 0 {
+            if !must_shutdown(finished) {
+                return Ok(());
+            }
             return match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
                 r => r,
