@@ -21,6 +21,10 @@
 #             (wrk -t2 -c64, keep-alive off: -H 'Connection: close')
 #   latency - p99 of one client making new connections back to back
 #             (wrk -t1 -c1 --latency), minus the same against nginx directly
+# Also the balancers' own CPU time (user + system, from /proc) per GiB
+# streamed and per 1000 new connections: on a busy machine the rates swing
+# with the neighbours' load, the CPU each balancer spends per unit of work
+# much less.
 # Prints both balancers' numbers and the ratios. Targets: stream and
 # connect >= 1.0x haproxy. Timing never fails a test: this is a report; it
 # exits 0 unless something could not be started.
@@ -138,17 +142,29 @@ wait_up "$direct/small.txt" nginx
 wait_up "$bootlab/small.txt" bootlab
 wait_up "$haproxy/small.txt" haproxy
 
-stream() { # BASE -> MB/s (fails unless the whole GiB arrived)
-  curl -s -f -o /dev/null -w '%{speed_download} %{size_download}' "$1/big.img" |
-    awk '$2 != 1073741824 { print "short transfer: " $2 > "/dev/stderr"; exit 1 }
-         { printf "%.1f", $1 / 1e6 }'
+# CPU time (user + system, all threads) of PID, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+stream() { # BASE [PID] -> "MB/s CPU-ms-per-GiB" (fails unless the whole GiB arrived)
+  local t0 out
+  t0=$(ticks "${2:-self}")
+  out=$(curl -s -f -o /dev/null -w '%{speed_download} %{size_download}' "$1/big.img")
+  echo "$out $(( $(ticks "${2:-self}") - t0 ))" |
+    awk -v hz="$hz" '$2 != 1073741824 { print "short transfer: " $2 > "/dev/stderr"; exit 1 }
+         { printf "%.1f %.0f", $1 / 1e6, $3 * 1000 / hz }'
 }
-connect_rate() { # BASE -> requests (= new connections) per second
-  wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -H 'Connection: close' "$1/small.txt" |
-    awk '/Non-2xx|Socket errors/ { print "wrk: " $0 > "/dev/stderr" }
-         /^Requests\/sec:/ { printf "%.0f", $2 }'
+connect_rate() { # BASE PID -> "connections/s CPU-ms-per-1000-connections"
+  local t0 out
+  t0=$(ticks "$2")
+  out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" -H 'Connection: close' "$1/small.txt")
+  echo "$out" | awk -v t="$(( $(ticks "$2") - t0 ))" -v hz="$hz" '
+    /Non-2xx|Socket errors/ { print "wrk: " $0 > "/dev/stderr" }
+    / requests in / { n = $1 }
+    /^Requests\/sec:/ { r = $2 }
+    END { printf "%.0f %.1f", r, t * 1000 / hz / n * 1000 }'
 }
-p99_us() { # BASE -> p99 latency of back-to-back new connections, in µs
+p99_us() { # BASE [PID] -> p99 latency of back-to-back new connections, in µs
   wrk -t1 -c1 -d"${SECONDS_PER_RUN}s" --latency -H 'Connection: close' "$1/small.txt" |
     awk '$1 == "99%" {
            v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v)
@@ -157,21 +173,26 @@ p99_us() { # BASE -> p99 latency of back-to-back new connections, in µs
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-run_pair() { # FUNCTION ARRAY_PREFIX ROUND
+run_pair() { # FUNCTION ARRAY_PREFIX ROUND: each result "value [cpu]"
   local f=$1 prefix=$2 round=$3 a b
   if [ $((round % 2)) -eq 1 ]; then
-    a=$($f "$bootlab"); b=$($f "$haproxy")
+    a=$($f "$bootlab" "$lb_pid"); b=$($f "$haproxy" "$hp_pid")
   else
-    b=$($f "$haproxy"); a=$($f "$bootlab")
+    b=$($f "$haproxy" "$hp_pid"); a=$($f "$bootlab" "$lb_pid")
   fi
-  eval "${prefix}_bl+=(\"$a\"); ${prefix}_hp+=(\"$b\")"
+  eval "${prefix}_bl+=(\"${a%% *}\"); ${prefix}_hp+=(\"${b%% *}\")"
+  if [ "${a#* }" != "$a" ]; then
+    eval "${prefix}_cpu_bl+=(\"${a#* }\"); ${prefix}_cpu_hp+=(\"${b#* }\")"
+  fi
 }
 
 st_bl=() st_hp=() cr_bl=() cr_hp=() la_bl=() la_hp=() la_direct=() st_direct=()
+st_cpu_bl=() st_cpu_hp=() cr_cpu_bl=() cr_cpu_hp=()
 echo "stream: 1 GiB through each balancer, $ROUNDS rounds ..."
 for r in $(seq "$ROUNDS"); do
   run_pair stream st "$r"
-  st_direct+=("$(stream "$direct")")
+  d=$(stream "$direct")
+  st_direct+=("${d%% *}")
 done
 echo "connect: new connections/s, wrk -c64 keep-alive off, ${SECONDS_PER_RUN}s x $ROUNDS rounds ..."
 for r in $(seq "$ROUNDS"); do run_pair connect_rate cr "$r"; done
@@ -189,6 +210,10 @@ ch=$(echo "${cr_hp[*]}" | median)
 lb=$(echo "${la_bl[*]}" | median)
 lh=$(echo "${la_hp[*]}" | median)
 ld=$(echo "${la_direct[*]}" | median)
+scb=$(echo "${st_cpu_bl[*]}" | median)
+sch=$(echo "${st_cpu_hp[*]}" | median)
+ccb=$(echo "${cr_cpu_bl[*]}" | median)
+cch=$(echo "${cr_cpu_hp[*]}" | median)
 added_b=$(echo "$lb - $ld" | bc -l)
 added_h=$(echo "$lh - $ld" | bc -l)
 echo
@@ -197,10 +222,14 @@ printf '%-34s %9.1f MB/s %9.1f MB/s %8.2fx  %s\n' "stream 1 GiB" "$sb" "$sh" "$(
 printf '%-34s %11.0f /s %11.0f /s %8.2fx  %s\n' "new connections (small responses)" "$cb" "$ch" "$(echo "$cb / $ch" | bc -l)" ">= 1.00x haproxy"
 printf '%-34s %11.0f us %11.0f us %9s  %s\n' "p99 latency added (vs direct)" "$added_b" "$added_h" \
   "$(if [ "$(echo "$added_h > 0" | bc)" = 1 ]; then printf '%.2fx' "$(echo "$added_b / $added_h" | bc -l)"; else echo n/a; fi)" "lower is better"
+printf '%-34s %9.0f ms   %9.0f ms   %8.2fx  %s\n' "CPU per GiB streamed" "$scb" "$sch" "$(echo "$scb / $sch" | bc -l)" "lower is better"
+printf '%-34s %9.1f ms   %9.1f ms   %8.2fx  %s\n' "CPU per 1000 new connections" "$ccb" "$cch" "$(echo "$ccb / $cch" | bc -l)" "lower is better"
 echo "direct to nginx: stream $sd MB/s, p99 $ld us"
 echo "zero-copy (splice): bootlab $LB_ZERO_COPY"
 echo "bootlab peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$lb_pid/status")," \
   "haproxy peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$hp_pid/status")"
 echo "rounds: bootlab stream [${st_bl[*]}] connect [${cr_bl[*]}] p99 [${la_bl[*]}]"
+echo "                cpu/GiB [${st_cpu_bl[*]}] cpu/1000 conns [${cr_cpu_bl[*]}]"
 echo "        haproxy stream [${st_hp[*]}] connect [${cr_hp[*]}] p99 [${la_hp[*]}]"
+echo "                cpu/GiB [${st_cpu_hp[*]}] cpu/1000 conns [${cr_cpu_hp[*]}]"
 echo "        direct  stream [${st_direct[*]}] p99 [${la_direct[*]}]"

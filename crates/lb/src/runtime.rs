@@ -451,6 +451,10 @@ impl LoadBalancers {
             .local_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         info!("listening for lb {} on {addr}", balancer.name);
+        // Inherited by every accepted socket (tests/relay.rs checks it).
+        if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            warn!("lb {}: TCP_NODELAY on {addr}: {e}", balancer.name);
+        }
         let listener = Arc::new(listener);
         let loops = self.inner.runtime.metrics().num_workers().clamp(1, 8);
         for _ in 0..loops {
@@ -634,7 +638,8 @@ async fn client(balancer: Arc<Balancer>, stream: TcpStream, inner: Arc<Inner>) {
     let _slot = Held(&balancer.active);
     let settings = read(&balancer.settings);
     let limits = settings.limits;
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY comes from the listener (spawn_accept), as Linux copies it
+    // into accepted sockets: one setsockopt less per connection.
     let Some((backend, server)) = connect(&balancer, &settings).await else {
         balancer.refused_no_backend.fetch_add(1, Ordering::Relaxed);
         if let Some(skipped) = balancer.log.allow("no_backend") {
@@ -753,5 +758,36 @@ async fn check_loop(balancer: Arc<Balancer>, backend: Arc<Backend>, inner: Arc<I
             () = tokio::time::sleep_until(started + settings.interval) => {}
             () = backend.wake.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accept path relies on Linux copying TCP_NODELAY from the
+    /// listener into accepted sockets.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn the_rate_limited_log_counts_what_it_skipped() {
+        let log = RateLimitedLog::new(Duration::from_secs(3600));
+        assert_eq!(log.allow("a"), Some(0));
+        assert_eq!(log.allow("a"), None);
+        assert_eq!(log.allow("a"), None);
+        assert_eq!(log.allow("b"), Some(0));
+        let log = RateLimitedLog::new(Duration::ZERO);
+        assert_eq!(log.allow("a"), Some(0));
+        assert_eq!(log.allow("a"), Some(0));
     }
 }
