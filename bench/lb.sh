@@ -4,8 +4,8 @@
 #
 #   bench/lb.sh                 # builds the balancer if needed
 #   ROUNDS=7 SECONDS_PER_RUN=5 bench/lb.sh
-#   LB_ZERO_COPY=true bench/lb.sh   # bootlab with splice(2) (haproxy then
-#                                   # gets `option splice-auto` too)
+#   LB_ZERO_COPY=false bench/lb.sh  # both without splice(2) (the default,
+#                                   # true, gives haproxy `option splice-auto`)
 #
 # The balancer runs as crates/lb/examples/lb (LB=path overrides it) until
 # bootlabd runs the balancers; haproxy runs the configuration the crate
@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
-LB_ZERO_COPY=${LB_ZERO_COPY:-false}
+LB_ZERO_COPY=${LB_ZERO_COPY:-true}
 for tool in haproxy nginx wrk curl ss bc; do
   command -v "$tool" >/dev/null || { echo "bench/lb.sh: $tool is required (apt-get install haproxy nginx wrk curl iproute2 bc)" >&2; exit 69; }
 done

@@ -166,7 +166,16 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // bootlabd's runtime: multi-thread, one worker per core (LB_WORKERS
+    // overrides the count, for experiments).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("LB_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(&path, configs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

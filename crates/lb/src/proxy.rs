@@ -6,15 +6,18 @@
 //! Each pump reads into spare capacity of a `Vec` (no zeroing) of
 //! [`Limits::buffer_size`](crate::Limits) and writes it all before the next
 //! read, so at most one buffer per direction is in flight.
-//! With [`Limits::zero_copy`](crate::Limits) each pump instead moves bytes
-//! socket -> pipe -> socket with splice(2) ([`crate::splice`]).
+//! With [`Limits::zero_copy`](crate::Limits) a direction that fills a whole
+//! buffer in one read (a bulk transfer) continues with splice(2) through a
+//! pipe (`crate::splice`), as haproxy's `option splice-auto` does; request
+//! and response exchanges stay on the copy path and never create pipes.
 
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -79,43 +82,24 @@ pub async fn relay(
 ) -> RelayEnd {
     let activity = Activity::new();
     let moving = async {
-        if zero_copy {
-            crate::splice::relay(
-                &client,
-                &server,
-                buffer_size,
-                to_server,
-                to_client,
-                &activity,
-            )
-            .await
-        } else {
-            // Borrowed halves: tokio's owned write half would shutdown(Write)
-            // again when dropped (a syscall per side per connection).
-            let (mut client, mut server) = (client, server);
-            let (mut cr, mut cw) = client.split();
-            let (mut sr, mut sw) = server.split();
-            let finished = AtomicU8::new(0);
-            tokio::try_join!(
-                pump(
-                    &mut cr,
-                    &mut sw,
-                    buffer_size,
-                    to_server,
-                    &activity,
-                    &finished
-                ),
-                pump(
-                    &mut sr,
-                    &mut cw,
-                    buffer_size,
-                    to_client,
-                    &activity,
-                    &finished
-                ),
-            )
-            .map(|_| ())
-        }
+        // Borrowed halves: tokio's owned write half would shutdown(Write)
+        // again when dropped (a syscall per side per connection).
+        let (mut client, mut server) = (client, server);
+        let (mut cr, mut cw) = client.split();
+        let (mut sr, mut sw) = server.split();
+        let finished = AtomicU8::new(0);
+        let up = Pump {
+            buffer_size,
+            zero_copy,
+            counter: to_server,
+            activity: &activity,
+            finished: &finished,
+        };
+        let down = Pump {
+            counter: to_client,
+            ..up
+        };
+        tokio::try_join!(up.run(&mut cr, &mut sw), down.run(&mut sr, &mut cw)).map(|_| ())
     };
     tokio::select! {
         r = moving => match r {
@@ -136,41 +120,59 @@ pub(crate) fn must_shutdown(finished: &AtomicU8) -> bool {
     finished.fetch_add(1, Ordering::AcqRel) == 0
 }
 
-/// Copies `from` to `to` until EOF, then passes the EOF on.
-async fn pump<R, W>(
-    from: &mut R,
-    to: &mut W,
+/// One direction of a relay.
+struct Pump<'a> {
     buffer_size: usize,
-    counter: &AtomicU64,
-    activity: &Activity,
-    finished: &AtomicU8,
-) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    // Small connections (API calls, health probes) never need the big buffer.
-    let mut buf = Vec::with_capacity(buffer_size.min(16 * 1024));
-    loop {
-        buf.clear();
-        let n = from.read_buf(&mut buf).await?;
-        if n == 0 {
-            if !must_shutdown(finished) {
-                return Ok(());
+    zero_copy: bool,
+    counter: &'a AtomicU64,
+    activity: &'a Activity,
+    finished: &'a AtomicU8,
+}
+
+impl Pump<'_> {
+    /// Copies `from` to `to` until EOF, then passes the EOF on. With
+    /// zero-copy, a direction whose read fills the whole buffer (a bulk
+    /// transfer, not a request/response exchange) continues with splice(2),
+    /// as haproxy's `option splice-auto` does: short connections never pay
+    /// for the pipes.
+    async fn run(&self, from: &mut ReadHalf<'_>, to: &mut WriteHalf<'_>) -> io::Result<()> {
+        // Small connections (API calls, health probes) never need the big buffer.
+        let mut buf = Vec::with_capacity(self.buffer_size.min(16 * 1024));
+        loop {
+            buf.clear();
+            let n = from.read_buf(&mut buf).await?;
+            if n == 0 {
+                if !must_shutdown(self.finished) {
+                    return Ok(());
+                }
+                // Half-close: the peer sent FIN; pass it on, keep the other way.
+                return match to.shutdown().await {
+                    // The other side may already be gone; that is not this pump's failure.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    r => r,
+                };
             }
-            // Half-close: the peer sent FIN; pass it on, keep the other way.
-            return match to.shutdown().await {
-                // The other side may already be gone; that is not this pump's failure.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-                r => r,
-            };
-        }
-        activity.touch();
-        to.write_all(&buf).await?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        activity.touch();
-        if n == buf.capacity() && buf.capacity() < buffer_size {
-            buf.reserve_exact(buffer_size - buf.len());
+            self.activity.touch();
+            to.write_all(&buf).await?;
+            self.counter.fetch_add(n as u64, Ordering::Relaxed);
+            self.activity.touch();
+            if n == buf.capacity() {
+                if buf.capacity() < self.buffer_size {
+                    buf.reserve_exact(self.buffer_size - buf.len());
+                } else if self.zero_copy {
+                    drop(buf);
+                    let (from, to): (&TcpStream, &TcpStream) = (from.as_ref(), to.as_ref());
+                    return crate::splice::pump(
+                        from,
+                        to,
+                        self.buffer_size,
+                        self.counter,
+                        self.activity,
+                        self.finished,
+                    )
+                    .await;
+                }
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ mod tests {
             vec![BackendConfig::new("m0", "127.0.0.1:1".parse().unwrap())],
         );
         c.limits.max_connections = 100;
+        c.limits.zero_copy = false;
         assert_eq!(fds_needed(&[c.clone()]), 201 + BASE_FDS);
         c.limits.zero_copy = true;
         assert_eq!(fds_needed(&[c]), 601 + BASE_FDS);

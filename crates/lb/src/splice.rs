@@ -1,7 +1,7 @@
-//! Zero-copy relaying with splice(2): each direction moves bytes socket ->
-//! pipe -> socket inside the kernel, never through user space. Enabled by
-//! [`Limits::zero_copy`](crate::Limits); off by default because it did not
-//! help enough on the measured workloads (docs/lb.md, "Zero-copy").
+//! Zero-copy relaying with splice(2): a direction moves bytes socket ->
+//! pipe -> socket inside the kernel, never through user space. Used by
+//! [`Limits::zero_copy`](crate::Limits) once a direction is a bulk transfer
+//! (see `crate::proxy`); measured in docs/lb.md, "Zero-copy".
 //!
 //! Readiness comes from tokio (`readable`/`writable` + `try_io`), the
 //! syscalls from nix's safe wrappers. Each direction owns one non-blocking
@@ -18,23 +18,6 @@ use tokio::net::TcpStream;
 
 use crate::proxy::{Activity, must_shutdown};
 
-/// Relays both directions until both reached EOF or either failed.
-pub(crate) async fn relay(
-    client: &TcpStream,
-    server: &TcpStream,
-    pipe_size: usize,
-    to_server: &AtomicU64,
-    to_client: &AtomicU64,
-    activity: &Activity,
-) -> io::Result<()> {
-    let finished = AtomicU8::new(0);
-    tokio::try_join!(
-        pump(client, server, pipe_size, to_server, activity, &finished),
-        pump(server, client, pipe_size, to_client, activity, &finished),
-    )
-    .map(|_| ())
-}
-
 fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
     // Best effort: the default 64 KiB pipe also works, only with more calls.
@@ -45,7 +28,9 @@ fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-async fn pump(
+/// Moves `from` to `to` until EOF, then passes the EOF on (as the copying
+/// pump does).
+pub(crate) async fn pump(
     from: &TcpStream,
     to: &TcpStream,
     size: usize,

@@ -126,13 +126,21 @@ async fn half_close_from_the_client_reaches_the_backend() {
             });
         }
     });
-    let lb = Lb::start(vec![config(vec![BackendConfig::new("counter", addr)])]).await;
-
-    let mut s = TcpStream::connect(lb.addr()).await.unwrap();
-    s.write_all(&vec![7u8; 300_000]).await.unwrap();
-    s.shutdown().await.unwrap();
-    let answer = read_to_close(&mut s).await;
-    assert_eq!(String::from_utf8_lossy(&answer), "got 300000\n");
+    // 3 MB: the upward direction goes bulk (spliced with zero-copy).
+    for zero_copy in [false, true] {
+        let mut c = config(vec![BackendConfig::new("counter", addr)]);
+        c.limits.zero_copy = zero_copy;
+        let lb = Lb::start(vec![c]).await;
+        let mut s = TcpStream::connect(lb.addr()).await.unwrap();
+        s.write_all(&vec![7u8; 3_000_000]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            "got 3000000\n",
+            "zero_copy {zero_copy}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,27 +163,30 @@ async fn half_close_from_the_backend_reaches_the_client() {
             });
         }
     });
-    let lb = Lb::start(vec![config(vec![BackendConfig::new("greeter", addr)])]).await;
-
-    let mut s = TcpStream::connect(lb.addr()).await.unwrap();
-    let mut hello = Vec::new();
-    bounded("the backend's EOF", s.read_to_end(&mut hello))
-        .await
-        .unwrap();
-    assert_eq!(hello, b"hello\n");
-    // Our direction still flows after the backend's FIN.
-    s.write_all(&vec![1u8; 50_000]).await.unwrap();
-    s.shutdown().await.unwrap();
-    let counted = bounded("the backend's count", async {
-        loop {
-            match rx.recv().await.unwrap() {
-                0 => continue, // the health check's connection
-                n => break n,
+    for zero_copy in [false, true] {
+        let mut c = config(vec![BackendConfig::new("greeter", addr)]);
+        c.limits.zero_copy = zero_copy;
+        let lb = Lb::start(vec![c]).await;
+        let mut s = TcpStream::connect(lb.addr()).await.unwrap();
+        let mut hello = Vec::new();
+        bounded("the backend's EOF", s.read_to_end(&mut hello))
+            .await
+            .unwrap();
+        assert_eq!(hello, b"hello\n");
+        // Our direction still flows after the backend's FIN (3 MB: bulk).
+        s.write_all(&vec![1u8; 3_000_000]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let counted = bounded("the backend's count", async {
+            loop {
+                match rx.recv().await.unwrap() {
+                    0 => continue, // a health check's connection
+                    n => break n,
+                }
             }
-        }
-    })
-    .await;
-    assert_eq!(counted, 50_000);
+        })
+        .await;
+        assert_eq!(counted, 3_000_000, "zero_copy {zero_copy}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,6 +341,15 @@ fn pattern() -> Arc<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_connections_each_echo_one_mib() {
+    thousand_echoes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_each_echo_one_mib_zero_copy() {
+    thousand_echoes(true).await;
+}
+
+async fn thousand_echoes(zero_copy: bool) {
     const CONNS: usize = 1000;
     const SIZE: usize = 1 << 20;
     // Clients, balancer (two sockets each) and echo servers share this process.
@@ -339,14 +359,15 @@ async fn a_thousand_concurrent_connections_each_echo_one_mib() {
         "RLIMIT_NOFILE hard limit too low for this test: {limit:?}"
     );
     let echoes: Vec<Echo> = (0..3).map(|_| Echo::start()).collect();
-    let lb = Lb::start(vec![config(
+    let mut c = config(
         echoes
             .iter()
             .enumerate()
             .map(|(i, e)| BackendConfig::new(format!("echo{i}"), e.addr))
             .collect(),
-    )])
-    .await;
+    );
+    c.limits.zero_copy = zero_copy;
+    let lb = Lb::start(vec![c]).await;
     lb.wait_state(&["echo0", "echo1", "echo2"], BackendState::Up)
         .await;
     let addr = lb.addr();
