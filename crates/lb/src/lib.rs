@@ -30,18 +30,18 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: the runtime configuration (plain data, defaults).
-//! - [`select`]: which backend a new connection tries first, and next (pure).
-//! - [`health`]: the rise/fall state machine (pure).
-//! - [`probe`]: one tcp/tls/https check; the HTTP status-line parser.
-//! - [`tls`]: the check client's accept-any-certificate verifier.
-//! - [`proxy`]: the relay: two pumps, half-close, idle timeout, counters.
-//! - `splice`: the zero-copy pumps (splice(2) through pipes).
-//! - [`runtime`]: [`LoadBalancers`]: accept loops, cap, connect fallback,
+//! - [`config`] — the runtime configuration (plain data, defaults).
+//! - [`select`] — which backend a new connection tries first, and next (pure).
+//! - [`health`] — the rise/fall state machine (pure).
+//! - [`probe`] — one tcp/tls/https check; the HTTP status-line parser.
+//! - [`tls`] — the check client's accept-any-certificate verifier.
+//! - [`proxy`] — the relay: two pumps, half-close, idle timeout, counters.
+//! - `splice` — the zero-copy pumps (splice(2) through pipes).
+//! - [`runtime`] — [`LoadBalancers`]: accept loops, cap, connect fallback,
 //!   check tasks, reload, snapshots.
-//! - [`status`]: [`BalancerStatus`], [`LbEvent`], [`EventSink`].
-//! - [`haproxy`]: [`haproxy_cfg`].
-//! - [`rlimit`]: [`fds_needed`], [`raise_nofile`].
+//! - [`status`] — [`BalancerStatus`], [`LbEvent`], [`EventSink`].
+//! - [`haproxy`] — [`haproxy_cfg`].
+//! - [`rlimit`] — [`fds_needed`], [`raise_nofile`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

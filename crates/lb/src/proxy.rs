@@ -21,6 +21,8 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Limits;
+
 /// How a relayed connection ended.
 #[derive(Debug)]
 pub enum RelayEnd {
@@ -68,18 +70,22 @@ impl Activity {
 }
 
 /// Relays between `client` and `server` until both directions are done,
-/// either side fails, nothing moves for `idle`, or `stop` is cancelled.
+/// either side fails, nothing moves for the idle timeout, or `stop` is
+/// cancelled.
 /// `to_server`/`to_client` count the bytes as they are written.
 pub async fn relay(
     client: TcpStream,
     server: TcpStream,
-    buffer_size: usize,
-    idle: Duration,
-    zero_copy: bool,
+    limits: &Limits,
     to_server: &AtomicU64,
     to_client: &AtomicU64,
     stop: &CancellationToken,
 ) -> RelayEnd {
+    let (buffer_size, idle, zero_copy) = (
+        limits.buffer_size.max(4096),
+        limits.idle_timeout,
+        limits.zero_copy,
+    );
     let activity = Activity::new();
     let moving = async {
         // Borrowed halves: tokio's owned write half would shutdown(Write)

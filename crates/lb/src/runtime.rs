@@ -656,9 +656,7 @@ async fn client(balancer: Arc<Balancer>, stream: TcpStream, inner: Arc<Inner>) {
     let end = relay(
         stream,
         server,
-        limits.buffer_size.max(4096),
-        limits.idle_timeout,
-        limits.zero_copy,
+        &limits,
         &backend.bytes_in,
         &backend.bytes_out,
         &inner.force_close,
