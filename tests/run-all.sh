@@ -36,7 +36,7 @@ if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q '~bpo'; then
 fi
 apt-get install -y -qq --no-install-recommends "${extra[@]}" "${pkgs[@]}" >/dev/null
 # Packaged daemons some tests compare against must not run as system services.
-for svc in tftpd-hpa nginx kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
+for svc in tftpd-hpa nginx haproxy kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi
