@@ -519,7 +519,7 @@ pub fn build(
     }
 
     // the inventory and where the services keep things
-    let lab = std::fs::read(&inv.source())
+    let lab = std::fs::read(inv.source())
         .with_context(|| format!("reading {}", inv.source().display()))?;
     cpio.file("etc/bootlab/lab.toml", 0o644, &lab)?;
     let data_dir = inv.services().data_dir.to_string_lossy().into_owned();

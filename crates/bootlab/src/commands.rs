@@ -347,12 +347,120 @@ struct VmStatus {
     stage: Option<String>,
 }
 
+/// A destination the egress policy refused recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RefusedEgress {
+    /// Destination address.
+    pub addr: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Destination port.
+    pub port: u16,
+    /// Seconds before it is forgotten.
+    pub expires_s: Option<u64>,
+    /// Which firewall refused it: `hypervisor` or `services`.
+    #[serde(default)]
+    pub by: String,
+}
+
 #[derive(Serialize)]
 struct StatusJson {
     network: String,
     network_state: String,
     bootlabd: String,
     vms: Vec<VmStatus>,
+    /// bootlabd's `/api/v1/balancers`, when it has balancers.
+    balancers: Vec<bootlab_lb::BalancerStatus>,
+    /// Refused egress destinations, newest first.
+    egress_refused: Vec<RefusedEgress>,
+}
+
+/// The balancers and refused destinations as `bootlab status` prints them.
+fn status_extras_text(
+    balancers: &[bootlab_lb::BalancerStatus],
+    refused: &[RefusedEgress],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if !balancers.is_empty() {
+        out.push_str("balancers:\n");
+        for b in balancers {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<22} {:<10} {} open, {} total, {} refused (no backend)",
+                b.name,
+                b.listen,
+                b.algorithm.as_str(),
+                b.active_connections,
+                b.total_connections,
+                b.refused_no_backend
+            );
+            for be in &b.backends {
+                let why = match (&be.state, &be.last_check_error) {
+                    (bootlab_lb::BackendState::Down, Some(e)) => format!(" ({e})"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    {:<14} {:<22} {:<8} {} open, {} total{why}",
+                    be.name,
+                    be.addr,
+                    be.state.as_str(),
+                    be.active_connections,
+                    be.total_connections
+                );
+            }
+        }
+    }
+    if refused.is_empty() {
+        out.push_str("egress refused: none in the last hour\n");
+    } else {
+        out.push_str("egress refused (last hour):\n");
+        for r in refused {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<4} {:<6} by {}{}",
+                r.addr,
+                r.protocol,
+                r.port,
+                r.by,
+                r.expires_s
+                    .map(|s| format!(", forgotten in {s}s"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+/// Refused destinations: the hypervisor's own table (nat mode, local URI)
+/// and the services VM's (bootlabd's `egress` report).
+fn refused_egress(inv: &Inventory, local: bool, api: Option<SocketAddr>) -> Vec<RefusedEgress> {
+    let mut out = Vec::new();
+    if local && inv.network().mode == NetworkMode::Nat {
+        let table = BootlabTable::new(Nft::system());
+        for e in table.denied_endpoints().unwrap_or_default() {
+            out.push(RefusedEgress {
+                addr: e.addr.to_string(),
+                protocol: e.protocol.clone(),
+                port: e.port,
+                expires_s: e.expires.map(|d| d.as_secs()),
+                by: "hypervisor".into(),
+            });
+        }
+    }
+    if let Some(addr) = api {
+        if let Ok(v) = http_get_json(addr, "/api/v1/egress", Duration::from_secs(3)) {
+            if let Ok(list) = serde_json::from_value::<Vec<RefusedEgress>>(v["denied"].clone()) {
+                out.extend(list.into_iter().map(|r| RefusedEgress {
+                    by: "services".into(),
+                    ..r
+                }));
+            }
+        }
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.expires_s));
+    out
 }
 
 /// `bootlab status`
@@ -361,14 +469,32 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
     let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
     let have = Actual::read(&conn, &desired)?;
     let addr = SocketAddr::new(inv.services().ip.into(), inv.services().listen.http.port());
-    let (api, machines): (String, Vec<MachineSummary>) =
+    let (api, machines, reachable): (String, Vec<MachineSummary>, bool) =
         match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
             Ok(v) => match serde_json::from_value(v) {
-                Ok(m) => (format!("answering at http://{addr}"), m),
-                Err(e) => (format!("unexpected answer from http://{addr}: {e}"), vec![]),
+                Ok(m) => (format!("answering at http://{addr}"), m, true),
+                Err(e) => (
+                    format!("unexpected answer from http://{addr}: {e}"),
+                    vec![],
+                    true,
+                ),
             },
-            Err(e) => (format!("not reachable at http://{addr}: {e:#}"), vec![]),
+            Err(e) => (
+                format!("not reachable at http://{addr}: {e:#}"),
+                vec![],
+                false,
+            ),
         };
+    let balancers: Vec<bootlab_lb::BalancerStatus> = if reachable && !inv.balancers().is_empty() {
+        http_get_json(addr, "/api/v1/balancers", Duration::from_secs(3))
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    } else {
+        vec![]
+    };
+    let local = libvirt::is_local_uri(&uri(inv, c));
+    let egress_refused = refused_egress(inv, local, reachable.then_some(addr));
     let vms: Vec<VmStatus> = desired
         .domains
         .iter()
@@ -403,6 +529,8 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
         },
         bootlabd: api,
         vms,
+        balancers,
+        egress_refused,
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
@@ -419,6 +547,7 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
                     v.stage.as_deref().unwrap_or("-")
                 );
             }
+            print!("{}", status_extras_text(&st.balancers, &st.egress_refused));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -463,4 +592,50 @@ pub enum EgressAction {
     Show,
     /// Remove bootlab's table (nothing else).
     Remove,
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn balancers_and_refused_egress_are_listed() {
+        let json = serde_json::json!([{
+            "name": "api", "listen": "192.168.200.254:6443", "algorithm": "roundrobin",
+            "check": { "kind": "tcp" }, "active_connections": 1, "total_connections": 9,
+            "max_connections": 4096, "refused_over_cap": 0, "refused_no_backend": 2,
+            "idle_timeouts": 0,
+            "backends": [
+                { "name": "master-0", "addr": "192.168.200.30:6443", "state": "up",
+                  "checks_passed_streak": 3, "checks_failed_streak": 0, "checks_passed": 9,
+                  "checks_failed": 0, "last_check_error": null, "active_connections": 1,
+                  "total_connections": 9, "bytes_in": 10, "bytes_out": 20, "connect_failures": 0 },
+                { "name": "bootstrap", "addr": "192.168.200.10:6443", "state": "down",
+                  "checks_passed_streak": 0, "checks_failed_streak": 3, "checks_passed": 0,
+                  "checks_failed": 3, "last_check_error": "connect: Connection refused",
+                  "active_connections": 0, "total_connections": 0, "bytes_in": 0,
+                  "bytes_out": 0, "connect_failures": 0 }
+            ]
+        }]);
+        let balancers: Vec<bootlab_lb::BalancerStatus> = serde_json::from_value(json).unwrap();
+        let refused = vec![RefusedEgress {
+            addr: "203.0.113.7".into(),
+            protocol: "tcp".into(),
+            port: 443,
+            expires_s: Some(3500),
+            by: "hypervisor".into(),
+        }];
+        let text = status_extras_text(&balancers, &refused);
+        assert!(text.contains("api"), "{text}");
+        assert!(text.contains("master-0") && text.contains("up"), "{text}");
+        assert!(
+            text.contains("bootstrap") && text.contains("total (connect: Connection refused)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("203.0.113.7      tcp  443    by hypervisor, forgotten in 3500s"),
+            "{text}"
+        );
+        assert!(status_extras_text(&[], &[]).contains("egress refused: none"));
+    }
 }

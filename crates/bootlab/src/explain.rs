@@ -22,7 +22,7 @@ pub(crate) fn parse_arch(s: &str) -> Option<u16> {
 pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> String {
     let mut out = String::new();
     let node = inv.node_by_mac(mac);
-    let reservation = inv.hosts().into_iter().find(|r| r.mac == mac);
+    let reservation = inv.host_by_mac(mac);
     let _ = writeln!(
         out,
         "client {mac} arch {arch}{}",
@@ -97,10 +97,21 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
 
 /// Renders a virtual file by name (`boot.ipxe?mac=M` for the script).
 pub(crate) fn render_file(inv: &Inventory, file: &str) -> anyhow::Result<String> {
+    if file == "haproxy.cfg" {
+        if inv.balancers().is_empty() {
+            anyhow::bail!("the inventory has no [[balancers]]; add them to render haproxy.cfg");
+        }
+        let configs: Vec<bootlab_lb::BalancerConfig> = inv
+            .balancers()
+            .iter()
+            .map(bootlab_lb::BalancerConfig::from)
+            .collect();
+        return Ok(bootlab_lb::haproxy_cfg(&configs));
+    }
     let (path, query) = file.split_once('?').unwrap_or((file, ""));
     let vf = VirtualFile::parse(path).ok_or_else(|| {
         anyhow::anyhow!(
-            "{path:?} is not a boot script name; use boot.ipxe?mac=M, grub.cfg-01-<mac> or pxelinux.cfg/01-<mac> (MAC with dashes)"
+            "{path:?} is not a file bootlab renders; use boot.ipxe?mac=M, grub.cfg-01-<mac>, pxelinux.cfg/01-<mac> (MAC with dashes) or haproxy.cfg"
         )
     })?;
     let mac = match vf.mac() {

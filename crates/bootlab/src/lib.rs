@@ -154,8 +154,9 @@ pub enum Command {
         #[arg(default_value = DEFAULT_LAB, global = true)]
         lab: PathBuf,
     },
-    /// Print a rendered boot script or per-MAC config: `boot.ipxe?mac=M`,
-    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`.
+    /// Print a rendered boot script or per-MAC config (`boot.ipxe?mac=M`,
+    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), or `haproxy.cfg`: the
+    /// haproxy configuration equivalent to the inventory's balancers.
     Render {
         /// `[LAB.toml] FILE`: the inventory (default ./lab.toml) and the file.
         #[arg(num_args = 1..=2, value_name = "[LAB] FILE")]

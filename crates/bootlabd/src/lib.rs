@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`Args`] and [`run`]: command line, logging, config check, runtime.
 //! - `services`: binds each service's sockets and spawns it.
+//! - `balancers`: the `[[balancers]]` on `bootlab-lb`: binding, events into
+//!   the timeline, the `balancers` report and metrics, reconfigure on reload.
 //! - `firewall`: applies `table inet bootlab` at start and on reload, feeds
 //!   DNS-learned addresses into its set, `--firewall-remove`.
 //! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
@@ -12,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod balancers;
 mod firewall;
 mod lifecycle;
 mod services;

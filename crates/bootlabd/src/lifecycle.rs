@@ -40,12 +40,12 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     firewall.apply(&shared.inventory(), &shared)?;
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
-    services::spawn_all(&shared, &shutdown, &mut tasks, &firewall).await?;
+    let running = services::spawn_all(&shared, &shutdown, &mut tasks, &firewall).await?;
     info!(config = %config.display(), "bootlabd ready");
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config, &shared, &publisher, listen, &firewall),
+            _ = hup.recv() => reload(&config, &shared, &publisher, listen, &firewall, &running),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             Some(done) = tasks.join_next() => {
@@ -94,6 +94,7 @@ fn reload(
     publisher: &bootlab_state::InventoryPublisher,
     listen: bootlab_inventory::Listen,
     firewall: &DaemonFirewall,
+    running: &services::Running,
 ) {
     info!(config = %config.display(), "SIGHUP: reloading the inventory");
     match bootlab_inventory::load(config) {
@@ -114,7 +115,15 @@ fn reload(
             if let Err(e) = firewall.apply(&generation.inventory, shared) {
                 error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
             }
+            let inv = generation.inventory.clone();
             publisher.install(generation);
+            match &running.lb {
+                Some(lbs) => crate::balancers::reload(lbs, shared, &inv),
+                None if !inv.balancers().is_empty() => warn!(
+                    "balancers were added to an inventory that had none; they start after a restart"
+                ),
+                None => {}
+            }
             let serial = shared.inventory().zones().forward.serial;
             info!(nodes, zone_serial = serial, "reloaded inventory");
         }

@@ -15,18 +15,25 @@ use tokio_util::sync::CancellationToken;
 /// The running services' tasks: each yields its name and how it ended.
 pub(crate) type Tasks = JoinSet<(&'static str, std::io::Result<()>)>;
 
+/// Handles of running services that reload acts on directly.
+pub(crate) struct Running {
+    /// The balancers, when the inventory has any.
+    pub lb: Option<bootlab_lb::LoadBalancers>,
+}
+
 /// Binds and spawns every service.
 pub(crate) async fn spawn_all(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Running> {
     spawn_dhcp(shared, shutdown, tasks)?;
     spawn_dns(shared, shutdown, tasks, firewall).await?;
     spawn_tftp(shared, shutdown, tasks).await?;
     spawn_http(shared, shutdown, tasks).await?;
-    Ok(())
+    let lb = crate::balancers::spawn(shared, shutdown, tasks).await?;
+    Ok(Running { lb })
 }
 
 /// HTTP on `services.listen.http` (boot scripts, assets, machine API, metrics).

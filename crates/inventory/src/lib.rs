@@ -194,7 +194,7 @@ fn found_words(found: &str) -> String {
     } else if let Some(v) = f.strip_prefix("floating point ") {
         format!("the number {}", v.trim_matches('`'))
     } else if let Some(v) = f.strip_prefix("boolean ") {
-        format!("{}", v.trim_matches('`'))
+        v.trim_matches('`').to_owned()
     } else if f == "sequence" {
         "an array".into()
     } else if f == "map" {

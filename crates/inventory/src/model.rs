@@ -423,13 +423,23 @@ pub struct Ntp {
     pub require_sync: bool,
 }
 
-/// How a balancer picks a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a balancer picks a backend for a new connection.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
-    /// In turn.
+    /// Each new connection goes to the next backend in turn (the default).
+    #[default]
     RoundRobin,
-    /// Fewest open connections; ties in turn.
+    /// The backend with the fewest open connections; ties in turn.
     LeastConn,
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Algorithm {
@@ -442,20 +452,33 @@ impl Algorithm {
     }
 }
 
-/// A balancer's health check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one health check does. TLS never verifies certificates (cluster
+/// CAs are self-signed) and sends no SNI (the backend is addressed by IP).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum HealthCheck {
-    /// A TCP connect.
+    /// A TCP connect succeeds (the default).
+    #[default]
     Tcp,
-    /// A TLS handshake (certificates not verified).
+    /// A TCP connect and a complete TLS handshake succeed.
     Tls,
-    /// An HTTPS GET (certificates not verified) expecting a status.
+    /// Over TLS, `GET path` answers with status `status`.
     Https {
-        /// Request path.
+        /// Request path, e.g. `/readyz`.
         path: String,
-        /// Expected status.
+        /// The status that counts as healthy, e.g. 200.
         status: u16,
     },
+}
+
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp => f.write_str("tcp"),
+            Self::Tls => f.write_str("tls"),
+            Self::Https { path, status } => write!(f, "https GET {path} -> {status}"),
+        }
+    }
 }
 
 /// One backend of a balancer: a node's address.

@@ -1,15 +1,16 @@
-//! The runtime configuration of the balancers: plain data, no inventory
-//! types. bootlabd maps `[[balancers]]` and `drain` onto these; tests and the
-//! bench example build them directly.
+//! The runtime configuration of the balancers: plain data built from the
+//! inventory's `[[balancers]]` (`From<&bootlab_inventory::Balancer>`, which
+//! resolved backends and `drain` already); tests and the bench example
+//! build them directly. The algorithm and health-check kinds are the
+//! inventory's own types.
 //!
 //! Every field has the inventory's default where the inventory has one
 //! ([`BalancerConfig::new`]); [`Limits::default`] documents the rest.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Serialize;
+pub use bootlab_inventory::{Algorithm, HealthCheck};
 
 /// One balancer: a listening address and the backends it spreads
 /// connections over.
@@ -78,63 +79,6 @@ impl BackendConfig {
     }
 }
 
-/// How a backend is picked for a new connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// Each new connection goes to the next backend in order (the default).
-    #[default]
-    RoundRobin,
-    /// The backend with the fewest open connections; ties are broken round
-    /// robin.
-    LeastConn,
-}
-
-impl Algorithm {
-    /// The name as written in lab.toml and haproxy.cfg.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RoundRobin => "roundrobin",
-            Self::LeastConn => "leastconn",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What one health check does. TLS never verifies certificates (cluster CAs
-/// are self-signed) and sends no SNI (the backend is addressed by IP).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum HealthCheck {
-    /// A TCP connect succeeds (the default).
-    #[default]
-    Tcp,
-    /// A TCP connect and a complete TLS handshake succeed.
-    Tls,
-    /// Over TLS, `GET path` answers with status `status`.
-    Https {
-        /// The request path, e.g. `/readyz`.
-        path: String,
-        /// The status that counts as healthy, e.g. 200.
-        status: u16,
-    },
-}
-
-impl fmt::Display for HealthCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp => f.write_str("tcp"),
-            Self::Tls => f.write_str("tls"),
-            Self::Https { path, status } => write!(f, "https GET {path} -> {status}"),
-        }
-    }
-}
-
 /// Limits of one balancer. Defaults follow the OKD documentation's sample
 /// haproxy configuration where it has a value (connect 10 s is shortened to
 /// 5 s: a lab's backends are one switch away).
@@ -176,6 +120,31 @@ impl Default for Limits {
             buffer_size: 64 * 1024,
             zero_copy: true,
             drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The inventory's balancer, as runtime configuration with default limits.
+impl From<&bootlab_inventory::Balancer> for BalancerConfig {
+    fn from(b: &bootlab_inventory::Balancer) -> Self {
+        Self {
+            name: b.name.clone(),
+            listen: SocketAddr::V4(b.listen),
+            backends: b
+                .backends
+                .iter()
+                .map(|x| BackendConfig {
+                    name: x.node.clone(),
+                    addr: SocketAddr::V4(x.addr),
+                    drained: x.drained,
+                })
+                .collect(),
+            algorithm: b.algorithm,
+            check: b.check.clone(),
+            interval: b.interval,
+            rise: b.rise,
+            fall: b.fall,
+            limits: Limits::default(),
         }
     }
 }

@@ -7,9 +7,9 @@
 //! `https` without certificate verification), connect fallback, the
 //! connection cap, idle timeout and half-close, drain and reload, status
 //! snapshots and state-change events, the equivalent haproxy configuration
-//! and the `RLIMIT_NOFILE` the caps need. It knows nothing of the
-//! inventory: bootlabd maps `[[balancers]]` and `drain` onto
-//! [`BalancerConfig`] and wires sockets, reload, the API and metrics.
+//! and the `RLIMIT_NOFILE` the caps need. Its configuration comes from the
+//! inventory's compiled `[[balancers]]` ([`BalancerConfig`] converts from
+//! them); bootlabd wires sockets, reload, the API and metrics.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {

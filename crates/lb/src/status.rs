@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::{Algorithm, HealthCheck};
 
 /// A backend's state as shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// Healthy (or provisionally up before its first check): takes new
@@ -41,7 +41,7 @@ impl fmt::Display for BackendState {
 }
 
 /// One balancer's state and counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BalancerStatus {
     /// The balancer's name.
     pub name: String,
@@ -70,7 +70,7 @@ pub struct BalancerStatus {
 
 /// One backend's state and counters. `bytes_in` flowed from clients to the
 /// backend, `bytes_out` from the backend to clients (haproxy's bin/bout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BackendStatus {
     /// The node's name.
     pub name: String,

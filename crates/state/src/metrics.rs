@@ -78,10 +78,13 @@ impl MetricConstructor<PHistogram> for Buckets {
 /// Reads a value at scrape time; `None` leaves the series out.
 type ReadFn = Box<dyn Fn() -> Option<f64> + Send + Sync>;
 
-/// Values read at scrape time: name -> (help, type, labels -> reader).
+/// One scrape-time family: help, type, and a reader per label set.
+type ScrapeFamily = (String, MetricType, BTreeMap<Labels, ReadFn>);
+
+/// Values read at scrape time, by family name.
 #[derive(Default)]
 struct ScrapeTime {
-    families: RwLock<BTreeMap<String, (String, MetricType, BTreeMap<Labels, ReadFn>)>>,
+    families: RwLock<BTreeMap<String, ScrapeFamily>>,
 }
 
 impl std::fmt::Debug for ScrapeTime {

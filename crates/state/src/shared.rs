@@ -163,6 +163,7 @@ impl Shared {
 
     /// Records a fetch by a client at `ip` (TFTP or HTTP); `mac_hint` is the
     /// MAC the request named. Returns the MAC it was attributed to, if any.
+    #[allow(clippy::too_many_arguments)] // each is a distinct fact of the fetch
     pub fn record_fetch(
         &self,
         inv: &Inventory,

@@ -33,6 +33,8 @@ pub enum Service {
     Http,
     /// DNS.
     Dns,
+    /// The load balancers (a node's backend state changes).
+    Lb,
 }
 
 impl Service {
@@ -43,6 +45,7 @@ impl Service {
             Self::Tftp => "tftp",
             Self::Http => "http",
             Self::Dns => "dns",
+            Self::Lb => "lb",
         }
     }
 }

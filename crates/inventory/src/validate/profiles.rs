@@ -60,6 +60,9 @@ pub(crate) fn profiles(
     out
 }
 
+/// A node lacking vars: its index, name as written, role.
+type Lacking = (usize, String, Option<String>);
+
 /// "a, b, c" or "a, b, c and 7 more".
 fn name_list(names: &[&str]) -> String {
     const SHOWN: usize = 5;
@@ -85,8 +88,7 @@ pub(crate) fn render_boot(
 ) -> Vec<Node> {
     let mut out = Vec::with_capacity(nodes.len());
     // (profile, missing keys) -> nodes; profile -> (first error, nodes)
-    let mut missing: BTreeMap<(String, Vec<String>), Vec<(usize, String, Option<String>)>> =
-        BTreeMap::new();
+    let mut missing: BTreeMap<(String, Vec<String>), Vec<Lacking>> = BTreeMap::new();
     let mut failed: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for (i, n) in nodes {
         // An unknown profile was reported where it was named.
