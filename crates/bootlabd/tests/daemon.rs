@@ -1,12 +1,13 @@
 //! The real `bootlabd` binary: `--check` exit codes, start-up, SIGHUP reload
 //! (broken file keeps the old inventory; good file goes live), SIGTERM.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
+use bootlab_testkit::LabBuilder;
+use bootlab_testkit::lab::{Listen, free_port};
 use common::Daemon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
@@ -17,49 +18,44 @@ fn repo(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A loopback port that was free a moment ago (TCP and UDP).
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// Free loopback ports for DHCP, DNS, TFTP, HTTP and NTP.
+fn ports() -> [u16; 5] {
+    [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ]
+}
+
+/// config/dev.toml as a test daemon on `ports` (DHCP, DNS, TFTP, HTTP, NTP),
+/// state under `dir`, with `extra_nodes` more nodes.
+fn lab_on(dir: &Path, ports: [u16; 5], extra_nodes: usize) -> String {
+    lab_builder(dir, ports, extra_nodes).toml()
+}
+
+/// [`lab_on`] before it is written out, for typed edits.
+fn lab_builder(dir: &Path, ports: [u16; 5], extra_nodes: usize) -> LabBuilder {
+    let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let listen = Listen {
+        dhcp: at(ports[0]),
+        dns: at(ports[1]),
+        tftp: at(ports[2]),
+        http: at(ports[3]),
+        ntp: at(ports[4]),
+    };
+    LabBuilder::dev().local_daemon(dir, &listen).edit(|f| {
+        for i in 0..extra_nodes {
+            let mut n = f.nodes[0].clone();
+            n.name = format!("extra-{i}");
+            n.mac = None;
+            n.ip = format!("127.0.0.{}", 20 + i);
+            n.firmware = None;
+            n.vars.clear();
+            f.nodes.push(n);
         }
-    }
-}
-
-/// Free loopback ports for DHCP, DNS, TFTP and HTTP.
-fn ports() -> [u16; 4] {
-    [free_port(), free_port(), free_port(), free_port()]
-}
-
-/// config/dev.toml moved to `dir` and `ports`, with `extra_nodes` more nodes.
-fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
-    let mut text = std::fs::read_to_string(repo("config/dev.toml")).unwrap();
-    for (old, new) in [
-        ("127.0.0.1:6767", format!("127.0.0.1:{}", ports[0])),
-        ("127.0.0.1:5353", format!("127.0.0.1:{}", ports[1])),
-        ("127.0.0.1:6969", format!("127.0.0.1:{}", ports[2])),
-        ("127.0.0.1:8080", format!("127.0.0.1:{}", ports[3])),
-        (
-            "../target/dev-lab/data",
-            dir.join("data").display().to_string(),
-        ),
-        (
-            "../target/dev-lab/assets",
-            dir.join("assets").display().to_string(),
-        ),
-    ] {
-        assert!(text.contains(old), "{old}");
-        text = text.replace(old, &new);
-    }
-    for i in 0..extra_nodes {
-        text.push_str(&format!(
-            "\n[[nodes]]\nname = \"extra-{i}\"\nrole = \"worker\"\nip = \"127.0.0.{}\"\n",
-            20 + i
-        ));
-    }
-    text
+    })
 }
 
 /// A small lab on loopback with fresh free ports.
@@ -89,12 +85,12 @@ fn check_accepts_every_shipped_config() {
 fn check_exits_64_with_every_error_located() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = lab(dir.path(), 0)
-        .replace(
-            "mac  = \"52:54:00:77:00:10\"",
-            "mac  = \"52:54:00:77:00:1g\"",
-        )
-        .replace("lease   = \"1h\"", "lease   = \"soon\"");
+    let text = lab_builder(dir.path(), ports(), 0)
+        .edit(|f| {
+            f.nodes[0].mac = Some("52:54:00:77:00:1g".into());
+            f.network.lease = "soon".into();
+        })
+        .toml();
     std::fs::write(&bad, &text).unwrap();
     let out = Command::new(BIN)
         .arg("--check")
@@ -115,8 +111,13 @@ fn check_exits_64_with_every_error_located() {
 fn check_rejects_unknown_keys_with_their_location() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text =
-        lab(dir.path(), 0).replace("firewall   = false", "firewall   = false\nfirewal = true");
+    let text = lab(dir.path(), 0);
+    assert!(text.contains("firewall = false\n"), "{text}");
+    let text = text.replacen(
+        "firewall = false\n",
+        "firewall = false\nfirewal = true\n",
+        1,
+    );
     std::fs::write(&bad, &text).unwrap();
     let out = Command::new(BIN)
         .arg("--check")
@@ -132,11 +133,11 @@ fn check_rejects_unknown_keys_with_their_location() {
         .unwrap()
         + 1;
     assert!(
-        err.contains(&format!(
-            "bad.toml:{line}:1: services.firewal: unknown key `firewal`"
-        )),
+        err.contains("error: services.firewal: unknown key `firewal`"),
         "{err}"
     );
+    assert!(err.contains(&format!("bad.toml:{line}:1\n")), "{err}");
+    assert!(err.contains("did you mean `firewall`?"), "{err}");
 }
 
 #[test]
@@ -163,7 +164,9 @@ fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops()
     // A broken file: the daemon keeps running and says why.
     std::fs::write(
         &config,
-        good.replace("ip   = \"127.0.0.11\"", "ip   = \"10.0.0.11\""),
+        lab_builder(dir.path(), ports, 0)
+            .edit(|f| f.nodes[1].ip = "10.0.0.11".into())
+            .toml(),
     )
     .unwrap();
     d.signal("HUP");

@@ -6,14 +6,11 @@
 //! Needs `kdig` (knot-dnsutils) and a built `target/debug/bootlabd`
 //! (`cargo build -p bootlab-bootlabd`; `cargo test --workspace` builds it).
 
-mod common;
-
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::*;
+use bootlab_testkit::lab::free_port;
 
 fn bootlabd_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -27,18 +24,6 @@ fn bootlabd_path() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port");
 }
 
 struct Daemon {
@@ -67,36 +52,16 @@ impl Daemon {
     }
 }
 
-/// The `listen` line: DNS on `dns_port`, the other services on free ports.
-fn listen_line(dns_port: u16) -> String {
-    format!(
-        "listen = {{ dhcp = \"127.0.0.1:{}\", dns = \"127.0.0.1:{dns_port}\", tftp = \"127.0.0.1:{}\", http = \"127.0.0.1:{}\" }}",
-        free_port(),
-        free_port(),
-        free_port()
-    )
-}
-
-fn lab_text(dir: &Path, listen: &str, extra_records: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("config/okd-lab.toml")).unwrap();
-    let text = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("listen = ") {
-                listen.to_owned()
-            } else if l.starts_with("data_dir ") {
-                format!("data_dir = \"{}\"", dir.join("data").display())
-            } else if l.starts_with("assets_dir ") {
-                format!("assets_dir = \"{}\"", dir.join("assets").display())
-            } else if l.starts_with("firewall ") {
-                "firewall = false".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    with_records(text, extra_records)
+/// okd-lab.toml as a loopback test daemon serves it, DNS on `dns_port`,
+/// with `extra` records `(name, type, value)`.
+fn lab_text(dir: &Path, dns_port: u16, extra: &[(&str, &str, &str)]) -> String {
+    let mut listen = bootlab_testkit::lab::Listen::free_loopback();
+    listen.dns = std::net::SocketAddr::from(([127, 0, 0, 1], dns_port));
+    let mut lab = bootlab_testkit::LabBuilder::okd().local_daemon(dir, &listen);
+    for (name, rtype, value) in extra {
+        lab = lab.record(name, rtype, value);
+    }
+    lab.toml()
 }
 
 fn kdig(port: u16, args: &[&str]) -> String {
@@ -138,9 +103,8 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let listen = listen_line(port);
     let config = dir.path().join("lab.toml");
-    std::fs::write(&config, lab_text(dir.path(), &listen, "")).unwrap();
+    std::fs::write(&config, lab_text(dir.path(), port, &[])).unwrap();
     let log = dir.path().join("bootlabd.log");
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(bootlabd_path())
@@ -177,11 +141,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     // a good inventory with one more record
     std::fs::write(
         &config,
-        lab_text(
-            dir.path(),
-            &listen,
-            "  { name = \"added\", type = \"A\", value = \"192.168.200.99\" },",
-        ),
+        lab_text(dir.path(), port, &[("added", "A", "192.168.200.99")]),
     )
     .unwrap();
     daemon.signal("HUP");

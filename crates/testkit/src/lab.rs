@@ -112,3 +112,78 @@ mod tests {
         );
     }
 }
+
+/// Where a test daemon listens: loopback, one port per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// DHCP (UDP).
+    pub dhcp: std::net::SocketAddr,
+    /// DNS (UDP and TCP).
+    pub dns: std::net::SocketAddr,
+    /// TFTP (UDP).
+    pub tftp: std::net::SocketAddr,
+    /// HTTP (TCP).
+    pub http: std::net::SocketAddr,
+    /// NTP (UDP).
+    pub ntp: std::net::SocketAddr,
+}
+
+/// A loopback port free for both TCP and UDP a moment ago.
+pub fn free_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = t.local_addr().expect("local addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Listen {
+    /// Fresh free loopback ports for every service.
+    pub fn free_loopback() -> Self {
+        let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        Self {
+            dhcp: at(free_port()),
+            dns: at(free_port()),
+            tftp: at(free_port()),
+            http: at(free_port()),
+            ntp: at(free_port()),
+        }
+    }
+}
+
+impl LabBuilder {
+    /// The lab as a test daemon runs it: every service on `listen`, data
+    /// and assets under `dir`, no nftables, no NIC lookup, NTP off and no
+    /// balancers (tests that want them add them back).
+    pub fn local_daemon(self, dir: &Path, listen: &Listen) -> Self {
+        let dir = dir.to_path_buf();
+        let l = *listen;
+        self.edit(move |f| {
+            let s = &mut f.services;
+            s.listen.dhcp = Some(l.dhcp.to_string());
+            s.listen.dns = Some(l.dns.to_string());
+            s.listen.tftp = Some(l.tftp.to_string());
+            s.listen.http = Some(l.http.to_string());
+            s.listen.ntp = Some(l.ntp.to_string());
+            s.data_dir = Some(dir.join("data").display().to_string());
+            s.assets_dir = Some(dir.join("assets").display().to_string());
+            s.firewall = false;
+            s.interface = None;
+            f.ntp.enable = false;
+            f.balancers.clear();
+        })
+    }
+
+    /// Adds a `[dns].records` entry.
+    pub fn record(self, name: &str, rtype: &str, value: &str) -> Self {
+        let r = wire::RecordSection {
+            name: name.to_owned(),
+            rtype: rtype.to_owned(),
+            value: value.to_owned(),
+            ttl: None,
+        };
+        self.edit(move |f| f.dns.records.push(r))
+    }
+}
