@@ -219,10 +219,15 @@ pub fn plan(
     c: &ConnectArgs,
     a: &ApplianceArgs,
     start: bool,
+    restart_services: bool,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a)?;
-    let changes = full_plan(inv, &p, UpOptions { start_nodes: start })?;
+    let opts = UpOptions {
+        start_nodes: start,
+        restart_services,
+    };
+    let changes = full_plan(inv, &p, opts)?;
     match output {
         Output::Text => {
             println!("virt type: {}", virt_name(p.virt_type));
@@ -245,9 +250,14 @@ pub fn up(
     c: &ConnectArgs,
     a: &ApplianceArgs,
     start: bool,
+    restart_services: bool,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a)?;
-    let changes = full_plan(inv, &p, UpOptions { start_nodes: start })?;
+    let opts = UpOptions {
+        start_nodes: start,
+        restart_services,
+    };
+    let changes = full_plan(inv, &p, opts)?;
     println!("virt type: {}", virt_name(p.virt_type));
     if changes.is_empty() {
         println!("nothing to do: libvirt matches the inventory");

@@ -101,6 +101,9 @@ pub enum Command {
         /// Plan as if `up --start` (node VMs started too).
         #[arg(long)]
         start: bool,
+        /// Plan as if `up --restart-services`.
+        #[arg(long)]
+        restart_services: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: commands::Output,
@@ -120,6 +123,11 @@ pub enum Command {
         /// Start the node VMs too (the services VM always starts).
         #[arg(long)]
         start: bool,
+        /// Restart the running services VM when its definition changed
+        /// (a new inventory or assets in the appliance, memory, disks):
+        /// without it those changes wait for its next boot.
+        #[arg(long)]
+        restart_services: bool,
     },
     /// Network, VMs and each node's boot stage (from bootlabd when reachable).
     Status {
@@ -335,16 +343,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connect,
             appliance,
             start,
+            restart_services,
             output,
         } => with_inventory(&lab, |inv| {
-            commands::plan(inv, &connect, &appliance, start, output)
+            commands::plan(inv, &connect, &appliance, start, restart_services, output)
         }),
         Command::Up {
             lab,
             connect,
             appliance,
             start,
-        } => with_inventory(&lab, |inv| commands::up(inv, &connect, &appliance, start)),
+            restart_services,
+        } => with_inventory(&lab, |inv| {
+            commands::up(inv, &connect, &appliance, start, restart_services)
+        }),
         Command::Status {
             lab,
             connect,

@@ -201,6 +201,9 @@ pub enum Action {
     },
     /// Start it.
     Start,
+    /// Power it off and start it again on its new definition (the running
+    /// services VM, with `up --restart-services`).
+    Restart,
     /// Turn autostart on.
     Autostart,
     /// Remove a stale appliance volume.
@@ -240,6 +243,9 @@ fn ch(object: Object, name: &str, action: Action, note: impl Into<String>) -> Ch
 pub struct UpOptions {
     /// Start node VMs too.
     pub start_nodes: bool,
+    /// Restart the running services VM when its definition (appliance,
+    /// inventory, memory, disks) changed.
+    pub restart_services: bool,
 }
 
 /// True for volumes bootlab's appliance step creates for these domains.
@@ -398,16 +404,29 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                     continue;
                 }
                 if s.digest != xml::stored_digest(&d.xml) {
+                    let restart = s.active && d.is_services && opts.restart_services;
                     out.push(ch(
                         Object::Domain,
                         name,
                         Action::Update,
-                        if s.active {
+                        if restart {
+                            "definition differs"
+                        } else if s.active && d.is_services {
+                            "definition differs; takes effect at its next boot (or run up with --restart-services)"
+                        } else if s.active {
                             "definition differs; takes effect at its next boot"
                         } else {
                             "definition differs"
                         },
                     ));
+                    if restart {
+                        out.push(ch(
+                            Object::Domain,
+                            name,
+                            Action::Restart,
+                            "the services VM restarts on its new definition",
+                        ));
+                    }
                 }
                 if !s.active && (d.is_services || opts.start_nodes) {
                     out.push(ch(Object::Domain, name, Action::Start, ""));
@@ -462,6 +481,7 @@ pub fn print_plan(changes: &[Change]) {
             Action::Update => ("~", "update".to_string()),
             Action::Grow { .. } => ("~", "grow".to_string()),
             Action::Start => (">", "start".to_string()),
+            Action::Restart => (">", "restart".to_string()),
             Action::Autostart => ("~", "autostart".to_string()),
             Action::Remove => ("-", "remove".to_string()),
             Action::Refuse { why } => ("!", format!("refused: {why}")),
@@ -613,6 +633,15 @@ pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Resu
             (Object::Domain, Action::Start) => {
                 Domain::lookup_by_name(conn, &c.name)?
                     .create()
+                    .with_context(|| format!("starting domain {}", c.name))?;
+            }
+            (Object::Domain, Action::Restart) => {
+                let dom = Domain::lookup_by_name(conn, &c.name)?;
+                if dom.is_active().unwrap_or(false) {
+                    dom.destroy()
+                        .with_context(|| format!("stopping domain {}", c.name))?;
+                }
+                dom.create()
                     .with_context(|| format!("starting domain {}", c.name))?;
             }
             _ => {}

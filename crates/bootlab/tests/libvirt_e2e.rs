@@ -524,8 +524,25 @@ fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
         "{plan}"
     );
     assert!(plan.contains("~ network e2e"), "{plan}");
-    let out = ok(cmd("up", &[]), "up after the change");
+    // The services VM's appliance carries the inventory: its definition
+    // changed, and --restart-services restarts it on the new one.
+    assert!(
+        plan.contains("~ domain  e2e-services") && plan.contains("--restart-services"),
+        "{plan}"
+    );
+    let services_id = |c: &Connect| Domain::lookup_by_name(c, "e2e-services").unwrap().get_id();
+    let before = services_id(&conn);
+    assert!(before.is_some(), "the services VM runs");
+    let out = ok(
+        cmd("up", &["--restart-services"]),
+        "up --restart-services after the change",
+    );
     println!("--- up after the change\n{out}");
+    let after = services_id(&conn);
+    assert!(
+        after.is_some() && after != before,
+        "the services VM restarted: {before:?} -> {after:?}"
+    );
     assert_eq!(uuid("e2e-bios"), bios_uuid, "redefined in place");
     let net = Network::lookup_by_name(&conn, "e2e").unwrap();
     assert_eq!(net.get_uuid_string().unwrap(), net_uuid);
