@@ -2,17 +2,16 @@
 # bench/lb.sh - bootlab's load balancer vs haproxy, same run, same backend
 # (nginx), same clients, loopback only.
 #
-#   bench/lb.sh                 # builds the balancer if needed
+#   bench/lb.sh                 # builds bootlabd and bootlab if needed
 #   ROUNDS=7 SECONDS_PER_RUN=5 bench/lb.sh
-#   LB_ZERO_COPY=false bench/lb.sh  # both without splice(2) (the default,
-#                                   # true, gives haproxy `option splice-auto`)
 #
-# The balancer runs as crates/lb/examples/lb (LB=path overrides it) until
-# bootlabd runs the balancers; haproxy runs the configuration the crate
-# renders (`lb CONFIG --haproxy-cfg`, the same text as `bootlab render
-# haproxy.cfg`), started by hand in the foreground with its own pid file,
-# never as the system service. Both forward to one nginx (started by hand
-# too) serving a 1 GiB file and a small response.
+# bootlabd runs a lab whose one [[balancers]] sends to one node, "web"
+# (127.0.0.10); haproxy runs what `bootlab render LAB haproxy.cfg` prints
+# for the same lab (its port moved), started by hand in the foreground with
+# its own pid file, never as the system service. Both forward to one nginx
+# (started by hand too, on the node's address) serving a 1 GiB file and a
+# small response. bootlabd splices bulk transfers as haproxy's
+# `option splice-auto` does (the rendered config has it).
 #
 # Workloads, ROUNDS rounds each, order alternated (odd rounds bootlab first,
 # even rounds haproxy first), median reported:
@@ -35,14 +34,14 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
-LB_ZERO_COPY=${LB_ZERO_COPY:-true}
 for tool in haproxy nginx wrk curl ss bc; do
   command -v "$tool" >/dev/null || { echo "bench/lb.sh: $tool is required (apt-get install haproxy nginx wrk curl iproute2 bc)" >&2; exit 69; }
 done
 
-if [ -z "${LB:-}" ]; then
-  cargo build --release -q -p bootlab-lb --example lb
-  LB=target/release/examples/lb
+if [ -z "${BOOTLABD:-}" ] || [ -z "${BOOTLAB:-}" ]; then
+  cargo build --release -q -p bootlab-bootlabd -p bootlab-bootlab
+  BOOTLABD=target/release/bootlabd
+  BOOTLAB=target/release/bootlab
 fi
 
 work=$(mktemp -d /tmp/bootlab-bench-lb.XXXXXX)
@@ -96,7 +95,7 @@ http {
   scgi_temp_path $work/nginx/scgi;
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:$ng_port backlog=4096;
+    listen 127.0.0.10:$ng_port backlog=4096;
     root $work/www;
   }
 }
@@ -104,22 +103,42 @@ CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-lb_config() { # NAME PORT -> the example's TOML
+lab_config() { # BALANCER-PORT -> lab.toml: the dev lab, one node "web", one balancer
   cat <<TOML
+[lab]
+name = "bench"
+domain = "lab.test"
+[network]
+cidr = "127.0.0.0/24"
+gateway = "127.0.0.254"
+host_ip = "127.0.0.254"
+bridge = "virbr-bench"
+[services]
+ip = "127.0.0.1"
+mac = "52:54:00:77:00:fe"
+listen = { dhcp = "127.0.0.1:$(free_port)", dns = "127.0.0.1:$(free_port)", tftp = "127.0.0.1:$(free_port)", http = "127.0.0.1:$(free_port)", ntp = "127.0.0.1:$(free_port)" }
+data_dir = "$work/data"
+assets_dir = "$work/assets"
+firewall = false
+[profiles.p]
+kernel = "k"
+[[nodes]]
+name = "web"
+profile = "p"
+ip = "127.0.0.10"
 [[balancers]]
-name = "$1"
-listen = "127.0.0.1:$2"
-backends = [{ name = "nginx", addr = "127.0.0.1:$ng_port" }]
-check = { kind = "tcp" }
-interval = "5s"
-zero_copy = $LB_ZERO_COPY
+name = "bench"
+port = $1
+address = "127.0.0.1"
+backends = ["web"]
+backend_port = $ng_port
 TOML
 }
-lb_config bench "$bl_port" >"$work/lb.toml"
-lb_config bench "$hp_port" >"$work/haproxy.toml"
-"$LB" "$work/haproxy.toml" --haproxy-cfg >"$work/haproxy.cfg"
+lab_config "$bl_port" >"$work/lab.toml"
+lab_config "$hp_port" >"$work/haproxy-lab.toml"
+"$BOOTLAB" render "$work/haproxy-lab.toml" haproxy.cfg >"$work/haproxy.cfg"
 
-RUST_LOG=warn "$LB" "$work/lb.toml" >"$work/lb.log" 2>&1 &
+RUST_LOG=warn "$BOOTLABD" --config "$work/lab.toml" >"$work/lb.log" 2>&1 &
 lb_pid=$!
 pids+=($lb_pid)
 haproxy -db -f "$work/haproxy.cfg" -p "$work/haproxy.pid" >"$work/haproxy.log" 2>&1 &
@@ -135,7 +154,7 @@ wait_up() { # URL NAME
   cat "$work/lb.log" "$work/haproxy.log" "$work/nginx/logs/error.log" >&2 2>/dev/null || true
   exit 1
 }
-direct=http://127.0.0.1:$ng_port
+direct=http://127.0.0.10:$ng_port
 bootlab=http://127.0.0.1:$bl_port
 haproxy=http://127.0.0.1:$hp_port
 wait_up "$direct/small.txt" nginx
@@ -225,7 +244,6 @@ printf '%-34s %11.0f us %11.0f us %9s  %s\n' "p99 latency added (vs direct)" "$a
 printf '%-34s %9.0f ms   %9.0f ms   %8.2fx  %s\n' "CPU per GiB streamed" "$scb" "$sch" "$(echo "$scb / $sch" | bc -l)" "lower is better"
 printf '%-34s %9.1f ms   %9.1f ms   %8.2fx  %s\n' "CPU per 1000 new connections" "$ccb" "$cch" "$(echo "$ccb / $cch" | bc -l)" "lower is better"
 echo "direct to nginx: stream $sd MB/s, p99 $ld us"
-echo "zero-copy (splice): bootlab $LB_ZERO_COPY"
 echo "bootlab peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$lb_pid/status")," \
   "haproxy peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$hp_pid/status")"
 echo "rounds: bootlab stream [${st_bl[*]}] connect [${cr_bl[*]}] p99 [${la_bl[*]}]"
