@@ -1,11 +1,17 @@
 //! Boot scripts and configs rendered per node from its profile: iPXE scripts,
-//! GRUB and pxelinux configs. Templates live in `boot-assets/templates/` and
-//! are compiled once; [`BootScripts`] renders every node's three scripts
-//! when an inventory is loaded, so serving one is a lookup that cannot fail.
+//! GRUB and pxelinux configs. The built-in templates live in
+//! `boot-assets/templates/` and are compiled once; a profile may name its
+//! own (`template`, a file under the assets root, for its loader's script:
+//! iPXE for `ipxe`, grub.cfg for `grub`), read and compiled when an
+//! inventory is loaded ([`ScriptTemplates::load`]), with file:line errors.
+//! [`BootScripts`] renders every node's three scripts at load, so serving
+//! one is a lookup that cannot fail.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
-use bootlab_inventory::{HostRef, Inventory, MacAddr, Node};
+use bootlab_inventory::{HostRef, Inventory, Loader, MacAddr, Node};
 use minijinja::{Environment, UndefinedBehavior, context};
 
 const IPXE: &str = include_str!("../../../boot-assets/templates/boot.ipxe.j2");
@@ -13,7 +19,7 @@ const GRUB: &str = include_str!("../../../boot-assets/templates/grub.cfg.j2");
 const PXELINUX: &str = include_str!("../../../boot-assets/templates/pxelinux.cfg.j2");
 
 /// Which kind of script or config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScriptKind {
     /// `boot.ipxe`
     Ipxe,
@@ -69,8 +75,161 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Renders `kind` for `node`.
+/// Why a profile's own template cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The file could not be read.
+    #[error("profiles.{profile}.template: cannot read {}: {source}", path.display())]
+    Read {
+        /// The profile.
+        profile: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a valid template.
+    #[error("profiles.{profile}.template: {}:{line}: {message}", path.display())]
+    Syntax {
+        /// The profile.
+        profile: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line (1 when minijinja gives none).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The template compiled but does not render for a node.
+    #[error("profiles.{profile}.template: {}: {reason}", path.display())]
+    Render {
+        /// The profile.
+        profile: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The node and what failed.
+        reason: String,
+    },
+}
+
+/// What `bootlab check` does with [`ScriptTemplates::load`]'s result: a
+/// missing file is one of the missing assets (a warning), any other
+/// problem an error.
+pub trait FilterMissing {
+    /// The error, unless it is a missing file.
+    fn filter_missing(self) -> Result<(), TemplateError>;
+}
+
+impl FilterMissing for Result<ScriptTemplates, TemplateError> {
+    fn filter_missing(self) -> Result<(), TemplateError> {
+        match self {
+            Ok(_) => Ok(()),
+            Err(TemplateError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The script kind a profile's own template replaces.
+pub fn template_kind(loader: Loader) -> ScriptKind {
+    match loader {
+        Loader::Ipxe => ScriptKind::Ipxe,
+        Loader::Grub => ScriptKind::Grub,
+    }
+}
+
+/// The templates one inventory renders with: the built-ins, and each
+/// profile's own when it names one.
+#[derive(Debug, Default)]
+pub struct ScriptTemplates {
+    /// Profile name -> (its file, compiled template).
+    custom: BTreeMap<String, (std::path::PathBuf, Environment<'static>)>,
+}
+
+impl ScriptTemplates {
+    /// The built-ins only (what `bootlab render` uses without the assets).
+    pub fn builtin() -> Self {
+        Self::default()
+    }
+
+    /// Reads and compiles every profile's own template from `root` (the
+    /// assets directory), then renders it once for every node of the
+    /// profile, so a template that cannot render is refused at load.
+    pub fn load(inv: &Inventory, root: &Path) -> Result<Self, TemplateError> {
+        let mut custom = BTreeMap::new();
+        for (name, p) in inv.profiles() {
+            let Some(rel) = &p.template else { continue };
+            let path = root.join(rel);
+            let source = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                profile: name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            let mut env = Environment::new();
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+            env.add_template_owned(rel.clone(), source)
+                .map_err(|e| TemplateError::Syntax {
+                    profile: name.clone(),
+                    path: path.clone(),
+                    line: e.line().unwrap_or(1),
+                    message: e
+                        .detail()
+                        .map_or_else(|| e.kind().to_string(), str::to_owned),
+                })?;
+            custom.insert(name.clone(), (path, env));
+        }
+        let this = Self { custom };
+        for n in inv.nodes() {
+            if let Some((path, _)) = this.custom.get(&n.boot.name) {
+                let kind = template_kind(n.boot.loader);
+                this.render(inv, n, kind)
+                    .map_err(|e| TemplateError::Render {
+                        profile: n.boot.name.clone(),
+                        path: path.clone(),
+                        reason: format!("node {}: {}", n.name, e.reason),
+                    })?;
+            }
+        }
+        Ok(this)
+    }
+
+    /// Renders `kind` for `node`: its profile's own template when it has
+    /// one for this kind, else the built-in.
+    pub fn render(
+        &self,
+        inv: &Inventory,
+        node: &Node,
+        kind: ScriptKind,
+    ) -> Result<String, RenderError> {
+        let own = self
+            .custom
+            .get(&node.boot.name)
+            .filter(|_| template_kind(node.boot.loader) == kind)
+            .and_then(|(_, env)| {
+                inv.profiles()
+                    .get(&node.boot.name)
+                    .and_then(|p| p.template.as_deref())
+                    .and_then(|rel| env.get_template(rel).ok())
+            });
+        render_with(inv, node, kind, own)
+    }
+}
+
+/// Renders `kind` for `node` with the built-in template.
 pub fn render(inv: &Inventory, node: &Node, kind: ScriptKind) -> Result<String, RenderError> {
+    render_with(inv, node, kind, None)
+}
+
+fn render_with(
+    inv: &Inventory,
+    node: &Node,
+    kind: ScriptKind,
+    own: Option<minijinja::Template<'_, '_>>,
+) -> Result<String, RenderError> {
     let err = |reason: String| RenderError {
         kind,
         node: node.name.clone(),
@@ -82,9 +241,12 @@ pub fn render(inv: &Inventory, node: &Node, kind: ScriptKind) -> Result<String, 
         .iter()
         .map(|p| initrd_name(p).to_owned())
         .collect();
-    let tmpl = TEMPLATES
-        .get_template(kind.template())
-        .map_err(|e| err(e.to_string()))?;
+    let tmpl = match own {
+        Some(t) => t,
+        None => TEMPLATES
+            .get_template(kind.template())
+            .map_err(|e| err(e.to_string()))?,
+    };
     let mut out = tmpl
         .render(context! {
             name => &node.name,
@@ -114,16 +276,22 @@ pub struct BootScripts {
 }
 
 impl BootScripts {
-    /// Renders the three scripts of every node of `inv`.
+    /// Renders the three scripts of every node of `inv` with the built-in
+    /// templates.
     pub fn render(inv: &Inventory) -> Result<Self, RenderError> {
+        Self::render_with(inv, &ScriptTemplates::builtin())
+    }
+
+    /// Renders the three scripts of every node of `inv` with `templates`.
+    pub fn render_with(inv: &Inventory, templates: &ScriptTemplates) -> Result<Self, RenderError> {
         let by_node = inv
             .nodes()
             .iter()
             .map(|n| {
                 Ok([
-                    render(inv, n, ScriptKind::Ipxe)?.into(),
-                    render(inv, n, ScriptKind::Grub)?.into(),
-                    render(inv, n, ScriptKind::Pxelinux)?.into(),
+                    templates.render(inv, n, ScriptKind::Ipxe)?.into(),
+                    templates.render(inv, n, ScriptKind::Grub)?.into(),
+                    templates.render(inv, n, ScriptKind::Pxelinux)?.into(),
                 ])
             })
             .collect::<Result<_, RenderError>>()?;

@@ -237,3 +237,73 @@ fn virtual_file_names() {
     );
     assert_eq!(VirtualFile::parse("pxelinux.cfg/default"), None);
 }
+
+mod own_templates {
+    use super::*;
+    use bootlab_boot::render::{BootScripts, ScriptTemplates, TemplateError};
+
+    /// dev.toml with its assets in `dir` and profile `tiny` using `template`.
+    fn lab(dir: &Path, template: Option<&str>) -> Inventory {
+        let t = template.map(str::to_owned);
+        bootlab_testkit::LabBuilder::dev()
+            .edit(|f| {
+                f.services.assets_dir = Some(dir.display().to_string());
+                f.profiles.get_mut("tiny").unwrap().template = t;
+            })
+            .build()
+    }
+
+    #[test]
+    fn a_profile_renders_its_own_template_with_the_built_in_context() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/tiny.ipxe.j2"),
+            "#!ipxe\n# own template for {{ name }} ({{ mac }})\nkernel {{ assets }}/{{ kernel }} {{ args }}\nboot\n",
+        )
+        .unwrap();
+        let inv = lab(dir.path(), Some("templates/tiny.ipxe.j2"));
+        let t = ScriptTemplates::load(&inv, dir.path()).unwrap();
+        let node = &inv.nodes()[0];
+        let ipxe = t.render(&inv, node, ScriptKind::Ipxe).unwrap();
+        assert!(
+            ipxe.contains("# own template for node-bios (52:54:00:77:00:10)"),
+            "{ipxe}"
+        );
+        assert!(ipxe.contains("bootlab.node=node-bios"), "{ipxe}");
+        // Other kinds keep the built-ins.
+        let grub = t.render(&inv, node, ScriptKind::Grub).unwrap();
+        assert_eq!(grub, render::render(&inv, node, ScriptKind::Grub).unwrap());
+        // Every node's scripts, as bootlabd renders them at load.
+        let scripts = BootScripts::render_with(&inv, &t).unwrap();
+        let (_, text) = scripts.for_mac(&inv, node.mac, ScriptKind::Ipxe).unwrap();
+        assert!(text.contains("own template"));
+    }
+
+    #[test]
+    fn a_broken_own_template_is_refused_at_load_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "#!ipxe\n\nkernel {{ kernel \nboot\n",
+        )
+        .unwrap();
+        let inv = lab(dir.path(), Some("t.j2"));
+        let e = ScriptTemplates::load(&inv, dir.path()).unwrap_err();
+        // The parser's own position: where it met `boot` inside the block.
+        assert!(matches!(e, TemplateError::Syntax { line: 4, .. }), "{e}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("profiles.tiny.template: "), "{shown}");
+        assert!(shown.contains("t.j2:4: "), "{shown}");
+
+        // Compiles, but names what no template has: refused for a node.
+        std::fs::write(dir.path().join("t.j2"), "#!ipxe\necho {{ flavour }}\n").unwrap();
+        let e = ScriptTemplates::load(&inv, dir.path()).unwrap_err();
+        assert!(matches!(e, TemplateError::Render { .. }), "{e}");
+        assert!(e.to_string().contains("node node-bios"), "{e}");
+
+        std::fs::remove_file(dir.path().join("t.j2")).unwrap();
+        let e = ScriptTemplates::load(&inv, dir.path()).unwrap_err();
+        assert!(matches!(e, TemplateError::Read { .. }), "{e}");
+    }
+}

@@ -96,6 +96,20 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
 }
 
 /// Renders a virtual file by name (`boot.ipxe?mac=M` for the script).
+/// The templates `render` uses: the profiles' own from
+/// `libvirt.assets_source` when any names one, else the built-ins.
+fn templates(inv: &Inventory) -> anyhow::Result<render::ScriptTemplates> {
+    let own = inv.profiles().values().find(|p| p.template.is_some());
+    match (own, &inv.libvirt().assets_source) {
+        (None, _) => Ok(render::ScriptTemplates::builtin()),
+        (Some(_), Some(src)) => Ok(render::ScriptTemplates::load(inv, src)?),
+        (Some(p), None) => anyhow::bail!(
+            "profile {:?} has its own template; set libvirt.assets_source to the directory holding it",
+            p.name
+        ),
+    }
+}
+
 pub(crate) fn render_file(inv: &Inventory, file: &str) -> anyhow::Result<String> {
     if file == "haproxy.cfg" {
         if inv.balancers().is_empty() {
@@ -125,7 +139,7 @@ pub(crate) fn render_file(inv: &Inventory, file: &str) -> anyhow::Result<String>
             })?,
     };
     match inv.node_by_mac(mac) {
-        Some(node) => Ok(render::render(inv, node, vf.kind())?),
+        Some(node) => Ok(templates(inv)?.render(inv, node, vf.kind())?),
         None if vf.kind() == render::ScriptKind::Ipxe => {
             Ok(render::unknown_machine_ipxe(&mac.to_string()))
         }

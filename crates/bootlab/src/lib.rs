@@ -193,6 +193,15 @@ fn check_one(lab: &Path, strict: bool) -> bool {
                 src.display()
             ));
         } else {
+            // A missing template is listed with the missing assets below.
+            use bootlab_boot::render::FilterMissing as _;
+            let templates = bootlab_boot::render::ScriptTemplates::load(&inv, src);
+            if let Err(e) = templates.filter_missing() {
+                eprintln!(
+                    "error: {e}\n  help: fix the template under libvirt.assets_source; bootlabd refuses an inventory whose templates do not render"
+                );
+                return false;
+            }
             for m in inv.missing_assets(src) {
                 warnings.push(format!(
                     "warning: {m} under libvirt.assets_source {}\n  help: nodes of this profile would fail to boot; add the file or fix the profile",

@@ -15,7 +15,7 @@ use crate::compiled::Inventory;
 pub struct MissingAsset {
     /// The profile that needs it.
     pub profile: String,
-    /// Why it is needed: `kernel`, `initrd`, or `args of node <name>`.
+    /// Why it is needed: `template`, `kernel`, `initrd`, or `args of node <name>`.
     pub needed_as: String,
     /// The path under the assets root.
     pub path: String,
@@ -48,6 +48,13 @@ impl Inventory {
         };
         for n in self.nodes() {
             let b = &n.boot;
+            if let Some(t) = self
+                .profiles()
+                .get(&b.name)
+                .and_then(|p| p.template.as_ref())
+            {
+                check(&b.name, "template".into(), t);
+            }
             check(&b.name, "kernel".into(), &b.kernel);
             for i in &b.initrd {
                 check(&b.name, "initrd".into(), i);

@@ -318,6 +318,9 @@ pub struct Profile {
     pub initrd: Vec<String>,
     /// Kernel command line template (minijinja).
     pub args: String,
+    /// Own boot script template (iPXE for `loader = "ipxe"`, grub.cfg for
+    /// `grub`), a path under the assets root; `None`: the built-in one.
+    pub template: Option<String>,
 }
 
 /// How a VM boots.

@@ -260,6 +260,8 @@ pub struct ProfileSection {
     /// Kernel command line template.
     #[serde(default)]
     pub args: String,
+    /// Own boot script template, a path under the assets root.
+    pub template: Option<String>,
 }
 
 fn default_loader() -> String {

@@ -23,5 +23,5 @@ pub mod timeline;
 pub use leases::Leases;
 pub use metrics::{Counter, Metrics};
 pub use reports::Reports;
-pub use shared::{Generation, InventoryPublisher, Resolved, Shared};
+pub use shared::{Generation, GenerationError, InventoryPublisher, Resolved, Shared};
 pub use timeline::{Machine, Service, Stage, Timeline};

@@ -6,7 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use bootlab_boot::render::{self, BootScripts, RenderError, ScriptKind, VirtualFile};
+use bootlab_boot::render::{
+    self, BootScripts, RenderError, ScriptKind, ScriptTemplates, TemplateError, VirtualFile,
+};
 use bootlab_inventory::{Inventory, MacAddr};
 use tokio::sync::watch;
 
@@ -24,10 +26,23 @@ pub struct Generation {
     pub scripts: BootScripts,
 }
 
+/// Why an inventory's scripts could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    /// A profile's own template is missing, invalid or does not render.
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    /// A script does not render.
+    #[error("{0}")]
+    Render(#[from] RenderError),
+}
+
 impl Generation {
-    /// Renders `inv`'s scripts; fails when a template does not render.
-    pub fn new(inv: Inventory) -> Result<Self, RenderError> {
-        let scripts = BootScripts::render(&inv)?;
+    /// Reads the profiles' own templates from `services.assets_dir` and
+    /// renders every node's scripts; fails when one does not.
+    pub fn new(inv: Inventory) -> Result<Self, GenerationError> {
+        let templates = ScriptTemplates::load(&inv, &inv.services().assets_dir)?;
+        let scripts = BootScripts::render_with(&inv, &templates)?;
         Ok(Self {
             inventory: Arc::new(inv),
             scripts,
@@ -58,7 +73,7 @@ pub struct InventoryPublisher {
 impl InventoryPublisher {
     /// Renders and publishes a validated inventory to every service at
     /// once. A template that does not render leaves the old one serving.
-    pub fn publish(&self, inv: Inventory) -> Result<(), RenderError> {
+    pub fn publish(&self, inv: Inventory) -> Result<(), GenerationError> {
         self.install(Generation::new(inv)?);
         Ok(())
     }
@@ -93,7 +108,7 @@ pub enum Resolved {
 
 impl Shared {
     /// State for `inv`, and the handle that swaps in later inventories.
-    pub fn new(inv: Inventory) -> Result<(Self, InventoryPublisher), RenderError> {
+    pub fn new(inv: Inventory) -> Result<(Self, InventoryPublisher), GenerationError> {
         let (tx, rx) = watch::channel(Arc::new(Generation::new(inv)?));
         Ok((
             Self {

@@ -32,6 +32,9 @@ pub(crate) fn profiles(
         for (i, ird) in prof.initrd.iter().enumerate() {
             c.asset_path(&pp.key("initrd").idx(i), ird);
         }
+        if let Some(t) = &prof.template {
+            c.asset_path(&pp.key("template"), t);
+        }
         let needs = match template::check(&prof.args) {
             Ok(needs) => Some(needs),
             Err(e) => {
@@ -52,6 +55,7 @@ pub(crate) fn profiles(
                     kernel: prof.kernel.clone(),
                     initrd: prof.initrd.clone(),
                     args: prof.args.clone(),
+                    template: prof.template.clone(),
                 },
                 needs,
             },
