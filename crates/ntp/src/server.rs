@@ -8,6 +8,14 @@
 //! (`SO_TIMESTAMPNS`), so scheduling delay before the task wakes does not
 //! enter the receive timestamp, and the transmit time is taken just before
 //! the send.
+//!
+//! Measured (`examples/rx_delay.rs`, 2,000 datagrams at 2 kHz on loopback,
+//! 2-core machine shared with other builds): the delay from the kernel's
+//! receive to the task reading the clock is p50 20 us, p99 77 us, max 3.9
+//! ms on an idle runtime, and p50 0.30 ms, p99 15.8 ms, max 21.9 ms on a
+//! runtime shared with four busy tasks (as bootlabd's is with DNS, HTTP
+//! and TFTP). A userspace receive time would carry that error into every
+//! answer; the kernel timestamp does not, so it is used.
 
 use std::net::IpAddr;
 use std::sync::Arc;
