@@ -22,6 +22,14 @@
 //!   a global budget), [`PeerSlots`] (concurrent connections per peer).
 //! - [`iface`]: [`interface_by_mac`] and the pure rule [`iface::pick`].
 //!
+//! Who uses which shape: DHCP (one receive thread, plus the lease writer
+//! sending its group commit's replies with a [`SendBatch`]) and DNS over
+//! UDP (one worker thread per core) run [`run_worker`] on OS threads; the
+//! low-rate listeners run on the tokio runtime with [`recv_from`] /
+//! [`send_from_async`]: TFTP's request socket (each transfer then has its
+//! own connected socket) and NTP (with kernel receive timestamps), and
+//! DNS's forwarded answers go out with [`send_from`].
+//!
 //! Everything goes through nix's safe wrappers; there is no unsafe code.
 
 #![deny(missing_docs)]
