@@ -129,3 +129,29 @@ fn a_burst_larger_than_a_batch_is_answered_whole() {
         seen.insert(i);
     }
 }
+
+/// A datagram the kernel refuses (a broadcast without SO_BROADCAST) is
+/// reported for itself and skipped; the rest of the batch still goes, and
+/// every reply's outcome comes back with its tag, in order.
+#[test]
+fn a_refused_datagram_is_reported_and_the_rest_of_the_batch_still_goes() {
+    use std::os::fd::AsRawFd;
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(PATIENCE)).unwrap();
+    let to = receiver.local_addr().unwrap();
+    let mut batch = SendBatch::new(bootlab_netio::Family::V4, false, 2);
+    batch.push(b"one", to, None, 1);
+    batch.push(b"refused", "255.255.255.255:9".parse().unwrap(), None, 2);
+    batch.push(b"three", to, None, 3);
+    batch.push(b"four", to, None, 4);
+    let mut outcomes = Vec::new();
+    batch.flush(sender.as_raw_fd(), |tag, r| outcomes.push((tag, r.is_ok())));
+    assert_eq!(outcomes, [(1, true), (2, false), (3, true), (4, true)]);
+    assert!(batch.is_empty());
+    let mut buf = [0u8; 64];
+    for want in ["one", "three", "four"] {
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], want.as_bytes());
+    }
+}
