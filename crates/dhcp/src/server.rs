@@ -231,6 +231,8 @@ pub async fn serve_with(
     // then sends its batch's replies the same way. The receive timeout is
     // how often the loop looks at the shutdown token and for a reload.
     let sock = socket.socket.into_std()?;
+    // Blocking for both threads (the clone shares the setting).
+    sock.set_nonblocking(false)?;
     let writer_sock = sock.try_clone()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
     let writer = {
@@ -269,10 +271,9 @@ pub async fn serve_with(
                     send_chunk: TX_CHUNK,
                     poll: POLL_INTERVAL,
                 };
-                if let Err(e) = bootlab_netio::run_worker(&sock, opts, &mut rx_loop, &shutdown) {
-                    error!("dhcp: receive loop ended: {e}");
-                }
+                let ended = bootlab_netio::run_worker(&sock, opts, &mut rx_loop, &shutdown);
                 let _ = done_tx.send(());
+                ended
             })?
     };
     // Wait without holding a runtime thread; the receive loop ends on
@@ -284,12 +285,14 @@ pub async fn serve_with(
         .map_err(io::Error::other)?;
     // A panic in either thread ends the service with an error (the daemon
     // stops and says so) rather than leaving it silently deaf.
-    if received.is_err() || written.is_err() {
-        return Err(io::Error::other(
+    match (received, written) {
+        (Ok(Ok(())), Ok(())) => Ok(()),
+        // The socket became unusable (EBADF and the like).
+        (Ok(Err(e)), _) => Err(io::Error::new(e.kind(), format!("dhcp receive: {e}"))),
+        _ => Err(io::Error::other(
             "dhcp: the receive loop or the lease writer panicked",
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// How often the receive loop wakes without traffic to look for shutdown
