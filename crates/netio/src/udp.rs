@@ -292,6 +292,7 @@ pub struct SendBatch<T = ()> {
     chunk: usize,
     arena: Vec<u8>,
     items: Vec<Pending<T>>,
+    outcomes: Vec<Option<io::Error>>,
     headers: MultiHeaders<SockaddrStorage>,
 }
 
@@ -306,6 +307,7 @@ impl<T> SendBatch<T> {
             chunk,
             arena: Vec::new(),
             items: Vec::with_capacity(chunk),
+            outcomes: Vec::with_capacity(chunk),
             headers: MultiHeaders::preallocate(chunk, cmsg_buffer(family, pktinfo, false)),
         }
     }
@@ -340,8 +342,11 @@ impl<T> SendBatch<T> {
         if self.items.is_empty() {
             return;
         }
-        let items = std::mem::take(&mut self.items);
-        let mut outcomes: Vec<Option<io::Error>> = Vec::with_capacity(items.len());
+        // Taken out and put back, so both keep their capacity batch after
+        // batch (no allocation on the hot path).
+        let mut items = std::mem::take(&mut self.items);
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.clear();
         let mut start = 0;
         while start < items.len() {
             let from = items[start].from;
@@ -356,9 +361,11 @@ impl<T> SendBatch<T> {
             }
             start = end;
         }
-        for (p, e) in items.into_iter().zip(outcomes) {
+        for (p, e) in items.drain(..).zip(outcomes.drain(..)) {
             done(p.tag, e.map_or(Ok(()), Err));
         }
+        self.items = items;
+        self.outcomes = outcomes;
         self.arena.clear();
     }
 
