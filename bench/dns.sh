@@ -3,6 +3,7 @@
 # same client (dnsperf), same run, loopback only.
 #
 #   bench/dns.sh                     # builds target/release/bootlabd
+#   BOOTLABD=/path/to/bootlabd bench/dns.sh   # another build (before/after)
 #   DURATION=10 CLIENTS=4 ROUNDS=3 bench/dns.sh
 #   BIND=0.0.0.0 bench/dns.sh        # bootlabd on the spec's default 0.0.0.0
 #                                    # (replies carry IP_PKTINFO)
@@ -51,9 +52,13 @@ for _ in range(100):
     finally: t.close(); u.close()'
 }
 
-cargo build --release -q -p bootlab-bootlabd
+# BOOTLABD=path runs that binary instead (e.g. a build of another commit,
+# for before/after comparisons); otherwise the release build of this tree.
+if [ -z "${BOOTLABD:-}" ]; then
+  cargo build --release -q -p bootlab-bootlabd
+  BOOTLABD=target/release/bootlabd
+fi
 cargo build --release -q -p bootlab-dns --example zonefile
-BOOTLABD=target/release/bootlabd
 
 port_b=$(free_port)
 http_port=$(free_port)

@@ -26,7 +26,7 @@ use ipnet::Ipv4Net;
 
 use crate::leases::{LeaseRecord, LeaseTable, RecordKind};
 use crate::packet::{EncodedOption, Reply, Request, code};
-use crate::ratelimit::RateLimiter;
+use bootlab_netio::{PeerLimiter, Rate};
 
 /// Tunables that are not in the inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +286,7 @@ pub struct DhcpHandler {
     offers: HashMap<MacAddr, Offer>,
     offered: HashMap<Ipv4Addr, MacAddr>,
     declines: HashMap<MacAddr, (u64, u32)>,
-    rate: RateLimiter<MacAddr>,
+    rate: PeerLimiter<MacAddr>,
     cursor: u32,
     exhausted_until_ms: u64,
     calls: u64,
@@ -306,9 +306,8 @@ impl DhcpHandler {
         arm64_loader: bool,
         limits: Limits,
     ) -> Self {
-        let rate = RateLimiter::new(
-            limits.per_mac_burst,
-            limits.per_mac_per_sec,
+        let rate = PeerLimiter::new(
+            Rate::new(limits.per_mac_burst, f64::from(limits.per_mac_per_sec)),
             limits.rate_table_size,
         );
         Self {

@@ -9,7 +9,6 @@
 //! - [`handler`]: the pure RFC 2131 handler: bytes and time in, an
 //!   [`Outcome`] out. Most tests live there.
 //! - [`leases`]: the in-memory lease table and the durable append-only log.
-//! - [`ratelimit`]: bounded per-MAC token buckets and log gates.
 //! - [`metrics`]: Prometheus counters.
 //! - [`server`]: socket binding (interface or address mode), the receive
 //!   loop and the group commit that makes a lease durable before its ACK.
@@ -29,7 +28,6 @@ pub mod handler;
 pub mod leases;
 pub mod metrics;
 pub mod packet;
-pub mod ratelimit;
 pub mod server;
 
 pub use handler::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};

@@ -1,7 +1,8 @@
 //! The socket loops: receive, hand to [`DhcpHandler`], send. Both are OS
 //! threads on the blocking socket (no async machinery per packet): the
-//! receive loop takes datagrams in `recvmmsg` batches and sends the replies
-//! that need no commit with one `sendmmsg`; replies that grant or change a
+//! receive loop is `bootlab_netio`'s worker loop (`recvmmsg` batches, the
+//! replies that need no commit sent with one `sendmmsg`, both through
+//! `bootlab_netio`'s batches); replies that grant or change a
 //! lease go through the group commit first: the lease writer thread
 //! collects every pending lease record, appends them in one write with one
 //! `fdatasync`, and only then sends their replies. While it syncs, the
@@ -9,7 +10,9 @@
 //!
 //! Two socket modes:
 //! - interface mode (`services.interface`, or the NIC whose MAC is
-//!   `services.mac` when listening on 0.0.0.0): bound to the device with
+//!   `services.mac` when listening on 0.0.0.0, found by
+//!   [`bootlab_netio::interface_by_mac`]: a bridge rather than its port):
+//!   bound to the device with
 //!   `SO_BINDTODEVICE`, broadcast replies go to 255.255.255.255:68 there;
 //! - address mode (anything else: loopback tests, relayed setups): a plain
 //!   UDP socket on `services.listen.dhcp`; "broadcast" replies go back to
@@ -30,7 +33,10 @@ use tracing::{debug, error, info, info_span, warn};
 use crate::handler::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
 use crate::leases::{LeaseRecord, LeaseStore};
 use crate::metrics::DhcpMetrics;
-use crate::ratelimit::LogGate;
+use bootlab_netio::{
+    BatchHandler, Family, LogGate, RecvBatch, RecvOptions, SendBatch, WorkerOptions,
+};
+use dhcproto::v4::MessageType;
 
 /// Pending lease records the commit queue holds at most; beyond that,
 /// requests are dropped (the client retries).
@@ -60,25 +66,13 @@ pub struct DhcpSocket {
     pub mode: SocketMode,
 }
 
-/// The interface whose MAC is `mac`, from `/sys/class/net`.
-pub fn interface_by_mac(mac: MacAddr) -> Option<String> {
-    let dir = std::fs::read_dir("/sys/class/net").ok()?;
-    for entry in dir.flatten() {
-        let addr = std::fs::read_to_string(entry.path().join("address")).ok()?;
-        if addr.trim().parse::<MacAddr>().ok() == Some(mac) {
-            return entry.file_name().into_string().ok();
-        }
-    }
-    None
-}
-
 /// Binds the DHCP socket for `inv` (see the module docs for the modes).
 /// Must be called inside a Tokio runtime.
 pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
     let listen = inv.services().listen.dhcp;
     let interface = inv.services().interface.clone().or_else(|| {
         if listen.ip().is_unspecified() {
-            interface_by_mac(inv.services().mac)
+            interface_for(inv.services().mac)
         } else {
             None
         }
@@ -86,6 +80,17 @@ pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
     match interface {
         Some(ifname) => bind_interface(&ifname, listen.port()),
         None => bind_address(listen),
+    }
+}
+
+/// The NIC with `mac` (see [`bootlab_netio::iface`] for the rule).
+fn interface_for(mac: MacAddr) -> Option<String> {
+    match bootlab_netio::interface_by_mac(mac.octets()) {
+        Ok(found) => found,
+        Err(e) => {
+            warn!("dhcp: cannot list network interfaces: {e}");
+            None
+        }
     }
 }
 
@@ -142,15 +147,7 @@ pub fn bind_address(addr: SocketAddr) -> io::Result<DhcpSocket> {
 /// sending. The forcing variants pass `rmem_max` when running as root; a
 /// refusal is not fatal.
 fn grow_buffers(s: &socket2::Socket) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    const RECV: usize = 4 << 20;
-    const SEND: usize = 1 << 20;
-    if setsockopt(s, sockopt::RcvBufForce, &RECV).is_err() {
-        let _ = s.set_recv_buffer_size(RECV);
-    }
-    if setsockopt(s, sockopt::SndBufForce, &SEND).is_err() {
-        let _ = s.set_send_buffer_size(SEND);
-    }
+    bootlab_netio::grow_buffers(s, 4 << 20, 1 << 20);
 }
 
 fn arm64_loader_present(assets: &Path) -> bool {
@@ -234,8 +231,8 @@ pub async fn serve_with(
     // then sends its batch's replies the same way. The receive timeout is
     // how often the loop looks at the shutdown token and for a reload.
     let sock = socket.socket.into_std()?;
+    // Blocking for both threads (the clone shares the setting).
     sock.set_nonblocking(false)?;
-    sock.set_read_timeout(Some(POLL_INTERVAL))?;
     let writer_sock = sock.try_clone()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
     let writer = {
@@ -249,20 +246,34 @@ pub async fn serve_with(
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let receiver = {
-        let ctx = RxContext {
-            sock,
+        let mut rx_loop = RxLoop {
+            reload: shared.subscribe(),
+            reload_open: true,
+            gate: LogGate::new(LOG_INTERVAL),
+            leases_seen: handler.leases().len(),
+            handler,
             mode,
             shared: shared.clone(),
             metrics,
-            shutdown,
             commits: tx,
         };
         std::thread::Builder::new()
             .name("dhcp-receive".into())
             .spawn(move || {
                 let _span = info_span!("dhcp").entered();
-                receive_loop(ctx, handler);
+                let opts = WorkerOptions {
+                    recv: RecvOptions {
+                        batch: RX_BATCH,
+                        buf_size: RX_BUF,
+                        pktinfo: false,
+                        timestamps: false,
+                    },
+                    send_chunk: TX_CHUNK,
+                    poll: POLL_INTERVAL,
+                };
+                let ended = bootlab_netio::run_worker(&sock, opts, &mut rx_loop, &shutdown);
                 let _ = done_tx.send(());
+                ended
             })?
     };
     // Wait without holding a runtime thread; the receive loop ends on
@@ -274,12 +285,14 @@ pub async fn serve_with(
         .map_err(io::Error::other)?;
     // A panic in either thread ends the service with an error (the daemon
     // stops and says so) rather than leaving it silently deaf.
-    if received.is_err() || written.is_err() {
-        return Err(io::Error::other(
+    match (received, written) {
+        (Ok(Ok(())), Ok(())) => Ok(()),
+        // The socket became unusable (EBADF and the like).
+        (Ok(Err(e)), _) => Err(io::Error::new(e.kind(), format!("dhcp receive: {e}"))),
+        _ => Err(io::Error::other(
             "dhcp: the receive loop or the lease writer panicked",
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// How often the receive loop wakes without traffic to look for shutdown
@@ -292,101 +305,63 @@ const RX_BATCH: usize = 64;
 /// (MSG_TRUNC) and is dropped as malformed.
 const RX_BUF: usize = 8192;
 
-/// What the receive loop owns.
-struct RxContext {
-    sock: std::net::UdpSocket,
+/// Log lines about one peer at most once per this interval.
+const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The receive loop's state, run by [`bootlab_netio::run_worker`].
+struct RxLoop {
+    handler: DhcpHandler,
+    reload: tokio::sync::watch::Receiver<std::sync::Arc<bootlab_state::Generation>>,
+    reload_open: bool,
+    gate: LogGate<std::net::IpAddr>,
+    leases_seen: usize,
     mode: SocketMode,
     shared: Shared,
     metrics: DhcpMetrics,
-    shutdown: CancellationToken,
     commits: std::sync::mpsc::SyncSender<Pending>,
 }
 
-fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
-    use std::io::IoSliceMut;
-    use std::os::fd::AsRawFd as _;
+impl BatchHandler for RxLoop {
+    type Tag = MessageType;
 
-    let RxContext {
-        sock,
-        mode,
-        shared,
-        metrics,
-        shutdown,
-        commits,
-    } = ctx;
-    let fd = sock.as_raw_fd();
-    let mut reload = shared.subscribe();
-    let mut reload_open = true;
-    let mut gate: LogGate<std::net::IpAddr> = LogGate::new(10_000, 4096);
-    let mut bufs = vec![[0u8; RX_BUF]; RX_BATCH];
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RX_BATCH, None);
-    let mut received: Vec<(usize, Option<SocketAddr>, bool)> = Vec::with_capacity(RX_BATCH);
-    let mut sender = BatchSender::new(RX_BATCH);
-    let mut leases_seen = handler.leases().len();
-    while !shutdown.is_cancelled() {
-        if reload_open {
-            match reload.has_changed() {
+    fn before_recv(&mut self) {
+        if self.reload_open {
+            match self.reload.has_changed() {
                 Ok(true) => {
-                    let inv = reload.borrow_and_update().inventory.clone();
+                    let inv = self.reload.borrow_and_update().inventory.clone();
                     let arm64 = arm64_loader_present(&inv.services().assets_dir);
-                    handler.set_inventory(inv, arm64);
+                    self.handler.set_inventory(inv, arm64);
                     info!("dhcp: inventory reloaded; leases kept");
                 }
                 Ok(false) => {}
                 // The publisher is gone: keep serving the last inventory.
-                Err(_) => reload_open = false,
+                Err(_) => self.reload_open = false,
             }
         }
-        received.clear();
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-            match recvmmsg(
-                fd,
-                &mut headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => received.extend(results.map(|r| {
-                    let peer = r.address.as_ref().and_then(|a| {
-                        a.as_sockaddr_in()
-                            .map(|v4| SocketAddr::V4((*v4).into()))
-                            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
-                    });
-                    (r.bytes, peer, r.flags.contains(MsgFlags::MSG_TRUNC))
-                })),
-                // Timeout (no traffic) or a signal: look at shutdown again.
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here; keep going.
-                    debug!("dhcp recv: {e}");
-                    continue;
-                }
-            }
-        }
+    }
+
+    fn handle(&mut self, batch: &RecvBatch, out: &mut SendBatch<MessageType>) {
         let now = SystemTime::now();
         let mut events: Vec<MachineEvent> = Vec::new();
-        for (i, &(len, peer, truncated)) in received.iter().enumerate() {
-            let Some(peer) = peer else { continue };
-            let out = if truncated {
+        for (d, payload) in batch.iter() {
+            let peer = d.peer;
+            let outcome = if d.truncated {
                 Outcome {
                     dropped: Some(DropReason::Malformed),
                     note: Some(format!("datagram longer than {RX_BUF} bytes")),
                     ..Outcome::default()
                 }
             } else {
-                handler.handle(&bufs[i][..len], now)
+                self.handler.handle(payload, now)
             };
-            metrics.account(&out);
-            log_outcome(&out, peer, &mut gate);
+            self.metrics.account(&outcome);
+            log_outcome(&outcome, peer, &self.gate);
             let Outcome {
                 reply,
                 commit,
                 events: mut ev,
                 ..
-            } = out;
+            } = outcome;
             match commit {
                 Some(record) => {
                     let pending = Pending {
@@ -395,111 +370,55 @@ fn receive_loop(ctx: RxContext, mut handler: DhcpHandler) {
                         peer,
                         events: ev,
                     };
-                    if commits.try_send(pending).is_err() {
-                        metrics.commit_failures.inc();
+                    if self.commits.try_send(pending).is_err() {
+                        self.metrics.commit_failures.inc();
                         warn!("dhcp: commit queue full; request dropped");
                     }
                 }
                 None => {
                     if let Some(reply) = reply {
-                        sender.push(reply_address(&mode, peer, reply.to), reply);
+                        let to = reply_address(&self.mode, peer, reply.to);
+                        out.push(&reply.bytes, to, None, reply.msg_type);
                     }
                     events.append(&mut ev);
                 }
             }
         }
-        sender.flush(fd, &metrics);
-        apply_events(&shared, events);
-        let leases = handler.leases().len();
-        if leases != leases_seen {
-            leases_seen = leases;
-            metrics.set_lease_addresses(leases);
+        // The timeline learns before the replies leave (they go right after
+        // this returns).
+        apply_events(&self.shared, events);
+        let leases = self.handler.leases().len();
+        if leases != self.leases_seen {
+            self.leases_seen = leases;
+            self.metrics.set_lease_addresses(leases);
         }
+    }
+
+    fn sent(&mut self, msg_type: MessageType, result: io::Result<()>) {
+        count_sent(&self.metrics, msg_type, result);
     }
 }
 
-/// Replies collected for one `sendmmsg`.
-struct BatchSender {
-    replies: Vec<(SocketAddr, Outgoing)>,
-    /// Made once; a larger batch goes out in several `sendmmsg` calls.
-    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+/// Counts one reply's send.
+fn count_sent(metrics: &DhcpMetrics, msg_type: MessageType, result: io::Result<()>) {
+    match result {
+        Ok(()) => metrics.sent(msg_type),
+        Err(e) => {
+            metrics.send_errors.inc();
+            debug!("dhcp send: {e}");
+        }
+    }
 }
 
 /// Datagrams per `sendmmsg` call at most.
 const TX_CHUNK: usize = 64;
 
-impl BatchSender {
-    fn new(capacity: usize) -> Self {
-        Self {
-            replies: Vec::with_capacity(capacity),
-            headers: nix::sys::socket::MultiHeaders::preallocate(TX_CHUNK, None),
-        }
-    }
-
-    fn push(&mut self, to: SocketAddr, reply: Outgoing) {
-        self.replies.push((to, reply));
-    }
-
-    /// Sends everything collected (blocking while the socket buffer is
-    /// full), counts it and empties the batch. A datagram the kernel
-    /// refuses (an unreachable relay, say) is counted and skipped.
-    fn flush(&mut self, fd: std::os::fd::RawFd, metrics: &DhcpMetrics) {
-        use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmmsg};
-        use std::io::IoSlice;
-        if self.replies.is_empty() {
-            return;
-        }
-        let slices: Vec<[IoSlice<'_>; 1]> = self
-            .replies
-            .iter()
-            .map(|(_, r)| [IoSlice::new(&r.bytes)])
-            .collect();
-        let addrs: Vec<Option<SockaddrStorage>> = self
-            .replies
-            .iter()
-            .map(|(to, _)| Some(SockaddrStorage::from(*to)))
-            .collect();
-        let mut done = 0;
-        while done < slices.len() {
-            match sendmmsg(
-                fd,
-                &mut self.headers,
-                slices[done..].iter(),
-                &addrs[done..],
-                [],
-                MsgFlags::empty(),
-            ) {
-                Ok(results) => {
-                    let n = results.count();
-                    for (_, r) in &self.replies[done..done + n] {
-                        metrics.sent(r.msg_type);
-                    }
-                    if n == 0 {
-                        break;
-                    }
-                    done += n;
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    metrics.send_errors.inc();
-                    debug!("dhcp send to {}: {e}", self.replies[done].0);
-                    done += 1;
-                }
-            }
-        }
-        self.replies.clear();
-    }
-}
-
-fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &mut LogGate<std::net::IpAddr>) {
+fn log_outcome(out: &Outcome, peer: SocketAddr, gate: &LogGate<std::net::IpAddr>) {
     let worth_logging =
         out.dropped.is_some() || !out.malformed_options.is_empty() || out.note.is_some();
     if worth_logging {
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         // Once per peer per interval: floods do not flood the log.
-        if gate.allow(peer.ip(), now_ms) {
+        if gate.allow(peer.ip()) {
             let mac = out.mac.map(|m| m.to_string()).unwrap_or_default();
             let xid = out.xid.map(|x| format!("{x:#010x}")).unwrap_or_default();
             let _span = info_span!("dhcp", %mac, %xid, %peer).entered();
@@ -551,7 +470,8 @@ fn lease_writer(
 ) {
     use std::os::fd::AsRawFd as _;
     let fd = sock.as_raw_fd();
-    let mut sender = BatchSender::new(MAX_BATCH);
+    let family = sock.local_addr().map_or(Family::V4, Family::of);
+    let mut sender: SendBatch<MessageType> = SendBatch::new(family, false, TX_CHUNK);
     let mut batch: Vec<Pending> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -569,11 +489,12 @@ fn lease_writer(
                 let mut events = Vec::new();
                 for p in batch.drain(..) {
                     if let Some(reply) = p.reply {
-                        sender.push(reply_address(mode, p.peer, reply.to), reply);
+                        let to = reply_address(mode, p.peer, reply.to);
+                        sender.push(&reply.bytes, to, None, reply.msg_type);
                     }
                     events.extend(p.events);
                 }
-                sender.flush(fd, metrics);
+                sender.flush(fd, |t, r| count_sent(metrics, t, r));
                 apply_events(shared, events);
             }
             Err(e) => {

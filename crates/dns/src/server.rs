@@ -2,29 +2,33 @@
 //! forwarding dispatch, metrics and rate-limited logging of bad input.
 //!
 //! UDP is served by a few dedicated threads blocking on clones of the one
-//! bound socket (the hot path: no async machinery per packet); TCP and
-//! forwarding run on the tokio runtime. The current [`Handler`] is swapped
+//! bound socket, each running `bootlab_netio`'s worker loop (`recvmmsg` /
+//! `sendmmsg` batches, packet info on `0.0.0.0` / `[::]` binds so replies
+//! leave from the address asked); TCP and forwarding run on the tokio
+//! runtime.
+//!
+//! TCP has two caps: `tcp_max_connections` in total and
+//! `tcp_max_connections_per_client` per client address, so one client
+//! holding (or endlessly reopening) idle connections cannot lock everyone
+//! else out: a connection over either cap is closed at once, counted, and
+//! logged at most once per client per interval; the idle timeout still
+//! closes quiet connections. The current [`Handler`] is swapped
 //! atomically when the inventory is reloaded; workers pick the new one up
 //! before their next packet.
 
-use std::collections::HashMap;
 use std::io;
-use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bootlab_inventory::Inventory;
+use bootlab_netio::{
+    BatchHandler, LogGate, PeerSlots, RecvBatch, RecvOptions, SendBatch, SlotRefusal, WorkerOptions,
+};
 use bootlab_state::{Counter, Metrics, Shared};
 use hickory_proto::op::ResponseCode;
-use nix::errno::Errno;
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
-    sendmmsg,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
@@ -45,6 +49,9 @@ pub struct ServeOptions {
     pub udp_workers: usize,
     /// Concurrent TCP connections; more are closed at once.
     pub tcp_max_connections: usize,
+    /// Concurrent TCP connections from one client address; more from that
+    /// client are closed at once (others keep being served).
+    pub tcp_max_connections_per_client: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout: Duration,
     /// Largest UDP reply (and advertised EDNS size).
@@ -62,6 +69,7 @@ impl Default for ServeOptions {
         Self {
             udp_workers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             tcp_max_connections: 128,
+            tcp_max_connections_per_client: 16,
             tcp_idle_timeout: Duration::from_secs(10),
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             forward_timeout: Duration::from_secs(2),
@@ -135,6 +143,7 @@ struct DnsCounters {
     forwarded: Counter,
     forward_queue_full: Counter,
     tcp_rejected: Counter,
+    tcp_client_cap: Counter,
     tcp_idle_closed: Counter,
     reload_failed: Counter,
     oversized: Counter,
@@ -222,6 +231,11 @@ impl DnsCounters {
                 "TCP connections closed at once because of the connection cap.",
                 &[],
             ),
+            tcp_client_cap: m.counter(
+                "bootlab_dns_tcp_client_cap_total",
+                "TCP connections closed at once because their client holds its per-client cap.",
+                &[],
+            ),
             tcp_idle_closed: m.counter(
                 "bootlab_dns_tcp_idle_closed_total",
                 "TCP connections closed for idleness.",
@@ -281,42 +295,6 @@ impl DnsCounters {
     }
 }
 
-/// Logs bad input at most once per peer per interval.
-#[derive(Debug)]
-struct LogThrottle {
-    last: Mutex<HashMap<IpAddr, Instant>>,
-    interval: Duration,
-}
-
-impl LogThrottle {
-    const MAX_PEERS: usize = 4096;
-
-    fn new(interval: Duration) -> Self {
-        Self {
-            last: Mutex::new(HashMap::new()),
-            interval,
-        }
-    }
-
-    fn allow(&self, peer: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.len() >= Self::MAX_PEERS {
-            last.retain(|_, t| now.duration_since(*t) < self.interval);
-            if last.len() >= Self::MAX_PEERS {
-                return false;
-            }
-        }
-        match last.get(&peer) {
-            Some(t) if now.duration_since(*t) < self.interval => false,
-            _ => {
-                last.insert(peer, now);
-                true
-            }
-        }
-    }
-}
-
 /// The current handler, swapped on reload; readers check a generation
 /// number per packet and clone the `Arc` only when it changed.
 #[derive(Debug)]
@@ -354,7 +332,7 @@ impl LiveHandler {
 struct Service {
     live: LiveHandler,
     counters: DnsCounters,
-    throttle: LogThrottle,
+    throttle: LogGate<IpAddr>,
     forwarder: Forwarder,
     shutdown: CancellationToken,
 }
@@ -401,7 +379,7 @@ pub async fn serve_with(
     let service = Arc::new(Service {
         live: LiveHandler::new(handler),
         counters: DnsCounters::new(&shared.metrics),
-        throttle: LogThrottle::new(Duration::from_secs(10)),
+        throttle: LogGate::new(Duration::from_secs(10)),
         forwarder: Forwarder::new(
             options.forward_timeout,
             options.forward_max_pending,
@@ -415,26 +393,45 @@ pub async fn serve_with(
     debug!(serial = ?zones_serial, "dns zones loaded");
 
     let udp = Arc::new(udp.into_std()?);
-    // Bound to 0.0.0.0: each reply must leave from the address its query
-    // was sent to (a client's connected socket drops anything else), which
-    // the kernel does not guarantee when the interface has several.
-    let pktinfo = matches!(udp_addr, SocketAddr::V4(a) if a.ip().is_unspecified());
+    // Bound to 0.0.0.0 or [::]: each reply must leave from the address its
+    // query was sent to (a client's connected socket drops anything else),
+    // which the kernel does not guarantee when the interface has several.
+    let pktinfo = udp_addr.ip().is_unspecified();
     if pktinfo {
-        nix::sys::socket::setsockopt(&*udp, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
-            .map_err(io::Error::from)?;
+        bootlab_netio::enable_pktinfo(&*udp, udp_addr)?;
     }
-    udp.set_nonblocking(false)?;
-    udp.set_read_timeout(Some(Duration::from_millis(200)))?;
     let (forward_tx, forward_rx) = mpsc::channel::<Forwarded>(1024);
+    let opts = WorkerOptions {
+        recv: RecvOptions {
+            batch: UDP_BATCH,
+            buf_size: UDP_QUERY_MAX,
+            pktinfo,
+            timestamps: false,
+        },
+        send_chunk: UDP_BATCH,
+        poll: Duration::from_millis(200),
+    };
     let mut workers = Vec::new();
     for i in 0..options.udp_workers.max(1) {
         let socket = udp.try_clone()?;
-        let service = service.clone();
-        let forward_tx = forward_tx.clone();
+        let (generation, handler) = service.live.load();
+        let mut worker = UdpWorker {
+            service: service.clone(),
+            forward_tx: forward_tx.clone(),
+            generation,
+            handler,
+            out: Vec::with_capacity(512),
+        };
+        let shutdown = service.shutdown.clone();
         workers.push(
             std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
-                .spawn(move || udp_worker(&socket, &service, &forward_tx, pktinfo))?,
+                .spawn(move || {
+                    if let Err(e) = bootlab_netio::run_worker(&socket, opts, &mut worker, &shutdown)
+                    {
+                        warn!("dns udp worker ended: {e}");
+                    }
+                })?,
         );
     }
     drop(forward_tx);
@@ -496,14 +493,6 @@ const UDP_BATCH: usize = 32;
 /// sends a query this long).
 const UDP_QUERY_MAX: usize = 4096;
 
-fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    addr.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6((*v6).into()))
-}
-
 /// Per-batch tallies, added to the shared counters once per batch (the hot
 /// path touches no shared cache line per packet).
 #[derive(Default)]
@@ -515,122 +504,36 @@ struct BatchCounts {
 
 /// A query handed to the forwarder: the request, the client, and the local
 /// address the query came to (when the socket reports it).
-type Forwarded = (ForwardRequest, SocketAddr, Option<Ipv4Addr>);
+type Forwarded = (ForwardRequest, SocketAddr, Option<IpAddr>);
 
-/// The local address a datagram was sent to, from its IP_PKTINFO.
-fn local_address(r: &nix::sys::socket::RecvMsg<'_, '_, SockaddrStorage>) -> Option<Ipv4Addr> {
-    r.cmsgs().ok()?.find_map(|c| match c {
-        ControlMessageOwned::Ipv4PacketInfo(info) => {
-            Some(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)))
-        }
-        _ => None,
-    })
+/// One UDP worker thread's state.
+struct UdpWorker {
+    service: Arc<Service>,
+    forward_tx: mpsc::Sender<Forwarded>,
+    generation: u64,
+    handler: Arc<Handler>,
+    /// The reply being built (copied into the send batch).
+    out: Vec<u8>,
 }
 
-/// The IP_PKTINFO that makes a reply leave from `local` (the routing
-/// lookup picks the interface).
-fn pktinfo_from(local: Ipv4Addr) -> nix::libc::in_pktinfo {
-    nix::libc::in_pktinfo {
-        ipi_ifindex: 0,
-        ipi_spec_dst: nix::libc::in_addr {
-            s_addr: u32::from(local).to_be(),
-        },
-        ipi_addr: nix::libc::in_addr { s_addr: 0 },
-    }
-}
+impl BatchHandler for UdpWorker {
+    type Tag = ();
 
-/// Sends one datagram, from `local` when given.
-fn send_from(
-    socket: &std::net::UdpSocket,
-    data: &[u8],
-    peer: SocketAddr,
-    local: Option<Ipv4Addr>,
-) -> io::Result<()> {
-    let Some(local) = local else {
-        return socket.send_to(data, peer).map(drop);
-    };
-    let info = pktinfo_from(local);
-    let to = SockaddrStorage::from(peer);
-    nix::sys::socket::sendmsg(
-        socket.as_raw_fd(),
-        &[IoSlice::new(data)],
-        &[ControlMessage::Ipv4PacketInfo(&info)],
-        MsgFlags::empty(),
-        Some(&to),
-    )
-    .map(drop)
-    .map_err(io::Error::from)
-}
-
-fn udp_worker(
-    socket: &std::net::UdpSocket,
-    service: &Service,
-    forward_tx: &mpsc::Sender<Forwarded>,
-    pktinfo: bool,
-) {
-    let fd = socket.as_raw_fd();
-    let mut bufs = vec![[0u8; UDP_QUERY_MAX]; UDP_BATCH];
-    let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(512)).collect();
-    // With IP_PKTINFO on, every header has room for one in_pktinfo each
-    // way, and every reply carries one (sendmmsg encodes the same control
-    // messages into each header, so a header never keeps a stale one).
-    let cmsg = || pktinfo.then(|| nix::cmsg_space!(nix::libc::in_pktinfo));
-    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, cmsg());
-    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, cmsg());
-    // The kernel shrinks a header's control length to what it wrote, and
-    // nix does not restore it: one datagram without IP_PKTINFO (queued
-    // before the option was set) would leave its slot blind for good. With
-    // IP_PKTINFO the receive headers are made afresh for every batch.
-    let renew_recv_headers = pktinfo;
-    let mut received: Vec<Received> = Vec::with_capacity(UDP_BATCH);
-    let mut to_send: Vec<usize> = Vec::with_capacity(UDP_BATCH);
-    let (mut generation, mut handler) = service.live.load();
-    while !service.shutdown.is_cancelled() {
-        received.clear();
-        if renew_recv_headers {
-            recv_headers = MultiHeaders::preallocate(UDP_BATCH, cmsg());
-        }
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-            match recvmmsg(
-                fd,
-                &mut recv_headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => {
-                    received.extend(results.map(|r| Received {
-                        len: r.bytes,
-                        peer: r.address,
-                        truncated: r.flags.contains(MsgFlags::MSG_TRUNC),
-                        local: if pktinfo { local_address(&r) } else { None },
-                    }));
-                }
-                Err(Errno::EAGAIN | Errno::EINTR) => continue,
-                Err(e) => {
-                    debug!("dns udp receive: {e}");
-                    continue;
-                }
-            }
-        }
-        if service.live.generation() != generation {
-            (generation, handler) = service.live.load();
+    fn handle(&mut self, batch: &RecvBatch, replies: &mut SendBatch) {
+        let service = &*self.service;
+        if service.live.generation() != self.generation {
+            (self.generation, self.handler) = service.live.load();
         }
         let mut counts = BatchCounts::default();
-        to_send.clear();
-        for (i, got) in received.iter().enumerate() {
-            let Some(peer) = got.peer.as_ref().and_then(std_addr) else {
-                continue;
-            };
+        for (got, query) in batch.iter() {
+            let peer = got.peer;
             counts.queries += 1;
             if got.truncated {
                 service.counters.oversized.inc();
                 service.log_drop(peer, DropReason::TooShort);
                 continue;
             }
-            match handler.handle(&bufs[i][..got.len], Transport::Udp, &mut outs[i]) {
+            match self.handler.handle(query, Transport::Udp, &mut self.out) {
                 Outcome::Reply(info) => {
                     match (info.fast, info.rcode) {
                         (true, ResponseCode::NoError) => counts.fast_noerror += 1,
@@ -640,11 +543,11 @@ fn udp_worker(
                     if let Some(p) = &info.problem {
                         service.log_problem(peer, Transport::Udp, p);
                     }
-                    to_send.push(i);
+                    replies.push(&self.out, peer, got.local, ());
                 }
                 Outcome::Forward(req) => {
                     service.counters.forwarded.inc();
-                    if forward_tx.try_send((*req, peer, got.local)).is_err() {
+                    if self.forward_tx.try_send((*req, peer, got.local)).is_err() {
                         service.counters.forward_queue_full.inc();
                     }
                 }
@@ -655,76 +558,11 @@ fn udp_worker(
             }
         }
         service.counters.batch(&counts);
-        // One sendmmsg per run of replies leaving from the same local
-        // address (one run per batch, unless clients used several).
-        let mut start = 0;
-        while start < to_send.len() {
-            let local = received[to_send[start]].local;
-            let end = to_send[start..]
-                .iter()
-                .position(|&i| received[i].local != local)
-                .map_or(to_send.len(), |n| start + n);
-            let from = pktinfo.then(|| local.unwrap_or(Ipv4Addr::UNSPECIFIED));
-            send_run(
-                fd,
-                &mut send_headers,
-                &to_send[start..end],
-                &outs,
-                &received,
-                from,
-            );
-            start = end;
-        }
     }
-}
 
-/// What one `recvmmsg` slot received.
-struct Received {
-    len: usize,
-    peer: Option<SockaddrStorage>,
-    truncated: bool,
-    /// The address the query was sent to (IP_PKTINFO), when asked for.
-    local: Option<Ipv4Addr>,
-}
-
-/// Sends the replies `run` (indices into `outs`/`received`) with one
-/// `sendmmsg` (more when the kernel takes fewer), all with an IP_PKTINFO
-/// for `from` when given (0.0.0.0: the kernel picks the source).
-fn send_run(
-    fd: std::os::fd::RawFd,
-    headers: &mut MultiHeaders<SockaddrStorage>,
-    run: &[usize],
-    outs: &[Vec<u8>],
-    received: &[Received],
-    from: Option<Ipv4Addr>,
-) {
-    let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|&i| [IoSlice::new(&outs[i])]).collect();
-    let addrs: Vec<Option<SockaddrStorage>> = run.iter().map(|&i| received[i].peer).collect();
-    let info = from.map(pktinfo_from);
-    let cmsgs: Vec<ControlMessage<'_>> = info.iter().map(ControlMessage::Ipv4PacketInfo).collect();
-    let mut sent = 0;
-    while sent < slices.len() {
-        match sendmmsg(
-            fd,
-            headers,
-            slices[sent..].iter(),
-            &addrs[sent..],
-            &cmsgs,
-            MsgFlags::empty(),
-        ) {
-            Ok(results) => {
-                let n = results.count();
-                if n == 0 {
-                    break;
-                }
-                sent += n;
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => {
-                // Skip the datagram that failed (e.g. an unreachable peer).
-                debug!("dns udp send: {e}");
-                sent += 1;
-            }
+    fn sent(&mut self, _tag: (), result: io::Result<()>) {
+        if let Err(e) = result {
+            debug!("dns udp send: {e}");
         }
     }
 }
@@ -760,7 +598,7 @@ async fn udp_forwarding(
                 let info = handler.forwarded_reply(&req, upstream.as_deref(), &mut out);
                 service.counters.reply(&info);
                 // UDP sends do not block for long; the socket is shared with the workers.
-                if let Err(e) = send_from(&socket, &out, peer, local) {
+                if let Err(e) = bootlab_netio::send_from(&*socket, &out, peer, local) {
                     debug!(%peer, "dns udp send: {e}");
                 }
                 drop(permit);
@@ -771,7 +609,10 @@ async fn udp_forwarding(
 }
 
 async fn tcp_loop(listener: TcpListener, service: Arc<Service>, options: ServeOptions) {
-    let slots = Arc::new(Semaphore::new(options.tcp_max_connections.max(1)));
+    let slots = PeerSlots::new(
+        options.tcp_max_connections_per_client,
+        options.tcp_max_connections,
+    );
     loop {
         let accepted = tokio::select! {
             () = service.shutdown.cancelled() => return,
@@ -785,13 +626,30 @@ async fn tcp_loop(listener: TcpListener, service: Arc<Service>, options: ServeOp
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            service.counters.tcp_rejected.inc();
-            if service.throttle.allow(peer.ip()) {
-                warn!(%peer, "dns tcp connection cap reached, connection closed");
+        // An IPv4 client of a dual-stack listener is still that IPv4 address.
+        let client = peer.ip().to_canonical();
+        let permit = match slots.try_acquire(client) {
+            Ok(slot) => slot,
+            Err(SlotRefusal::PeerFull) => {
+                service.counters.tcp_client_cap.inc();
+                if service.throttle.allow(client) {
+                    warn!(
+                        %peer,
+                        "dns tcp: this client holds its cap of {} connections, connection closed",
+                        options.tcp_max_connections_per_client
+                    );
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
+            Err(SlotRefusal::TotalFull) => {
+                service.counters.tcp_rejected.inc();
+                if service.throttle.allow(client) {
+                    warn!(%peer, "dns tcp connection cap reached, connection closed");
+                }
+                drop(stream);
+                continue;
+            }
         };
         let service = service.clone();
         let idle = options.tcp_idle_timeout;
@@ -867,31 +725,5 @@ async fn tcp_connection(
             Ok(Ok(())) => {}
             _ => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_input_logs_once_per_peer_per_interval() {
-        let t = LogThrottle::new(Duration::from_secs(3600));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(t.allow(a));
-        assert!(!t.allow(a), "second time within the interval is quiet");
-        assert!(t.allow(b), "other peers still log");
-        let zero = LogThrottle::new(Duration::ZERO);
-        assert!(zero.allow(a) && zero.allow(a));
-    }
-
-    #[test]
-    fn throttle_memory_is_bounded() {
-        let t = LogThrottle::new(Duration::from_secs(3600));
-        for i in 0..(LogThrottle::MAX_PEERS as u32 + 100) {
-            let _ = t.allow(IpAddr::from(i.to_be_bytes()));
-        }
-        assert!(t.last.lock().unwrap().len() <= LogThrottle::MAX_PEERS);
     }
 }

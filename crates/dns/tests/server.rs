@@ -697,3 +697,93 @@ async fn bound_to_any_address_replies_come_from_the_address_asked() {
     );
     s.stop().await;
 }
+
+/// Regression: one client holding the 128 idle TCP connections blocked
+/// every other client's TCP DNS until the idle timeout, and a client that
+/// kept reconnecting could hold them indefinitely. Now a client over its
+/// per-client cap is closed at once while others keep being served (a real
+/// kdig over TCP from another address answers within a bounded wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holding_idle_tcp_connections_does_not_block_others() {
+    let defaults = ServeOptions::default();
+    let per_client = defaults.tcp_max_connections_per_client;
+    let total = defaults.tcp_max_connections;
+    let s = start(okd(), defaults).await;
+    // The hog (127.0.0.1) opens more idle connections than the whole cap.
+    let mut hog = Vec::new();
+    for _ in 0..total + 20 {
+        hog.push(TcpStream::connect(s.tcp).await.unwrap());
+    }
+    // Those over its cap are closed at once (EOF, no answer); the rest stay
+    // open until the idle timeout. (Wait, bounded, until the server has
+    // taken every connection off its accept queue.)
+    let refused = (hog.len() - per_client) as u64;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while s.metric("bootlab_dns_tcp_client_cap_total") < refused
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut closed = 0;
+    for stream in &mut hog {
+        let mut buf = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        hog.len() - per_client,
+        "all but {per_client} closed"
+    );
+    assert_eq!(s.metric("bootlab_dns_tcp_client_cap_total"), refused);
+    // Reconnecting does not help the hog: still refused at once.
+    let mut again = TcpStream::connect(s.tcp).await.unwrap();
+    assert!(closed_by_server(&mut again).await);
+    // Another client (127.0.0.2) is answered over TCP while the hog still
+    // holds its connections, by a real kdig.
+    let port = s.tcp.port();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kdig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-b",
+                "127.0.0.2",
+                "+tcp",
+                "+retry=0",
+                "+time=5",
+                "+short",
+                "api.okd.example.com",
+            ])
+            .output()
+            .expect("kdig runs (Debian knot-dnsutils; tests/run-all.sh installs it)")
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.parse::<std::net::Ipv4Addr>().is_ok()),
+        "an address for api: {text}"
+    );
+    // The hog's held connections still work (it is capped, not banned).
+    let q = query("api.okd.example.com.", RecordType::A, None);
+    let mut open = Vec::new();
+    for mut stream in hog {
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        if stream.write_all(&framed).await.is_ok()
+            && let Ok(Ok(_)) = tokio::time::timeout(PATIENCE, stream.read_u16()).await
+        {
+            open.push(stream);
+        }
+    }
+    assert_eq!(open.len(), per_client);
+    s.stop().await;
+}

@@ -24,7 +24,9 @@ pub enum InterfaceError {
 }
 
 /// The interface whose MAC is `mac`, looked up under `sys_class_net`
-/// (normally `/sys/class/net`).
+/// (normally `/sys/class/net`) with [`bootlab_netio::iface`]'s rule (a
+/// bridge rather than its port, the one carrying an IPv4 address first,
+/// names sorted), the same lookup the DHCP service uses.
 pub fn interface_by_mac(
     sys_class_net: &Path,
     mac: MacAddr,
@@ -33,21 +35,14 @@ pub fn interface_by_mac(
         dir: sys_class_net.display().to_string(),
         source,
     };
-    let mut names: Vec<String> = std::fs::read_dir(sys_class_net)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
-        let Ok(text) = std::fs::read_to_string(sys_class_net.join(&name).join("address")) else {
-            continue;
-        };
-        if text.trim().parse::<MacAddr>().ok() == Some(mac) {
-            return Ok(Some(name));
-        }
-    }
-    Ok(None)
+    // The addresses only matter for the real /sys/class/net; another
+    // directory (a test's) describes interfaces this system does not have.
+    let ipv4 = if sys_class_net == Path::new("/sys/class/net") {
+        bootlab_netio::iface::ipv4_interface_names().map_err(read_err)?
+    } else {
+        Default::default()
+    };
+    bootlab_netio::interface_by_mac_in(sys_class_net, &ipv4, mac.octets()).map_err(read_err)
 }
 
 impl ServicesInterfaces {

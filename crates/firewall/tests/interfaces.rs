@@ -57,3 +57,19 @@ fn no_lab_nic_is_an_error_naming_the_mac() {
         Some("eth0".into())
     );
 }
+
+/// A bridge and its port share the MAC (the bridge takes its port's): the
+/// bridge is the lab interface, whatever the names sort like.
+#[test]
+fn a_bridge_wins_over_its_port_with_the_same_mac() {
+    let sys = fake_sysfs(&[
+        ("br-lab", "52:54:00:4d:00:fe"),
+        ("a-port", "52:54:00:4d:00:fe"),
+    ]);
+    std::fs::create_dir(sys.path().join("br-lab").join("bridge")).unwrap();
+    std::fs::create_dir(sys.path().join("a-port").join("brport")).unwrap();
+    assert_eq!(
+        interface_by_mac(sys.path(), "52:54:00:4d:00:fe".parse().unwrap()).unwrap(),
+        Some("br-lab".into())
+    );
+}

@@ -1,5 +1,6 @@
-//! The HTTP service's counters in the shared Prometheus registry, and a
-//! per-peer limiter so bad input is logged without flooding the log.
+//! The HTTP service's counters in the shared Prometheus registry, and the
+//! per-peer log gate (`bootlab_netio`'s) so bad input is logged without
+//! flooding the log.
 //!
 //! Families:
 //! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
@@ -9,10 +10,7 @@
 //! - `bootlab_http_open_connections`: open connections (gauge).
 //! - `bootlab_http_response_duration_seconds`: time to the response head.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use bootlab_state::metrics::Histogram;
 use bootlab_state::{Counter, Metrics};
@@ -140,41 +138,9 @@ impl HttpMetrics {
     }
 }
 
-/// Allows one log line per peer and kind per interval.
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval: Duration,
-    last: Mutex<HashMap<(IpAddr, &'static str), Instant>>,
-}
-
-/// Peers remembered at most; past that the memory is simply reset.
-const MAX_TRACKED: usize = 4096;
-
-impl LogLimiter {
-    /// A limiter allowing one line per `interval`.
-    pub fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether a line about `kind` from `peer` may be logged now.
-    pub fn allow(&self, peer: IpAddr, kind: &'static str) -> bool {
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.len() >= MAX_TRACKED {
-            last.clear();
-        }
-        match last.get(&(peer, kind)) {
-            Some(at) if now.duration_since(*at) < self.interval => false,
-            _ => {
-                last.insert((peer, kind), now);
-                true
-            }
-        }
-    }
-}
+/// One log line per peer and kind per interval (bootlab_netio's log gate:
+/// bounded, with a global budget so many peers cannot flood the log).
+pub type LogLimiter = bootlab_netio::LogGate<(IpAddr, &'static str)>;
 
 #[cfg(test)]
 mod tests {
@@ -182,13 +148,13 @@ mod tests {
 
     #[test]
     fn limiter_allows_once_per_interval() {
-        let l = LogLimiter::new(Duration::from_secs(3600));
+        let l = LogLimiter::new(std::time::Duration::from_secs(3600));
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        assert!(l.allow(a, "x"));
-        assert!(!l.allow(a, "x"));
-        assert!(l.allow(a, "y"));
-        assert!(l.allow(b, "x"));
+        assert!(l.allow((a, "x")));
+        assert!(!l.allow((a, "x")));
+        assert!(l.allow((a, "y")));
+        assert!(l.allow((b, "x")));
     }
 
     #[test]

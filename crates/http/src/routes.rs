@@ -79,7 +79,7 @@ impl AppState {
     /// Counts an error and logs it at most once per peer per interval.
     fn refuse(&self, peer: &ConnInfo, kind: &'static str, what: &str) {
         self.metrics.error(kind);
-        if self.log_limit.allow(peer.peer.ip(), kind) {
+        if self.log_limit.allow((peer.peer.ip(), kind)) {
             warn!(peer = %peer.peer, kind, "{what}");
         }
     }

@@ -100,7 +100,7 @@ pub async fn serve_with_limits(
                 };
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     state.metrics.error("connection_cap");
-                    if state.log_limit.allow(peer.ip(), "connection_cap") {
+                    if state.log_limit.allow((peer.ip(), "connection_cap")) {
                         warn!(%peer, "connection cap ({}) reached: refusing", limits.max_connections);
                     }
                     connections.spawn(refuse_overloaded(stream));
@@ -202,7 +202,7 @@ async fn serve_connection(
         match kind {
             Some(kind) => {
                 state.metrics.error(kind);
-                if state.log_limit.allow(peer.ip(), kind) {
+                if state.log_limit.allow((peer.ip(), kind)) {
                     warn!(%peer, "closing connection: {e}");
                 }
             }

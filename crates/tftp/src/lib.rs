@@ -12,10 +12,11 @@
 //!   file under the assets root, or a refusal with its ERROR packet.
 //! - [`transfer`]: the windowed send loop: retransmit with backoff, give-up
 //!   bound, no Sorcerer's Apprentice, block-number rollover.
-//! - [`net`]: `IP_PKTINFO` (answer from the address the client talked to),
-//!   per-transfer sockets, path MTU.
+//! - [`net`]: packet info through `bootlab_netio` (answer from the address
+//!   the client talked to), per-transfer sockets, path MTU.
 //! - [`server`]: the listening loop: refusals, session cap, metrics,
-//!   rate-limited logs, timeline events. Entry points [`serve`] and
+//!   rate-limited logs and ERROR replies (`bootlab_netio`'s limiter),
+//!   timeline events. Entry points [`serve`] and
 //!   [`serve_with`].
 //!
 //! # Why not async-tftp
@@ -61,5 +62,5 @@ pub mod server;
 pub mod source;
 pub mod transfer;
 
-pub use server::{LogLimiter, TftpConfig, serve, serve_with};
+pub use server::{TftpConfig, serve, serve_with};
 pub use transfer::Retransmit;

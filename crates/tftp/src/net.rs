@@ -1,15 +1,13 @@
 //! Socket plumbing: learning which local address a request was sent to
-//! (`IP_PKTINFO`, so a server bound to `0.0.0.0` answers from the address
-//! the client talked to), opening the per-transfer socket (a new port, the
+//! (packet info through `bootlab_netio`, so a server bound to `0.0.0.0` or
+//! `[::]` answers from the address the client talked to), opening the per-transfer socket (a new port, the
 //! transfer ID of RFC 1350, connected to the client) and reading its path
 //! MTU (`IP_MTU`) to clamp `blksize`.
 
-use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, sockopt};
-use tokio::io::Interest;
+use nix::sys::socket::{self, sockopt};
 use tokio::net::UdpSocket;
 
 /// One datagram from the listening socket.
@@ -26,12 +24,10 @@ pub struct Received {
     pub truncated: bool,
 }
 
-/// Asks the kernel to report each IPv4 datagram's local address. A no-op
-/// for IPv6 sockets (answers then come from the bound address).
+/// Asks the kernel to report each datagram's local address (IPv4 and
+/// IPv6, through `bootlab_netio`).
 pub fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
-    if sock.local_addr()?.is_ipv4() {
-        socket::setsockopt(sock, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
-    }
+    bootlab_netio::enable_pktinfo(sock, sock.local_addr()?)?;
     // A bigger receive queue absorbs bursts of requests (many machines
     // powering on at once). Best effort: the kernel caps it at rmem_max.
     let _ = socket::setsockopt(sock, sockopt::RcvBuf, &(1 << 20));
@@ -41,57 +37,13 @@ pub fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
 /// Receives one datagram and where it was sent to.
 pub async fn recv_request(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     let bound = sock.local_addr()?;
-    let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
-    loop {
-        let res = sock
-            .async_io(Interest::READABLE, || {
-                let mut iov = [IoSliceMut::new(buf)];
-                let msg = socket::recvmsg::<socket::SockaddrStorage>(
-                    sock.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut cmsg),
-                    MsgFlags::MSG_DONTWAIT,
-                )
-                .map_err(io::Error::from)?;
-                let mut local = bound.ip();
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
-                            local =
-                                IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
-                        }
-                    }
-                }
-                let peer = msg.address.and_then(|a| {
-                    a.as_sockaddr_in()
-                        .map(|v4| SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())))
-                        .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
-                });
-                Ok((
-                    msg.bytes,
-                    peer,
-                    local,
-                    msg.flags.contains(MsgFlags::MSG_TRUNC),
-                ))
-            })
-            .await;
-        match res {
-            Ok((len, Some(peer), local, truncated)) => {
-                return Ok(Received {
-                    len,
-                    peer,
-                    local,
-                    truncated,
-                });
-            }
-            // No source address: nothing to answer; wait for the next one.
-            Ok((_, None, _, _)) => continue,
-            // An ICMP error queued on the socket from an earlier send: not
-            // fatal for a listening socket.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let d = bootlab_netio::recv_from(sock, buf).await?;
+    Ok(Received {
+        len: d.len,
+        peer: d.peer,
+        local: d.local.unwrap_or(bound.ip()),
+        truncated: d.truncated,
+    })
 }
 
 /// Opens a transfer socket on `local` (new port) connected to `peer`.

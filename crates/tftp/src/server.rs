@@ -2,11 +2,13 @@
 //! drop them), refuse writes, enforce the session cap and the one-session-
 //! per-client rule, and run each read in its own task on its own socket.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bootlab_netio::{LogGate, Rate, SharedLimiter};
 
 use bootlab_state::{Counter, Metrics, Service, Shared};
 use tokio::net::UdpSocket;
@@ -118,99 +120,17 @@ impl Counters {
     }
 }
 
-/// At most one log line per client address per interval, so a flood of bad
-/// packets cannot flood the log. Bounded memory.
-pub struct LogLimiter {
-    interval: Duration,
-    last: Mutex<HashMap<IpAddr, Instant>>,
-}
-
-impl LogLimiter {
-    const MAX_PEERS: usize = 4096;
-
-    /// A limiter allowing one line per address per `interval`.
-    pub fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether a line about `peer` may be logged now.
-    pub fn allow(&self, peer: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if g.len() >= Self::MAX_PEERS {
-            let interval = self.interval;
-            g.retain(|_, t| now.duration_since(*t) < interval);
-            if g.len() >= Self::MAX_PEERS {
-                g.clear();
-            }
-        }
-        match g.get(&peer) {
-            Some(t) if now.duration_since(*t) < self.interval => false,
-            _ => {
-                g.insert(peer, now);
-                true
-            }
-        }
-    }
-}
-
 type SessionKey = (SocketAddr, IpAddr, String);
 
 /// ERROR replies to one address without a transfer (refusals, malformed
 /// requests), in a burst ...
-const REPLY_BURST: f64 = 64.0;
-/// ... and per second after it.
+const REPLY_BURST: u32 = 64;
+/// ... and per second after it. (The budget is a token bucket per client
+/// address, so forged requests cannot turn the server into a reflector.)
 const REPLY_PER_SEC: f64 = 16.0;
-
-/// A token bucket per client address for ERROR replies that start no
-/// transfer, so forged requests cannot turn the server into a reflector.
-/// Bounded memory.
-pub struct ReplyBudget {
-    burst: f64,
-    per_sec: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl ReplyBudget {
-    const MAX_PEERS: usize = 4096;
-
-    /// `burst` replies at once, `per_sec` after that.
-    pub fn new(burst: f64, per_sec: f64) -> Self {
-        Self {
-            burst,
-            per_sec,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Spends one reply for `peer`; false when its budget is used up.
-    pub fn take(&self, peer: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut g = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if g.len() >= Self::MAX_PEERS && !g.contains_key(&peer) {
-            let (burst, per_sec) = (self.burst, self.per_sec);
-            // Forget addresses whose bucket has refilled anyway.
-            g.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
-            });
-            if g.len() >= Self::MAX_PEERS {
-                return false;
-            }
-        }
-        let (tokens, at) = g.entry(peer).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// Client addresses the reply budget and the log gate track at most (see
+/// `bootlab_netio::limiter` for what happens when full).
+const MAX_PEERS: usize = 4096;
 
 /// A running session's claim on the cap; released on drop (also on panic
 /// or abort).
@@ -237,8 +157,8 @@ struct Server {
     shared: Shared,
     config: TftpConfig,
     counters: Counters,
-    limiter: LogLimiter,
-    reply_budget: ReplyBudget,
+    limiter: LogGate<IpAddr>,
+    reply_budget: SharedLimiter<IpAddr>,
     active: Arc<AtomicUsize>,
     /// Transfers running, by (client, local address, file name): a resent
     /// request joins its transfer instead of starting a second one.
@@ -269,8 +189,12 @@ pub async fn serve_with(
         counters: Counters::new(&shared.metrics, active.clone()),
         shared,
         config,
-        limiter: LogLimiter::new(config.log_interval),
-        reply_budget: ReplyBudget::new(REPLY_BURST, REPLY_PER_SEC),
+        limiter: LogGate::with_limits(
+            config.log_interval,
+            bootlab_netio::limiter::DEFAULT_LOG_LINES,
+            MAX_PEERS,
+        ),
+        reply_budget: SharedLimiter::new(Rate::new(REPLY_BURST, REPLY_PER_SEC), MAX_PEERS),
         active,
         in_progress: Mutex::new(HashSet::new()),
     });
@@ -408,7 +332,7 @@ impl Server {
 
     /// Sends an ERROR from a fresh port on the address the request came to.
     fn reply_error(&self, local: IpAddr, peer: SocketAddr, code: ErrorCode, msg: &str) {
-        if !self.reply_budget.take(peer.ip()) {
+        if !self.reply_budget.allow(peer.ip()) {
             // Someone is making us answer a lot (or forging that address):
             // stay quiet rather than reflect.
             self.counters.error("reply_limited");
@@ -475,7 +399,7 @@ impl Server {
                     ),
                 }
                 let (code, msg) = denial.reply();
-                if self.reply_budget.take(peer.ip()) {
+                if self.reply_budget.allow(peer.ip()) {
                     let _ = sock.send(&packet::encode_error(code, msg)).await;
                 } else {
                     self.counters.error("reply_limited");
@@ -560,45 +484,5 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_budget_bounds_replies_per_address() {
-        let budget = ReplyBudget::new(3.0, 0.0);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(budget.take(a) && budget.take(a) && budget.take(a));
-        assert!(!budget.take(a));
-        assert!(budget.take(b));
-        let refilling = ReplyBudget::new(1.0, 1e9);
-        assert!(refilling.take(a) && refilling.take(a));
-        // A flood of forged addresses: bounded map, and then silence.
-        for i in 0..(ReplyBudget::MAX_PEERS as u32 + 10) {
-            budget.take(IpAddr::V4(i.into()));
-        }
-        assert!(budget.buckets.lock().unwrap().len() <= ReplyBudget::MAX_PEERS);
-    }
-
-    #[test]
-    fn log_limiter_one_line_per_peer_per_interval() {
-        let limiter = LogLimiter::new(Duration::from_secs(3600));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(limiter.allow(a));
-        assert!(!limiter.allow(a));
-        assert!(limiter.allow(b));
-        let always = LogLimiter::new(Duration::ZERO);
-        assert!(always.allow(a) && always.allow(a));
-        // Bounded memory: a flood of distinct peers never grows the map
-        // past its cap.
-        for i in 0..(LogLimiter::MAX_PEERS as u32 + 10) {
-            limiter.allow(IpAddr::V4(i.into()));
-        }
-        assert!(limiter.last.lock().unwrap().len() <= LogLimiter::MAX_PEERS);
     }
 }
