@@ -117,6 +117,16 @@ fn reload(
             }
             let inv = generation.inventory.clone();
             publisher.install(generation);
+            match &running.ntp {
+                Some(tx) if inv.ntp().enable => {
+                    tx.send_replace(services::ntp_config(&inv));
+                }
+                Some(_) => warn!("ntp.enable turned off; the NTP service stops after a restart"),
+                None if inv.ntp().enable => {
+                    warn!("ntp.enable turned on; the NTP service starts after a restart")
+                }
+                None => {}
+            }
             match &running.lb {
                 Some(lbs) => crate::balancers::reload(lbs, shared, &inv),
                 None if !inv.balancers().is_empty() => warn!(

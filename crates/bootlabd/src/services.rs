@@ -19,6 +19,16 @@ pub(crate) type Tasks = JoinSet<(&'static str, std::io::Result<()>)>;
 pub(crate) struct Running {
     /// The balancers, when the inventory has any.
     pub lb: Option<bootlab_lb::LoadBalancers>,
+    /// The NTP service's configuration, when `[ntp] enable`.
+    pub ntp: Option<tokio::sync::watch::Sender<bootlab_ntp::NtpConfig>>,
+}
+
+/// The NTP service's configuration from the inventory's `[ntp]`.
+pub(crate) fn ntp_config(inv: &bootlab_inventory::Inventory) -> bootlab_ntp::NtpConfig {
+    bootlab_ntp::NtpConfig {
+        local_stratum: inv.ntp().local_stratum,
+        require_sync: inv.ntp().require_sync,
+    }
 }
 
 /// Binds and spawns every service.
@@ -32,8 +42,96 @@ pub(crate) async fn spawn_all(
     spawn_dns(shared, shutdown, tasks, firewall).await?;
     spawn_tftp(shared, shutdown, tasks).await?;
     spawn_http(shared, shutdown, tasks).await?;
+    let ntp = spawn_ntp(shared, shutdown, tasks).await?;
     let lb = crate::balancers::spawn(shared, shutdown, tasks).await?;
-    Ok(Running { lb })
+    Ok(Running { lb, ntp })
+}
+
+/// NTP on `services.listen.ntp` when `[ntp] enable` (server replies only;
+/// DHCP option 42 points clients here).
+async fn spawn_ntp(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<Option<tokio::sync::watch::Sender<bootlab_ntp::NtpConfig>>> {
+    let inv = shared.inventory();
+    if !inv.ntp().enable {
+        return Ok(None);
+    }
+    let addr = inv.services().listen.ntp;
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("binding ntp on {addr}"))?;
+    let (tx, rx) = tokio::sync::watch::channel(ntp_config(&inv));
+    let counters = std::sync::Arc::new(bootlab_ntp::NtpCounters::default());
+    register_ntp_metrics(&shared.metrics, &counters);
+    let shutdown = shutdown.child_token();
+    tasks.spawn(async move {
+        (
+            "ntp",
+            bootlab_ntp::serve_with(
+                socket,
+                rx,
+                shutdown,
+                bootlab_ntp::ServeOptions::default(),
+                counters,
+            )
+            .await,
+        )
+    });
+    Ok(Some(tx))
+}
+
+/// `bootlab_ntp_*` counters, read from the service's atomics at scrape time.
+fn register_ntp_metrics(
+    metrics: &bootlab_state::Metrics,
+    counters: &std::sync::Arc<bootlab_ntp::NtpCounters>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    type Read = fn(&bootlab_ntp::NtpCounters) -> u64;
+    let plain: [(&str, &str, Read); 6] = [
+        (
+            "bootlab_ntp_requests_total",
+            "NTP datagrams received.",
+            |c| c.requests.load(Relaxed),
+        ),
+        ("bootlab_ntp_replies_total", "NTP time replies sent.", |c| {
+            c.replies.load(Relaxed)
+        }),
+        (
+            "bootlab_ntp_rate_limited_total",
+            "NTP requests over their client's limit.",
+            |c| c.rate_limited.load(Relaxed),
+        ),
+        (
+            "bootlab_ntp_kiss_sent_total",
+            "NTP kiss-o'-death RATE replies sent.",
+            |c| c.kiss_sent.load(Relaxed),
+        ),
+        (
+            "bootlab_ntp_kiss_suppressed_total",
+            "Over-limit NTP requests answered with silence.",
+            |c| c.kiss_suppressed.load(Relaxed),
+        ),
+        (
+            "bootlab_ntp_send_errors_total",
+            "NTP replies the kernel refused.",
+            |c| c.send_errors.load(Relaxed),
+        ),
+    ];
+    for (name, help, read) in plain {
+        let c = counters.clone();
+        metrics.counter_fn(name, help, &[], move || Some(read(&c)));
+    }
+    for reason in bootlab_ntp::DropReason::ALL {
+        let c = counters.clone();
+        metrics.counter_fn(
+            "bootlab_ntp_dropped_total",
+            "NTP datagrams dropped without an answer, by reason.",
+            &[("reason", reason.as_str())],
+            move || Some(c.dropped(reason)),
+        );
+    }
 }
 
 /// HTTP on `services.listen.http` (boot scripts, assets, machine API, metrics).

@@ -215,6 +215,8 @@ fn reserved_client_gets_its_address_hostname_router_dns_and_domain() {
     assert_eq!(a.raw.get(59), Some(&3150u32.to_be_bytes()[..]));
     // Option 119 in RFC 1035 wire form.
     assert_eq!(a.raw.get(119), Some(&b"\x03dev\x03lab\x04test\x00"[..]));
+    // [ntp] enable (the default): option 42 names the services node.
+    assert_eq!(a.ip(42), Some(SERVER));
     assert_eq!(a.to, ReplyTo::Broadcast);
     assert!(a.len >= 300, "BOOTP minimum size");
     assert!(out.commit.is_none(), "an OFFER commits nothing");
@@ -223,6 +225,14 @@ fn reserved_client_gets_its_address_hostname_router_dns_and_domain() {
             .iter()
             .any(|e| matches!(e, MachineEvent::Dhcp { kind: "offer", .. }))
     );
+}
+
+#[test]
+fn no_ntp_option_when_ntp_is_off() {
+    let inv = LabBuilder::dev().edit(|f| f.ntp.enable = false).build();
+    let mut h = handler(inv);
+    let out = h.handle(&Msg::new(BIOS_MAC, MessageType::Discover).bytes(), t0());
+    assert_eq!(Answer::of(&out).ip(42), None);
 }
 
 #[test]
