@@ -14,6 +14,7 @@ use bootlab_state::{Service, Shared};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::activation::Inherited;
 use crate::services::Tasks;
 
 /// The balancers' runtime configuration for `inv`.
@@ -26,6 +27,7 @@ pub(crate) async fn spawn(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<Option<LoadBalancers>> {
     let configs = configs(&shared.inventory());
     if configs.is_empty() {
@@ -44,8 +46,14 @@ pub(crate) async fn spawn(
     }
     let mut bound = Vec::with_capacity(configs.len());
     for c in configs {
-        let listener = bootlab_lb::bind(c.listen)
-            .with_context(|| format!("binding balancer {} on {}", c.name, c.listen))?;
+        let listener = match inherited.tcp(&format!("lb-{}", c.name)) {
+            Some(s) => {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(s)?
+            }
+            None => bootlab_lb::bind(c.listen)
+                .with_context(|| format!("binding balancer {} on {}", c.name, c.listen))?,
+        };
         bound.push((c, listener));
     }
     let sink_shared = shared.clone();

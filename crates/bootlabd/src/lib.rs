@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`Args`] and [`run`]: command line, logging, config check, runtime.
-//! - `services`: binds each service's sockets and spawns it.
+//! - `services`: binds each service's sockets (or takes those passed at
+//!   start: `activation`, systemd's `LISTEN_FDS` protocol) and spawns it.
 //! - `balancers`: the `[[balancers]]` on `bootlab-lb`: binding, events into
 //!   the timeline, the `balancers` report and metrics, reconfigure on reload.
 //! - `firewall`: applies `table inet bootlab` at start and on reload, feeds
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod activation;
 mod balancers;
 mod firewall;
 mod lifecycle;

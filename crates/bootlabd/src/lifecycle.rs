@@ -40,7 +40,9 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     firewall.apply(&shared.inventory(), &shared)?;
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
-    let running = services::spawn_all(&shared, &shutdown, &mut tasks, &firewall).await?;
+    let mut inherited = crate::activation::Inherited::from_env();
+    let running =
+        services::spawn_all(&shared, &shutdown, &mut tasks, &firewall, &mut inherited).await?;
     info!(config = %config.display(), "bootlabd ready");
 
     loop {

@@ -8,6 +8,7 @@ use bootlab_dns::LearnedBatch;
 use bootlab_state::Shared;
 use tokio::sync::mpsc;
 
+use crate::activation::Inherited;
 use crate::firewall::DaemonFirewall;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,20 +32,56 @@ pub(crate) fn ntp_config(inv: &bootlab_inventory::Inventory) -> bootlab_ntp::Ntp
     }
 }
 
-/// Binds and spawns every service.
+/// Binds (or takes over from `inherited`) and spawns every service.
 pub(crate) async fn spawn_all(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<Running> {
-    spawn_dhcp(shared, shutdown, tasks)?;
-    spawn_dns(shared, shutdown, tasks, firewall).await?;
-    spawn_tftp(shared, shutdown, tasks).await?;
-    spawn_http(shared, shutdown, tasks).await?;
-    let ntp = spawn_ntp(shared, shutdown, tasks).await?;
-    let lb = crate::balancers::spawn(shared, shutdown, tasks).await?;
+    spawn_dhcp(shared, shutdown, tasks, inherited)?;
+    spawn_dns(shared, shutdown, tasks, firewall, inherited).await?;
+    spawn_tftp(shared, shutdown, tasks, inherited).await?;
+    spawn_http(shared, shutdown, tasks, inherited).await?;
+    let ntp = spawn_ntp(shared, shutdown, tasks, inherited).await?;
+    let lb = crate::balancers::spawn(shared, shutdown, tasks, inherited).await?;
+    inherited.warn_unused();
     Ok(Running { lb, ntp })
+}
+
+/// The UDP socket passed as `name`, else one bound on `addr`.
+pub(crate) async fn udp_socket(
+    inherited: &mut Inherited,
+    name: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::UdpSocket> {
+    match inherited.udp(name) {
+        Some(s) => {
+            s.set_nonblocking(true)?;
+            Ok(tokio::net::UdpSocket::from_std(s)?)
+        }
+        None => tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}")),
+    }
+}
+
+/// The TCP listener passed as `name`, else one bound on `addr`.
+pub(crate) async fn tcp_listener(
+    inherited: &mut Inherited,
+    name: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    match inherited.tcp(name) {
+        Some(s) => {
+            s.set_nonblocking(true)?;
+            Ok(tokio::net::TcpListener::from_std(s)?)
+        }
+        None => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {name} on {addr}")),
+    }
 }
 
 /// NTP on `services.listen.ntp` when `[ntp] enable` (server replies only;
@@ -53,15 +90,13 @@ async fn spawn_ntp(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<Option<tokio::sync::watch::Sender<bootlab_ntp::NtpConfig>>> {
     let inv = shared.inventory();
     if !inv.ntp().enable {
         return Ok(None);
     }
-    let addr = inv.services().listen.ntp;
-    let socket = tokio::net::UdpSocket::bind(addr)
-        .await
-        .with_context(|| format!("binding ntp on {addr}"))?;
+    let socket = udp_socket(inherited, "ntp", inv.services().listen.ntp).await?;
     let (tx, rx) = tokio::sync::watch::channel(ntp_config(&inv));
     let counters = std::sync::Arc::new(bootlab_ntp::NtpCounters::default());
     register_ntp_metrics(&shared.metrics, &counters);
@@ -139,11 +174,10 @@ async fn spawn_http(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services().listen.http;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding http on {addr}"))?;
+    let listener = tcp_listener(inherited, "http", addr).await?;
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move {
         (
@@ -159,11 +193,10 @@ async fn spawn_tftp(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services().listen.tftp;
-    let socket = tokio::net::UdpSocket::bind(addr)
-        .await
-        .with_context(|| format!("binding tftp on {addr}"))?;
+    let socket = udp_socket(inherited, "tftp", addr).await?;
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move { ("tftp", bootlab_tftp::serve(socket, shared, shutdown).await) });
     Ok(())
@@ -171,15 +204,23 @@ async fn spawn_tftp(
 
 /// DHCP on `services.interface` (or the NIC whose MAC is `services.mac`,
 /// when listening on 0.0.0.0), else a plain UDP socket on
-/// `services.listen.dhcp`.
+/// `services.listen.dhcp`; a socket passed as `dhcp` is used in address
+/// mode (replies to the sender).
 fn spawn_dhcp(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<()> {
     let inv = shared.inventory();
-    let socket = bootlab_dhcp::bind(&inv)
-        .with_context(|| format!("binding dhcp on {}", inv.services().listen.dhcp))?;
+    let socket = match inherited.udp("dhcp") {
+        Some(s) => {
+            s.set_nonblocking(true)?;
+            bootlab_dhcp::DhcpSocket::from_std(s, bootlab_dhcp::SocketMode::Address)?
+        }
+        None => bootlab_dhcp::bind(&inv)
+            .with_context(|| format!("binding dhcp on {}", inv.services().listen.dhcp))?,
+    };
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move { ("dhcp", bootlab_dhcp::serve(socket, shared, shutdown).await) });
     Ok(())
@@ -193,14 +234,11 @@ async fn spawn_dns(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
+    inherited: &mut Inherited,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services().listen.dns;
-    let udp = tokio::net::UdpSocket::bind(addr)
-        .await
-        .with_context(|| format!("binding dns (udp) on {addr}"))?;
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding dns (tcp) on {addr}"))?;
+    let udp = udp_socket(inherited, "dns", addr).await?;
+    let tcp = tcp_listener(inherited, "dns", addr).await?;
     let learned = shared
         .inventory()
         .services()

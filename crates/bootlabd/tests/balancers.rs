@@ -6,13 +6,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-mod common;
-use bootlab_testkit::LabBuilder;
-use bootlab_testkit::lab::{Listen, free_port, wire};
-use common::Daemon;
+use bootlab_testkit::lab::{free_port, wire};
+use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -88,32 +85,31 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
-fn lab(dir: &Path, listen: &Listen, lb_port: u16, backend_port: u16, drain: bool) -> String {
-    LabBuilder::dev()
-        .local_daemon(dir, listen)
-        .edit(|f| {
-            f.balancers.push(wire::BalancerSection {
-                name: "api".into(),
-                port: lb_port,
-                address: Some("127.0.0.1".into()),
-                backends: vec!["worker".into()],
-                backend_port: Some(backend_port),
-                algorithm: None,
-                check: None,
-                interval: Some("200ms".into()),
-                rise: Some(1),
-                fall: Some(1),
-            });
-            f.nodes[0].drain = Some(drain);
-        })
-        .toml()
+/// dev.toml on `sockets` with one balancer "api" over the worker role.
+fn lab(dir: &Path, sockets: &Sockets, backend_port: u16) -> LabBuilder {
+    let lab = LabBuilder::dev().edit(|f| {
+        f.balancers = vec![wire::BalancerSection {
+            name: "api".into(),
+            port: 1, // the bound socket's port replaces it
+            address: None,
+            backends: vec!["worker".into()],
+            backend_port: Some(backend_port),
+            algorithm: None,
+            check: None,
+            interval: Some("200ms".into()),
+            rise: Some(1),
+            fall: Some(1),
+        }];
+    });
+    sockets.lab(lab, dir)
 }
 
 #[test]
 fn drained_node_leaves_on_sighup_while_its_open_connection_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = Listen::free_loopback();
-    let (lb_port, backend_port) = (free_port(), free_port());
+    let sockets = Sockets::loopback(&["api"]);
+    let (listen, lb) = (sockets.listen, sockets.balancer("api"));
+    let backend_port = free_port();
     backend(
         "node-bios",
         SocketAddr::from(([127, 0, 0, 10], backend_port)),
@@ -123,15 +119,9 @@ fn drained_node_leaves_on_sighup_while_its_open_connection_completes() {
         SocketAddr::from(([127, 0, 0, 11], backend_port)),
     );
     let config = dir.path().join("lab.toml");
-    std::fs::write(
-        &config,
-        lab(dir.path(), &listen, lb_port, backend_port, false),
-    )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(&config);
-    let mut d = Daemon::spawn(cmd);
-    let lb = SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let base = lab(dir.path(), &sockets, backend_port);
+    std::fs::write(&config, base.toml()).unwrap();
+    let mut d = Daemon::start(Path::new(BIN), &config, sockets);
 
     eventually("both backends up", || {
         backend_states(listen.http).iter().all(|(_, s)| s == "up")
@@ -155,11 +145,8 @@ fn drained_node_leaves_on_sighup_while_its_open_connection_completes() {
     };
 
     // Drain node-bios: new connections avoid it, the open one carries on.
-    std::fs::write(
-        &config,
-        lab(dir.path(), &listen, lb_port, backend_port, true),
-    )
-    .unwrap();
+    let drained = base.edit(|f| f.nodes[0].drain = Some(true));
+    std::fs::write(&config, drained.toml()).unwrap();
     d.signal("HUP");
     d.wait_for("reloaded inventory");
     eventually("node-bios drained", || {

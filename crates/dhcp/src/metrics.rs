@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bootlab_state::metrics::Histogram;
 use bootlab_state::{Counter, Metrics};
 use dhcproto::v4::MessageType;
 
@@ -26,6 +27,9 @@ pub struct DhcpMetrics {
     pub commit_failures: Counter,
     /// Replies the socket refused to send.
     pub send_errors: Counter,
+    /// From a request's arrival (its receive batch) to its reply's send;
+    /// for replies that grant a lease, the group commit's fdatasync included.
+    pub reply_latency: Histogram,
     leases: Arc<AtomicU64>,
 }
 
@@ -124,6 +128,11 @@ impl DhcpMetrics {
             send_errors: m.counter(
                 "bootlab_dhcp_send_errors_total",
                 "DHCP replies the socket refused.",
+                &[],
+            ),
+            reply_latency: m.histogram(
+                "bootlab_dhcp_reply_duration_seconds",
+                "Time from a DHCP request's arrival to its reply's send (durable-lease commits included).",
                 &[],
             ),
             leases,

@@ -21,7 +21,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bootlab_boot::decision::ARM64_LOADER;
 use bootlab_inventory::{Inventory, MacAddr};
@@ -174,7 +174,13 @@ struct Pending {
     reply: Option<Outgoing>,
     peer: SocketAddr,
     events: Vec<MachineEvent>,
+    /// When the request's receive batch arrived.
+    received: Instant,
 }
+
+/// What each reply carries through a send: its type (for the counters) and
+/// when its request arrived (for the latency histogram).
+type ReplyTag = (MessageType, Instant);
 
 /// Serves DHCP on `socket` until `shutdown`, with default [`Limits`].
 pub async fn serve(
@@ -322,7 +328,7 @@ struct RxLoop {
 }
 
 impl BatchHandler for RxLoop {
-    type Tag = MessageType;
+    type Tag = ReplyTag;
 
     fn before_recv(&mut self) {
         if self.reload_open {
@@ -340,7 +346,8 @@ impl BatchHandler for RxLoop {
         }
     }
 
-    fn handle(&mut self, batch: &RecvBatch, out: &mut SendBatch<MessageType>) {
+    fn handle(&mut self, batch: &RecvBatch, out: &mut SendBatch<ReplyTag>) {
+        let received = Instant::now();
         let now = SystemTime::now();
         let mut events: Vec<MachineEvent> = Vec::new();
         for (d, payload) in batch.iter() {
@@ -369,6 +376,7 @@ impl BatchHandler for RxLoop {
                         reply,
                         peer,
                         events: ev,
+                        received,
                     };
                     if self.commits.try_send(pending).is_err() {
                         self.metrics.commit_failures.inc();
@@ -378,7 +386,7 @@ impl BatchHandler for RxLoop {
                 None => {
                     if let Some(reply) = reply {
                         let to = reply_address(&self.mode, peer, reply.to);
-                        out.push(&reply.bytes, to, None, reply.msg_type);
+                        out.push(&reply.bytes, to, None, (reply.msg_type, received));
                     }
                     events.append(&mut ev);
                 }
@@ -394,15 +402,18 @@ impl BatchHandler for RxLoop {
         }
     }
 
-    fn sent(&mut self, msg_type: MessageType, result: io::Result<()>) {
-        count_sent(&self.metrics, msg_type, result);
+    fn sent(&mut self, tag: ReplyTag, result: io::Result<()>) {
+        count_sent(&self.metrics, tag, result);
     }
 }
 
-/// Counts one reply's send.
-fn count_sent(metrics: &DhcpMetrics, msg_type: MessageType, result: io::Result<()>) {
+/// Counts one reply's send and how long its request waited for it.
+fn count_sent(metrics: &DhcpMetrics, (msg_type, received): ReplyTag, result: io::Result<()>) {
     match result {
-        Ok(()) => metrics.sent(msg_type),
+        Ok(()) => {
+            metrics.sent(msg_type);
+            metrics.reply_latency.observe_duration(received.elapsed());
+        }
         Err(e) => {
             metrics.send_errors.inc();
             debug!("dhcp send: {e}");
@@ -471,7 +482,7 @@ fn lease_writer(
     use std::os::fd::AsRawFd as _;
     let fd = sock.as_raw_fd();
     let family = sock.local_addr().map_or(Family::V4, Family::of);
-    let mut sender: SendBatch<MessageType> = SendBatch::new(family, false, TX_CHUNK);
+    let mut sender: SendBatch<ReplyTag> = SendBatch::new(family, false, TX_CHUNK);
     let mut batch: Vec<Pending> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -490,7 +501,7 @@ fn lease_writer(
                 for p in batch.drain(..) {
                     if let Some(reply) = p.reply {
                         let to = reply_address(mode, p.peer, reply.to);
-                        sender.push(&reply.bytes, to, None, reply.msg_type);
+                        sender.push(&reply.bytes, to, None, (reply.msg_type, p.received));
                     }
                     events.extend(p.events);
                 }

@@ -180,6 +180,13 @@ async fn dhclient_gets_the_reservation() {
         "{kinds:?}"
     );
     assert_eq!(m.ip, Some(NODE_IP));
+    // OFFER and ACK went out; their latencies are in the histogram.
+    let text = server.shared.metrics.render();
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bootlab_dhcp_reply_duration_seconds_count "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    assert!(count >= 2, "{text}");
     server.stop().await;
 }
 

@@ -21,12 +21,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bootlab_inventory::Inventory;
 use bootlab_netio::{
     BatchHandler, LogGate, PeerSlots, RecvBatch, RecvOptions, SendBatch, SlotRefusal, WorkerOptions,
 };
+use bootlab_state::metrics::Histogram;
 use bootlab_state::{Counter, Metrics, Shared};
 use hickory_proto::op::ResponseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -149,6 +150,8 @@ struct DnsCounters {
     oversized: Counter,
     noerror: Counter,
     nxdomain: Counter,
+    /// UDP: from a query's arrival (its receive batch) to its reply's send.
+    udp_latency: Histogram,
 }
 
 impl DnsCounters {
@@ -216,6 +219,11 @@ impl DnsCounters {
                 dropped(DropReason::TooShort),
                 dropped(DropReason::NotAQuery),
             ],
+            udp_latency: m.histogram(
+                "bootlab_dns_reply_duration_seconds",
+                "Time from a UDP DNS query's arrival to its reply's send (answers from the zones).",
+                &[("transport", "udp")],
+            ),
             forwarded: m.counter(
                 "bootlab_dns_forwarded_total",
                 "Queries forwarded for allow-listed names.",
@@ -517,9 +525,10 @@ struct UdpWorker {
 }
 
 impl BatchHandler for UdpWorker {
-    type Tag = ();
+    type Tag = Instant;
 
-    fn handle(&mut self, batch: &RecvBatch, replies: &mut SendBatch) {
+    fn handle(&mut self, batch: &RecvBatch, replies: &mut SendBatch<Instant>) {
+        let received = Instant::now();
         let service = &*self.service;
         if service.live.generation() != self.generation {
             (self.generation, self.handler) = service.live.load();
@@ -543,7 +552,7 @@ impl BatchHandler for UdpWorker {
                     if let Some(p) = &info.problem {
                         service.log_problem(peer, Transport::Udp, p);
                     }
-                    replies.push(&self.out, peer, got.local, ());
+                    replies.push(&self.out, peer, got.local, received);
                 }
                 Outcome::Forward(req) => {
                     service.counters.forwarded.inc();
@@ -560,9 +569,14 @@ impl BatchHandler for UdpWorker {
         service.counters.batch(&counts);
     }
 
-    fn sent(&mut self, _tag: (), result: io::Result<()>) {
-        if let Err(e) = result {
-            debug!("dns udp send: {e}");
+    fn sent(&mut self, received: Instant, result: io::Result<()>) {
+        match result {
+            Ok(()) => self
+                .service
+                .counters
+                .udp_latency
+                .observe_duration(received.elapsed()),
+            Err(e) => debug!("dns udp send: {e}"),
         }
     }
 }

@@ -143,6 +143,12 @@ async fn udp_and_tcp_give_the_same_answers() {
     assert!(s.metric("bootlab_dns_queries_total{transport=\"udp\"}") >= 14);
     assert!(s.metric("bootlab_dns_queries_total{transport=\"tcp\"}") >= 14);
     assert!(s.metric("bootlab_dns_fast_path_total") >= 28);
+    // Every UDP answer's latency is in the histogram.
+    assert!(
+        s.metric("bootlab_dns_reply_duration_seconds_count{transport=\"udp\"}") >= 14,
+        "{}",
+        s.shared.metrics.render()
+    );
     s.stop().await;
 }
 

@@ -1,0 +1,241 @@
+//! The real `bootlabd` as a child process, on sockets the test bound
+//! itself (port 0, so no free-port races): they are handed over with
+//! systemd's socket-activation protocol (`LISTEN_FDS`, `LISTEN_FDNAMES`),
+//! which bootlabd reads at start. Its log lines can be waited for; it is
+//! killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+
+use crate::lab::{LabBuilder, Listen};
+
+/// How long a test waits for a log line, a readiness probe or an exit.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Loopback sockets for every service (and named balancers), bound now.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Where each service listens.
+    pub listen: Listen,
+    /// Balancer name -> its listen address.
+    pub balancers: Vec<(String, SocketAddr)>,
+    fds: Vec<(String, OwnedFd)>,
+}
+
+/// A UDP and a TCP socket on the same free loopback port.
+fn udp_and_tcp() -> (UdpSocket, TcpListener) {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+        let port = u.local_addr().expect("local addr").port();
+        if let Ok(t) = TcpListener::bind(("127.0.0.1", port)) {
+            return (u, t);
+        }
+    }
+}
+
+impl Sockets {
+    /// Binds DHCP, DNS (UDP + TCP), TFTP, HTTP and NTP on 127.0.0.1 port 0,
+    /// and one listener per name in `balancers`.
+    pub fn loopback(balancers: &[&str]) -> Self {
+        let bind_udp = || UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+        let bind_tcp = || TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+        let (dhcp, tftp, ntp) = (bind_udp(), bind_udp(), bind_udp());
+        let (dns_udp, dns_tcp) = udp_and_tcp();
+        let http = bind_tcp();
+        let addr_u = |s: &UdpSocket| s.local_addr().expect("local addr");
+        let addr_t = |s: &TcpListener| s.local_addr().expect("local addr");
+        let listen = Listen {
+            dhcp: addr_u(&dhcp),
+            dns: addr_u(&dns_udp),
+            tftp: addr_u(&tftp),
+            http: addr_t(&http),
+            ntp: addr_u(&ntp),
+        };
+        let mut fds: Vec<(String, OwnedFd)> = vec![
+            ("dhcp".into(), dhcp.into()),
+            ("dns".into(), dns_udp.into()),
+            ("dns".into(), dns_tcp.into()),
+            ("tftp".into(), tftp.into()),
+            ("http".into(), http.into()),
+            ("ntp".into(), ntp.into()),
+        ];
+        let mut bound = Vec::new();
+        for name in balancers {
+            let l = bind_tcp();
+            bound.push(((*name).to_owned(), addr_t(&l)));
+            fds.push((format!("lb-{name}"), l.into()));
+        }
+        Self {
+            listen,
+            balancers: bound,
+            fds,
+        }
+    }
+
+    /// The listen address of balancer `name`.
+    pub fn balancer(&self, name: &str) -> SocketAddr {
+        self.balancers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no socket bound for balancer {name}"))
+    }
+
+    /// `lab` as a test daemon on these sockets, state under `dir`
+    /// ([`LabBuilder::local_daemon`]): the balancers bound here keep their
+    /// settings and listen on their bound address; the others are left out.
+    pub fn lab(&self, lab: LabBuilder, dir: &Path) -> LabBuilder {
+        let bound = self.balancers.clone();
+        let kept: Vec<_> = lab
+            .file
+            .balancers
+            .iter()
+            .filter(|b| bound.iter().any(|(n, _)| *n == b.name))
+            .cloned()
+            .collect();
+        lab.local_daemon(dir, &self.listen).edit(move |f| {
+            f.balancers = kept;
+            for b in &mut f.balancers {
+                if let Some((_, a)) = bound.iter().find(|(n, _)| *n == b.name) {
+                    b.address = Some(a.ip().to_string());
+                    b.port = a.port();
+                }
+            }
+        })
+    }
+}
+
+/// A running `bootlabd` whose stderr lines arrive on a channel; killed on
+/// drop.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (bootlabd with its arguments, possibly wrapped in
+    /// `ip netns exec`) and waits for "bootlabd ready".
+    pub fn spawn(cmd: Command) -> Self {
+        Self::spawn_inner(cmd, None)
+    }
+
+    /// Spawns `bin --config config` on `sockets` and waits for "bootlabd
+    /// ready".
+    pub fn start(bin: &Path, config: &Path, sockets: Sockets) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(config);
+        Self::spawn_inner(cmd, Some(sockets))
+    }
+
+    fn spawn_inner(mut cmd: Command, sockets: Option<Sockets>) -> Self {
+        if let Some(s) = sockets {
+            let names: Vec<String> = s.fds.iter().map(|(n, _)| n.clone()).collect();
+            cmd.env("LISTEN_FDS", names.len().to_string())
+                .env("LISTEN_FDNAMES", names.join(":"))
+                .env_remove("LISTEN_PID");
+            let mappings = s
+                .fds
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, fd))| FdMapping {
+                    parent_fd: fd,
+                    child_fd: 3 + i as i32,
+                })
+                .collect();
+            cmd.fd_mappings(mappings).expect("distinct child fds");
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        // The parent's copies of the passed sockets close with `cmd`.
+        drop(cmd);
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        d.wait_for("bootlabd ready");
+        d
+    }
+
+    /// Waits (bounded by [`PATIENCE`]) for a new log line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "bootlabd exited ({status}) before {needle:?}:\n{}",
+                            self.seen.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Sends a signal (`HUP`, `TERM`...).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -s {sig}");
+    }
+
+    /// SIGTERM and wait (bounded by [`PATIENCE`]) for exit 0.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert_eq!(status.code(), Some(0), "{}", self.seen.join("\n"));
+                return;
+            }
+            assert!(Instant::now() < deadline, "bootlabd ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
