@@ -30,7 +30,7 @@ impl Inherited {
         for (i, name) in names.split(':').enumerate().take(fds.len()) {
             by_name.entry(name.to_owned()).or_default().push(i);
         }
-        if !fds.is_empty() {
+        if fds.len() > 0 {
             info!(count = fds.len(), names = %names, "sockets passed at start");
         }
         Self { fds, by_name }

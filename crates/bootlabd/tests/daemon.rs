@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod common;
-use bootlab_testkit::LabBuilder;
-use bootlab_testkit::lab::{Listen, free_port};
-use common::Daemon;
+use bootlab_testkit::lab::Listen;
+use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -18,35 +16,10 @@ fn repo(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// Free loopback ports for DHCP, DNS, TFTP, HTTP and NTP.
-fn ports() -> [u16; 5] {
-    [
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    ]
-}
-
-/// config/dev.toml as a test daemon on `ports` (DHCP, DNS, TFTP, HTTP, NTP),
-/// state under `dir`, with `extra_nodes` more nodes.
-fn lab_on(dir: &Path, ports: [u16; 5], extra_nodes: usize) -> String {
-    lab_builder(dir, ports, extra_nodes).toml()
-}
-
-/// [`lab_on`] before it is written out, for typed edits.
-fn lab_builder(dir: &Path, ports: [u16; 5], extra_nodes: usize) -> LabBuilder {
-    let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    let listen = Listen {
-        dhcp: at(ports[0]),
-        dns: at(ports[1]),
-        tftp: at(ports[2]),
-        http: at(ports[3]),
-        ntp: at(ports[4]),
-    };
-    LabBuilder::dev().local_daemon(dir, &listen).edit(|f| {
-        for i in 0..extra_nodes {
+/// `lab` with `extra` more worker nodes.
+fn with_nodes(lab: LabBuilder, extra: usize) -> LabBuilder {
+    lab.edit(|f| {
+        for i in 0..extra {
             let mut n = f.nodes[0].clone();
             n.name = format!("extra-{i}");
             n.mac = None;
@@ -58,9 +31,14 @@ fn lab_builder(dir: &Path, ports: [u16; 5], extra_nodes: usize) -> LabBuilder {
     })
 }
 
-/// A small lab on loopback with fresh free ports.
-fn lab(dir: &Path, extra_nodes: usize) -> String {
-    lab_on(dir, ports(), extra_nodes)
+/// config/dev.toml as a test daemon's inventory (for `--check`, which
+/// binds nothing), state under `dir`.
+fn lab_builder(dir: &Path) -> LabBuilder {
+    LabBuilder::dev().local_daemon(dir, &Listen::free_loopback())
+}
+
+fn lab(dir: &Path) -> String {
+    lab_builder(dir).toml()
 }
 
 #[test]
@@ -85,7 +63,7 @@ fn check_accepts_every_shipped_config() {
 fn check_exits_64_with_every_error_located() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = lab_builder(dir.path(), ports(), 0)
+    let text = lab_builder(dir.path())
         .edit(|f| {
             f.nodes[0].mac = Some("52:54:00:77:00:1g".into());
             f.network.lease = "soon".into();
@@ -111,7 +89,7 @@ fn check_exits_64_with_every_error_located() {
 fn check_rejects_unknown_keys_with_their_location() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = lab(dir.path(), 0);
+    let text = lab(dir.path());
     assert!(text.contains("firewall = false\n"), "{text}");
     let text = text.replacen(
         "firewall = false\n",
@@ -154,17 +132,15 @@ fn missing_config_exits_64_and_says_what_to_do() {
 fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lab.toml");
-    let ports = ports();
-    let good = lab_on(dir.path(), ports, 0);
-    std::fs::write(&config, &good).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(&config);
-    let mut d = Daemon::spawn(cmd);
+    let sockets = Sockets::loopback(&[]);
+    let base = sockets.lab(LabBuilder::dev(), dir.path());
+    std::fs::write(&config, base.toml()).unwrap();
+    let mut d = Daemon::start(Path::new(BIN), &config, sockets);
 
     // A broken file: the daemon keeps running and says why.
     std::fs::write(
         &config,
-        lab_builder(dir.path(), ports, 0)
+        base.clone()
             .edit(|f| f.nodes[1].ip = "10.0.0.11".into())
             .toml(),
     )
@@ -175,7 +151,7 @@ fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops()
     assert!(d.child.try_wait().unwrap().is_none(), "still running");
 
     // A good file with two more nodes goes live.
-    std::fs::write(&config, lab_on(dir.path(), ports, 2)).unwrap();
+    std::fs::write(&config, with_nodes(base, 2).toml()).unwrap();
     d.signal("HUP");
     let line = d.wait_for("reloaded inventory");
     assert!(line.contains("nodes=4"), "{line}");

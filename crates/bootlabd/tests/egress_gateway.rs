@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bootlab_firewall::{BootlabTable, LearnedSet, Nft};
 
-mod common;
-use common::{Daemon, READY};
+use bootlab_testkit::Daemon;
+use bootlab_testkit::daemon::PATIENCE as READY;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 

@@ -4,13 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 use std::time::Duration;
 
-mod common;
-use bootlab_testkit::LabBuilder;
-use bootlab_testkit::lab::Listen;
-use common::Daemon;
+use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -45,9 +41,8 @@ fn metrics(http: SocketAddr) -> String {
     text
 }
 
-fn lab(dir: &std::path::Path, listen: &Listen, stratum: u8) -> String {
-    LabBuilder::dev()
-        .local_daemon(dir, listen)
+fn lab(base: &LabBuilder, stratum: u8) -> String {
+    base.clone()
         .edit(|f| {
             f.ntp.enable = true;
             f.ntp.local_stratum = stratum;
@@ -58,12 +53,12 @@ fn lab(dir: &std::path::Path, listen: &Listen, stratum: u8) -> String {
 #[test]
 fn answers_with_the_inventorys_stratum_and_follows_a_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = Listen::free_loopback();
+    let sockets = Sockets::loopback(&[]);
+    let listen = sockets.listen;
+    let base = sockets.lab(LabBuilder::dev(), dir.path());
     let config = dir.path().join("lab.toml");
-    std::fs::write(&config, lab(dir.path(), &listen, 10)).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(&config);
-    let mut d = Daemon::spawn(cmd);
+    std::fs::write(&config, lab(&base, 10)).unwrap();
+    let mut d = Daemon::start(std::path::Path::new(BIN), &config, sockets);
 
     let (li, mode, stratum, origin) = ask(listen.ntp);
     assert_eq!(
@@ -83,7 +78,7 @@ fn answers_with_the_inventorys_stratum_and_follows_a_reload() {
     s.send_to(&control, listen.ntp).unwrap();
     assert!(s.recv_from(&mut [0u8; 512]).is_err(), "no answer to mode 6");
 
-    std::fs::write(&config, lab(dir.path(), &listen, 7)).unwrap();
+    std::fs::write(&config, lab(&base, 7)).unwrap();
     d.signal("HUP");
     d.wait_for("reloaded inventory");
     let (_, _, stratum, _) = ask(listen.ntp);

@@ -7,10 +7,10 @@
 //! (`cargo build -p bootlab-bootlabd`; `cargo test --workspace` builds it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use bootlab_testkit::lab::free_port;
+use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
 fn bootlabd_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -26,38 +26,9 @@ fn bootlabd_path() -> PathBuf {
     p
 }
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// okd-lab.toml as a loopback test daemon serves it, DNS on `dns_port`,
-/// with `extra` records `(name, type, value)`.
-fn lab_text(dir: &Path, dns_port: u16, extra: &[(&str, &str, &str)]) -> String {
-    let mut listen = bootlab_testkit::lab::Listen::free_loopback();
-    listen.dns = std::net::SocketAddr::from(([127, 0, 0, 1], dns_port));
-    let mut lab = bootlab_testkit::LabBuilder::okd().local_daemon(dir, &listen);
+/// `base` with `extra` records `(name, type, value)`.
+fn lab_text(base: &LabBuilder, extra: &[(&str, &str, &str)]) -> String {
+    let mut lab = base.clone();
     for (name, rtype, value) in extra {
         lab = lab.record(name, rtype, value);
     }
@@ -102,25 +73,13 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[test]
 fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let sockets = Sockets::loopback(&[]);
+    let port = sockets.listen.dns.port();
+    let base = sockets.lab(LabBuilder::okd(), dir.path());
     let config = dir.path().join("lab.toml");
-    std::fs::write(&config, lab_text(dir.path(), port, &[])).unwrap();
-    let log = dir.path().join("bootlabd.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bootlabd_path())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let daemon = Daemon { child, log };
-    eventually("bootlabd listens for dns", || {
-        daemon
-            .log()
-            .contains(&format!("listening for dns on 127.0.0.1:{port}"))
-    });
+    std::fs::write(&config, lab_text(&base, &[])).unwrap();
+    let mut daemon = Daemon::start(&bootlabd_path(), &config, sockets);
+    daemon.wait_for("listening for dns on");
 
     assert_eq!(
         kdig(port, &["master-0.okd.example.com.", "A"]),
@@ -141,7 +100,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     // a good inventory with one more record
     std::fs::write(
         &config,
-        lab_text(dir.path(), port, &[("added", "A", "192.168.200.99")]),
+        lab_text(&base, &[("added", "A", "192.168.200.99")]),
     )
     .unwrap();
     daemon.signal("HUP");
@@ -157,9 +116,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     // a broken inventory: the old zones keep serving
     std::fs::write(&config, "this is not toml [").unwrap();
     daemon.signal("HUP");
-    eventually("reload failure logged", || {
-        daemon.log().contains("keeping the old inventory")
-    });
+    daemon.wait_for("keeping the old inventory");
     assert_eq!(
         kdig(port, &["added.okd.example.com.", "A"]),
         "192.168.200.99"
@@ -169,17 +126,10 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
         "192.168.200.30"
     );
 
-    daemon.signal("TERM");
-    let mut daemon = daemon;
-    let mut stopped = false;
-    for _ in 0..200 {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}\n{}", daemon.log());
-            stopped = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(stopped, "bootlabd stops on SIGTERM\n{}", daemon.log());
-    assert!(daemon.log().contains("dns stopped"), "{}", daemon.log());
+    daemon.stop();
+    assert!(
+        daemon.seen.iter().any(|l| l.contains("dns stopped")),
+        "{}",
+        daemon.seen.join("\n")
+    );
 }

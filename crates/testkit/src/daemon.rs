@@ -218,12 +218,17 @@ impl Daemon {
         assert!(ok.success(), "kill -s {sig}");
     }
 
-    /// SIGTERM and wait (bounded by [`PATIENCE`]) for exit 0.
+    /// SIGTERM and wait (bounded by [`PATIENCE`]) for exit 0; the lines it
+    /// logged on the way out are added to [`Daemon::seen`].
     pub fn stop(&mut self) {
         self.signal("TERM");
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Everything it logged on the way out.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.seen.push(line);
+                }
                 assert_eq!(status.code(), Some(0), "{}", self.seen.join("\n"));
                 return;
             }
