@@ -147,6 +147,17 @@ impl RawOptions {
         Ok(())
     }
 
+    /// [`Self::walk`] that keeps the options before one that runs past the
+    /// end of the area (real firmware sends such packets; lenient servers
+    /// answer from what parsed) and returns that option's code.
+    fn walk_lenient(&mut self, area: &[u8]) -> Option<u8> {
+        match self.walk(area) {
+            Ok(()) => None,
+            Err(ParseError::Truncated { code }) => Some(code),
+            Err(_) => None,
+        }
+    }
+
     /// Decodes option `code` with dhcproto's typed decoder (`None` when
     /// absent, `Err` when malformed). Only for options of at most 255 bytes.
     fn typed(&self, c: u8) -> Option<Result<DhcpOption, ()>> {
@@ -262,21 +273,30 @@ impl Request {
             return Err(ParseError::NotEthernet { htype, hlen });
         }
         let mut options = RawOptions::default();
-        options.walk(&bytes[HEADER_LEN..])?;
+        // An option cut off at the end of its area is left out (and
+        // reported as malformed); the rest is used.
+        let mut cut = Vec::new();
+        cut.extend(options.walk_lenient(&bytes[HEADER_LEN..]));
         // RFC 2131 4.1: option 52 moves more options into file and/or sname.
         if let Some(&[overload]) = options.get(code::OVERLOAD) {
             if overload & 1 != 0 {
-                options.walk(&bytes[FILE])?;
+                cut.extend(options.walk_lenient(&bytes[FILE]));
             }
             if overload & 2 != 0 {
-                options.walk(&bytes[SNAME])?;
+                cut.extend(options.walk_lenient(&bytes[SNAME]));
             }
         }
+        // A message whose type itself is cut off is not answered.
         let msg_type = match options.get(code::MESSAGE_TYPE) {
             Some(&[t @ 1..=8]) => MessageType::from(t),
+            _ if cut.contains(&code::MESSAGE_TYPE) => {
+                return Err(ParseError::Truncated {
+                    code: code::MESSAGE_TYPE,
+                });
+            }
             _ => return Err(ParseError::NoMessageType),
         };
-        let mut malformed = Vec::new();
+        let mut malformed = cut;
         let mut ip = |c: u8| match options.ip(c) {
             Some(Ok(ip)) => Some(ip),
             Some(Err(())) => {
