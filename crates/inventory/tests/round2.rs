@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
+mod common;
+
 use bootlab_inventory::{Diagnostic, HealthCheck, Inventory, Severity, parse};
+use common::{edit_of, the_error};
 
 const BASE: &str = r#"[lab]
 name = "t"
@@ -67,35 +70,16 @@ check = { kind = "https", path = "/readyz", status = 200 }
 "#;
 
 fn edit(from: &str, to: &str) -> String {
-    assert_eq!(BASE.matches(from).count(), 1, "{from:?} must occur once");
-    BASE.replacen(from, to, 1)
+    edit_of(BASE, from, to)
 }
 
 fn ok(text: &str) -> Inventory {
     parse(text, Path::new("lab.toml")).unwrap_or_else(|d| panic!("{d}"))
 }
 
-fn errors(text: &str) -> Vec<Diagnostic> {
-    match parse(text, Path::new("lab.toml")) {
-        Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(d) => d.0,
-    }
-}
-
 #[track_caller]
 fn one_error(text: &str, path: &str, msg: &str) -> Diagnostic {
-    let errs = errors(text);
-    assert_eq!(
-        errs.len(),
-        1,
-        "{}",
-        errs.iter().map(|e| format!("{e}\n")).collect::<String>()
-    );
-    let e = errs.into_iter().next().unwrap();
-    assert_eq!(e.path.to_string(), path, "{e}");
-    assert!(e.message.contains(msg), "{:?} lacks {msg:?}", e.message);
-    assert!(!e.help.is_empty(), "{e}");
-    e
+    the_error(text, path, msg)
 }
 
 #[test]

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
+mod common;
+
 use bootlab_inventory::{Diagnostic, parse};
+use common::{edit_of, errors, line_of, list, the_error};
 
 const BASE: &str = r#"[lab]
 name = "t"
@@ -47,50 +50,16 @@ allow_cidrs = []
 
 /// BASE with `from` replaced by `to` (which must occur exactly once).
 fn edit(from: &str, to: &str) -> String {
-    assert_eq!(
-        BASE.matches(from).count(),
-        1,
-        "{from:?} must occur once in BASE"
-    );
-    BASE.replacen(from, to, 1)
-}
-
-fn errors(text: &str) -> Vec<Diagnostic> {
-    match parse(text, Path::new("lab.toml")) {
-        Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(d) => d.0,
-    }
-}
-
-/// 1-based line of the first line of `text` containing `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in text"));
-    text[..at].matches('\n').count() + 1
+    edit_of(BASE, from, to)
 }
 
 /// Asserts exactly one error, at `path`, on the line containing `line_needle`,
 /// whose message contains `msg`. Returns it.
 #[track_caller]
 fn one_error(text: &str, path: &str, line_needle: &str, msg: &str) -> Diagnostic {
-    let errs = errors(text);
-    assert_eq!(errs.len(), 1, "expected one error, got:\n{}", list(&errs));
-    let e = errs.into_iter().next().unwrap();
-    assert_eq!(e.path.to_string(), path, "{e}");
+    let e = the_error(text, path, msg);
     assert_eq!(e.line, line_of(text, line_needle), "{e}");
-    assert!(
-        e.message.contains(msg),
-        "message {:?} lacks {msg:?}",
-        e.message
-    );
-    assert!(!e.help.is_empty(), "every diagnostic says what to do: {e}");
-    assert_eq!(e.file, Path::new("lab.toml"));
     e
-}
-
-fn list(errs: &[Diagnostic]) -> String {
-    errs.iter().map(|e| format!("{e}\n")).collect()
 }
 
 #[test]
