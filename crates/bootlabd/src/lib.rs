@@ -8,12 +8,15 @@
 //!   DNS-learned addresses into its set, `--firewall-remove`.
 //! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
 //!   keep state), SIGTERM/SIGINT stop with a grace deadline.
+//! - `notify`: systemd readiness, reload, stop, status and watchdog
+//!   notifications (`Type=notify`, deploy/systemd/bootlabd.service).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod firewall;
 mod lifecycle;
+mod notify;
 mod services;
 
 use std::path::PathBuf;

@@ -6,6 +6,7 @@
 use anyhow::Context as _;
 use bootlab_boot::Shared;
 use bootlab_dns::LearnedBatch;
+use bootlab_http::{Limits, Readiness};
 use tokio::sync::mpsc;
 
 use crate::firewall::DaemonFirewall;
@@ -21,29 +22,39 @@ pub(crate) async fn spawn_all(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
+    ready: &Readiness,
 ) -> anyhow::Result<()> {
     spawn_dhcp(shared, shutdown, tasks)?;
     spawn_dns(shared, shutdown, tasks, firewall).await?;
     spawn_tftp(shared, shutdown, tasks).await?;
-    spawn_http(shared, shutdown, tasks).await?;
+    spawn_http(shared, shutdown, tasks, ready).await?;
     Ok(())
 }
 
-/// HTTP on `services.listen.http` (boot scripts, assets, machine API, metrics).
+/// HTTP on `services.listen.http` (boot scripts, assets, machine API,
+/// metrics, `/healthz`, `/readyz` following `ready`).
 async fn spawn_http(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    ready: &Readiness,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services.listen.http;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding http on {addr}"))?;
-    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    let (shared, shutdown, ready) = (shared.clone(), shutdown.child_token(), ready.clone());
     tasks.spawn(async move {
         (
             "http",
-            bootlab_http::serve(listener, shared, shutdown).await,
+            bootlab_http::serve_with_readiness(
+                listener,
+                shared,
+                shutdown,
+                Limits::default(),
+                ready,
+            )
+            .await,
         )
     });
     Ok(())

@@ -1,66 +1,14 @@
 //! The real `bootlabd` binary: `--check` exit codes, start-up, SIGHUP reload
 //! (broken file keeps the old inventory; good file goes live), SIGTERM.
 
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Daemon;
+use common::{Daemon, lab_on, ports, repo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-/// A loopback port that was free a moment ago (TCP and UDP).
-fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Free loopback ports for DHCP, DNS, TFTP and HTTP.
-fn ports() -> [u16; 4] {
-    [free_port(), free_port(), free_port(), free_port()]
-}
-
-/// config/dev.toml moved to `dir` and `ports`, with `extra_nodes` more nodes.
-fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
-    let mut text = std::fs::read_to_string(repo("config/dev.toml")).unwrap();
-    for (old, new) in [
-        ("127.0.0.1:6767", format!("127.0.0.1:{}", ports[0])),
-        ("127.0.0.1:5353", format!("127.0.0.1:{}", ports[1])),
-        ("127.0.0.1:6969", format!("127.0.0.1:{}", ports[2])),
-        ("127.0.0.1:8080", format!("127.0.0.1:{}", ports[3])),
-        (
-            "../target/dev-lab/data",
-            dir.join("data").display().to_string(),
-        ),
-        (
-            "../target/dev-lab/assets",
-            dir.join("assets").display().to_string(),
-        ),
-    ] {
-        assert!(text.contains(old), "{old}");
-        text = text.replace(old, &new);
-    }
-    for i in 0..extra_nodes {
-        text.push_str(&format!(
-            "\n[[nodes]]\nname = \"extra-{i}\"\nrole = \"worker\"\nip = \"127.0.0.{}\"\n",
-            20 + i
-        ));
-    }
-    text
-}
 
 /// A small lab on loopback with fresh free ports.
 fn lab(dir: &Path, extra_nodes: usize) -> String {

@@ -1,7 +1,12 @@
 //! Test support shared by bootlabd's integration tests: the real daemon as
-//! a child process whose log lines can be waited for.
+//! a child process whose log lines can be waited for, and config/dev.toml
+//! moved to free loopback ports.
+
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,7 +26,14 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `cmd` (bootlabd with its arguments, possibly wrapped in
     /// `ip netns exec`) and waits for "bootlabd ready".
-    pub fn spawn(mut cmd: Command) -> Self {
+    pub fn spawn(cmd: Command) -> Self {
+        let mut d = Self::start(cmd);
+        d.wait_for("bootlabd ready");
+        d
+    }
+
+    /// Spawns `cmd` without waiting for anything.
+    pub fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -38,13 +50,11 @@ impl Daemon {
                 }
             }
         });
-        let mut d = Self {
+        Self {
             child,
             lines,
             seen: Vec::new(),
-        };
-        d.wait_for("bootlabd ready");
-        d
+        }
     }
 
     /// Waits (bounded by [`READY`]) for a new log line containing `needle`.
@@ -85,7 +95,6 @@ impl Daemon {
     }
 
     /// SIGTERM and wait (bounded by [`READY`]) for exit 0.
-    #[allow(dead_code)] // not every test binary stops its daemon this way
     pub fn stop(&mut self) {
         self.signal("TERM");
         let deadline = Instant::now() + READY;
@@ -105,4 +114,56 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A path in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// A loopback port that was free a moment ago (TCP and UDP).
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Free loopback ports for DHCP, DNS, TFTP and HTTP.
+pub fn ports() -> [u16; 4] {
+    [free_port(), free_port(), free_port(), free_port()]
+}
+
+/// config/dev.toml moved to `dir` and `ports`, with `extra_nodes` more nodes.
+pub fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
+    let mut text = std::fs::read_to_string(repo("config/dev.toml")).unwrap();
+    for (old, new) in [
+        ("127.0.0.1:6767", format!("127.0.0.1:{}", ports[0])),
+        ("127.0.0.1:5353", format!("127.0.0.1:{}", ports[1])),
+        ("127.0.0.1:6969", format!("127.0.0.1:{}", ports[2])),
+        ("127.0.0.1:8080", format!("127.0.0.1:{}", ports[3])),
+        (
+            "../target/dev-lab/data",
+            dir.join("data").display().to_string(),
+        ),
+        (
+            "../target/dev-lab/assets",
+            dir.join("assets").display().to_string(),
+        ),
+    ] {
+        assert!(text.contains(old), "{old}");
+        text = text.replace(old, &new);
+    }
+    for i in 0..extra_nodes {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"extra-{i}\"\nrole = \"worker\"\nip = \"127.0.0.{}\"\n",
+            20 + i
+        ));
+    }
+    text
 }
