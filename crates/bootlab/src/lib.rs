@@ -38,7 +38,12 @@ pub const DEFAULT_LAB: &str = "lab.toml";
 
 /// bootlab: one inventory file for a whole network-boot lab.
 #[derive(Debug, Parser)]
-#[command(name = "bootlab", version, about, propagate_version = true)]
+#[command(
+    name = "bootlab",
+    version,
+    about = "check, plan and run a network-boot lab on libvirt from one lab.toml",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -44,7 +44,11 @@ pub enum LogFormat {
 
 /// The services-node daemon: DHCP, DNS, TFTP and HTTP boot from one lab.toml.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bootlabd", version, about)]
+#[command(
+    name = "bootlabd",
+    version,
+    about = "serve a lab's DHCP, DNS, TFTP and HTTP boot (and its egress firewall) from one lab.toml"
+)]
 pub struct Args {
     /// The lab inventory.
     #[arg(long, short = 'c', value_name = "PATH", default_value = bootlab_inventory::DEFAULT_DAEMON_CONFIG)]
