@@ -9,7 +9,7 @@
 //! character that roff treats specially is escaped, non-ASCII characters
 //! become `\[uXXXX]`, so groff renders the page without warnings (tested).
 
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 /// What the page is called and where it belongs.
 #[derive(Debug, Clone, Copy)]
@@ -193,10 +193,7 @@ pub fn to_man(markdown: &str, page: &Page<'_>) -> String {
                 }
             }
             Event::End(TagEnd::Paragraph) => {}
-            Event::Start(Tag::CodeBlock(kind)) => {
-                let _ = matches!(kind, CodeBlockKind::Fenced(_));
-                code_block = Some(String::new());
-            }
+            Event::Start(Tag::CodeBlock(_)) => code_block = Some(String::new()),
             Event::End(TagEnd::CodeBlock) => {
                 if let Some(text) = code_block.take() {
                     w.literal(&text);
@@ -243,26 +240,18 @@ pub fn to_man(markdown: &str, page: &Page<'_>) -> String {
             Event::Start(Tag::Strong) => w.push_font('B'),
             Event::End(TagEnd::Emphasis | TagEnd::Strong) => w.pop_font(),
             Event::Start(Tag::Link { .. }) | Event::End(TagEnd::Link) => {}
-            Event::Text(t) => {
-                if let Some(code) = code_block.as_mut() {
-                    code.push_str(&t);
-                } else if skip_heading {
-                } else {
-                    w.text(&t);
-                }
-            }
+            // The H1 is the page's title: its text is dropped.
+            Event::Text(_) | Event::Code(_) | Event::SoftBreak if skip_heading => {}
+            Event::Text(t) => match code_block.as_mut() {
+                Some(code) => code.push_str(&t),
+                None => w.text(&t),
+            },
             Event::Code(t) => {
-                if !skip_heading {
-                    w.push_font('B');
-                    w.text(&t);
-                    w.pop_font();
-                }
+                w.push_font('B');
+                w.text(&t);
+                w.pop_font();
             }
-            Event::SoftBreak => {
-                if !skip_heading {
-                    w.text("\n");
-                }
-            }
+            Event::SoftBreak => w.text("\n"),
             Event::HardBreak => w.request(".br"),
             Event::Rule => w.request(".PP"),
             _ => {}
