@@ -167,3 +167,44 @@ pub fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
     }
     text
 }
+
+/// Builds the Debian package with tests/build-deb.sh (once per test
+/// binary: release builds, man pages, cargo-deb) and returns its path.
+pub fn build_deb() -> PathBuf {
+    static DEB: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEB.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo("tests/build-deb.sh"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs tests/build-deb.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "tests/build-deb.sh failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deb = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+        assert!(
+            deb.extension().is_some_and(|e| e == "deb") && deb.is_file(),
+            "build-deb.sh named no .deb: {stdout}"
+        );
+        deb
+    })
+    .clone()
+}
+
+/// Runs `cmd`, failing loudly (with its output) unless it succeeds; stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (see tests/apt-packages.txt)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
