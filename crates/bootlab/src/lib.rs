@@ -19,6 +19,7 @@ pub mod commands;
 pub mod desired;
 pub mod doctor;
 mod explain;
+pub mod host;
 pub mod libvirt;
 pub mod procnet;
 pub mod xml;
