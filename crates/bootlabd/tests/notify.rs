@@ -3,7 +3,9 @@
 //! them: `READY=1` only once every port is bound (checked the moment it
 //! arrives), `RELOADING=1` + `MONOTONIC_USEC` then `READY=1` around SIGHUP,
 //! `STOPPING=1` on SIGTERM, `WATCHDOG=1` when `WATCHDOG_USEC` is set, and no
-//! `READY=1` at all when a port is taken.
+//! `READY=1` at all when a port is taken. With `services.firewall = true`
+//! (in a network namespace the test creates): `READY=1` only once the
+//! nftables table is in place, and never when it cannot be applied.
 
 mod common;
 
@@ -212,6 +214,7 @@ fn a_port_clash_never_says_ready() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success(), "{status}");
+    d.wait_for("interfaces for the firewall");
     let seen = notify.drain();
     assert!(
         !seen.iter().any(|m| m.lines().any(|l| l == "READY=1")),
@@ -235,4 +238,118 @@ fn watchdog_pings_while_every_service_runs() {
         notify.wait_for(&mut d, "WATCHDOG=1");
     }
     d.stop();
+}
+
+/// A network namespace with only `lo` up, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("blnotify-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip (iproute2) is required");
+        assert!(ok.success(), "ip netns add {name} (root needed)");
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let ok = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip -n {} {args:?}", self.0);
+    }
+
+    /// `nft list table inet bootlab` in the namespace, if it exists.
+    fn bootlab_table(&self) -> Option<String> {
+        let o = Command::new("ip")
+            .args([
+                "netns", "exec", &self.0, "nft", "list", "table", "inet", "bootlab",
+            ])
+            .output()
+            .expect("nft (nftables) is required");
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn bootlabd(&self, config: &Path, notify: &NotifySocket) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, BIN])
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &notify.path)
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn ready_only_once_the_firewall_is_applied_and_never_when_it_cannot_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lab.toml");
+    let lab = lab_on(dir.path(), ports(), 0);
+    assert!(lab.contains("firewall   = false"));
+    std::fs::write(
+        &config,
+        lab.replace("firewall   = false", "firewall   = true"),
+    )
+    .unwrap();
+    let ns = Netns::new("fw");
+
+    // No NIC with services.mac in the namespace: the ruleset cannot be
+    // built, start-up fails closed, and systemd never hears READY=1.
+    let mut notify = NotifySocket::bind(dir.path());
+    let mut d = Daemon::start(ns.bootlabd(&config, &notify));
+    let deadline = Instant::now() + READY;
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bootlabd kept running without its firewall"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    d.wait_for("interfaces for the firewall");
+    assert!(
+        !notify
+            .drain()
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 without a firewall: {:?}",
+        notify.seen
+    );
+    assert!(ns.bootlab_table().is_none());
+    drop(notify);
+    std::fs::remove_file(dir.path().join("notify.sock")).unwrap();
+
+    // The lab NIC (services.mac) exists: READY=1, and at that moment the
+    // table is in place.
+    // (a veth pair inside the namespace: not every kernel has `dummy`)
+    ns.ip(&["link", "add", "lab0", "type", "veth", "peer", "name", "lab1"]);
+    ns.ip(&["link", "set", "lab0", "address", "52:54:00:77:00:fe", "up"]);
+    let mut notify = NotifySocket::bind(dir.path());
+    let mut d = Daemon::start(ns.bootlabd(&config, &notify));
+    notify.wait_for(&mut d, "READY=1");
+    let table = ns
+        .bootlab_table()
+        .expect("table inet bootlab is applied when READY=1 arrives");
+    assert!(table.contains("chain input"), "{table}");
+    d.signal("TERM");
+    notify.wait_for(&mut d, "STOPPING=1");
 }

@@ -175,7 +175,12 @@ fn fedora_like_rpms(work: &Path, vendor: &str) -> PathBuf {
     rpmbuild(work, &out, "grub2-efi-x64", "2.12", "x86_64", &efi);
     let mods = tree("modules");
     std::fs::create_dir_all(mods.join("usr/lib/grub")).unwrap();
-    run_ok(Command::new("cp").arg("-a").arg(GRUB_MODULES).arg(mods.join("usr/lib/grub/")));
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(GRUB_MODULES)
+            .arg(mods.join("usr/lib/grub/")),
+    );
     rpmbuild(work, &out, "grub2-efi-x64-modules", "2.12", "noarch", &mods);
     out
 }
@@ -188,13 +193,16 @@ fn host_root(work: &Path, os_release: &str) -> PathBuf {
     root
 }
 
-const FEDORA: &str = "NAME=\"Fedora Linux\"\nVERSION=\"41 (Server Edition)\"\nID=fedora\nVERSION_ID=41\n";
-const RHEL: &str = "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"9.4\"\n";
+const FEDORA: &str =
+    "NAME=\"Fedora Linux\"\nVERSION=\"41 (Server Edition)\"\nID=fedora\nVERSION_ID=41\n";
+const RHEL: &str =
+    "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"9.4\"\n";
 const UBUNTU: &str = "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"\n";
 
 fn gather(root: Option<&Path>, args: &[&str], dnf_opts: Option<&str>) -> Output {
     let mut cmd = Command::new("bash");
-    cmd.arg(repo_root().join("boot-assets/gather.sh")).args(args);
+    cmd.arg(repo_root().join("boot-assets/gather.sh"))
+        .args(args);
     if let Some(r) = root {
         cmd.env("BOOTLAB_HOST_ROOT", r);
     }
@@ -212,18 +220,31 @@ fn assert_gathered(dir: &Path, packages: &[&str]) {
         ("/usr/lib/ipxe/snponly.efi", "snponly.efi"),
         ("/usr/lib/ipxe/ipxe.efi", "ipxe.efi"),
         (GRUB_EFI, "grubnetx64.efi"),
-        ("/usr/lib/grub/x86_64-efi/http.mod", "grub/x86_64-efi/http.mod"),
-        ("/usr/lib/grub/x86_64-efi/moddep.lst", "grub/x86_64-efi/moddep.lst"),
+        (
+            "/usr/lib/grub/x86_64-efi/http.mod",
+            "grub/x86_64-efi/http.mod",
+        ),
+        (
+            "/usr/lib/grub/x86_64-efi/moddep.lst",
+            "grub/x86_64-efi/moddep.lst",
+        ),
     ] {
         let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(got == std::fs::read(from).unwrap(), "{name} differs from {from}");
+        assert!(
+            got == std::fs::read(from).unwrap(),
+            "{name} differs from {from}"
+        );
     }
     let check = Command::new("sha256sum")
         .args(["--check", "--quiet", "--strict", "SHA256SUMS"])
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let listed = std::fs::read_to_string(dir.join("PACKAGES")).unwrap();
     let names: Vec<&str> = listed.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(names, packages, "{listed}");
@@ -245,12 +266,26 @@ fn gather_on_a_fedora_host_downloads_with_dnf() {
     );
     let dest = work.path().join("assets");
     let o = gather(Some(&root), &[dest.to_str().unwrap()], Some(&opts));
-    let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "{t}");
     assert!(t.contains("(rpm, download)"), "{t}");
-    assert_gathered(&dest, &["ipxe-bootimgs-x86", "grub2-efi-x64", "grub2-efi-x64-modules"]);
+    assert_gathered(
+        &dest,
+        &[
+            "ipxe-bootimgs-x86",
+            "grub2-efi-x64",
+            "grub2-efi-x64-modules",
+        ],
+    );
     let packages = std::fs::read_to_string(dest.join("PACKAGES")).unwrap();
-    assert!(packages.contains("grub2-efi-x64 2.12-1.fc41\n"), "{packages}");
+    assert!(
+        packages.contains("grub2-efi-x64 2.12-1.fc41\n"),
+        "{packages}"
+    );
 
     // a dnf that cannot find the package says so and what to do
     let o = gather(
@@ -295,10 +330,21 @@ fn gather_on_a_rhel_host_takes_the_installed_rpms() {
     );
     assert!(root.join("boot/efi/EFI/redhat/grubx64.efi").is_file());
     let o = gather(Some(&root), &["--installed", dest.to_str().unwrap()], None);
-    let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "{t}");
     assert!(t.contains("(rpm, installed)"), "{t}");
-    assert_gathered(&dest, &["ipxe-bootimgs-x86", "grub2-efi-x64", "grub2-efi-x64-modules"]);
+    assert_gathered(
+        &dest,
+        &[
+            "ipxe-bootimgs-x86",
+            "grub2-efi-x64",
+            "grub2-efi-x64-modules",
+        ],
+    );
 }
 
 #[test]
@@ -308,16 +354,34 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
     // .rpm files, whatever the host
     let rpms = fedora_like_rpms(work.path(), "rocky");
     let dest = work.path().join("from-rpms");
-    let o = gather(None, &["--packages", rpms.to_str().unwrap(), dest.to_str().unwrap()], None);
+    let o = gather(
+        None,
+        &["--packages", rpms.to_str().unwrap(), dest.to_str().unwrap()],
+        None,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_gathered(&dest, &["ipxe-bootimgs-x86", "grub2-efi-x64", "grub2-efi-x64-modules"]);
+    assert_gathered(
+        &dest,
+        &[
+            "ipxe-bootimgs-x86",
+            "grub2-efi-x64",
+            "grub2-efi-x64-modules",
+        ],
+    );
 
     // .deb files on an Ubuntu host: the packages built with dpkg-deb from
     // the installed files, as apt-get download would have fetched them
     let debs = work.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
     for (pkg, paths) in [
-        ("ipxe", vec!["/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/snponly.efi", "/usr/lib/ipxe/ipxe.efi"]),
+        (
+            "ipxe",
+            vec![
+                "/usr/lib/ipxe/undionly.kpxe",
+                "/usr/lib/ipxe/snponly.efi",
+                "/usr/lib/ipxe/ipxe.efi",
+            ],
+        ),
         ("grub-efi-amd64-signed", vec![GRUB_EFI]),
         ("grub-efi-amd64-bin", vec![GRUB_MODULES]),
     ] {
@@ -350,16 +414,27 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
         &["--packages", debs.to_str().unwrap(), dest.to_str().unwrap()],
         None,
     );
-    let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "{t}");
     assert!(t.contains("(deb, packages)"), "{t}");
-    assert_gathered(&dest, &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"]);
+    assert_gathered(
+        &dest,
+        &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"],
+    );
 
     // a directory missing one of them names it
     std::fs::remove_file(debs.join("grub-efi-amd64-bin_1.0-test_all.deb")).unwrap();
     let o = gather(
         Some(&root),
-        &["--packages", debs.to_str().unwrap(), work.path().join("x").to_str().unwrap()],
+        &[
+            "--packages",
+            debs.to_str().unwrap(),
+            work.path().join("x").to_str().unwrap(),
+        ],
         None,
     );
     assert_eq!(o.status.code(), Some(66));
@@ -374,7 +449,11 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
 fn gather_on_a_distribution_it_cannot_tell_says_what_to_do() {
     let work = tempfile::tempdir().unwrap();
     let root = host_root(work.path(), "NAME=\"Arch Linux\"\nID=arch\n");
-    let o = gather(Some(&root), &[work.path().join("a").to_str().unwrap()], None);
+    let o = gather(
+        Some(&root),
+        &[work.path().join("a").to_str().unwrap()],
+        None,
+    );
     assert_eq!(o.status.code(), Some(69));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("arch") && e.contains("--packages DIR"), "{e}");
@@ -386,5 +465,8 @@ fn gather_from_the_installed_debian_packages() {
     let dest = work.path().join("assets");
     let o = gather(None, &["--installed", dest.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_gathered(&dest, &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"]);
+    assert_gathered(
+        &dest,
+        &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"],
+    );
 }
