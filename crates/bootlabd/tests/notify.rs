@@ -341,7 +341,9 @@ fn ready_only_once_the_firewall_is_applied_and_never_when_it_cannot_be() {
     // The lab NIC (services.mac) exists: READY=1, and at that moment the
     // table is in place.
     // (a veth pair inside the namespace: not every kernel has `dummy`)
-    ns.ip(&["link", "add", "lab0", "type", "veth", "peer", "name", "lab1"]);
+    ns.ip(&[
+        "link", "add", "lab0", "type", "veth", "peer", "name", "lab1",
+    ]);
     ns.ip(&["link", "set", "lab0", "address", "52:54:00:77:00:fe", "up"]);
     let mut notify = NotifySocket::bind(dir.path());
     let mut d = Daemon::start(ns.bootlabd(&config, &notify));
