@@ -6,6 +6,8 @@
 //! - [`Cli`] / [`run`]: the command line (`bootlab <command> [LAB.toml] [flags]`).
 //! - `explain`: what bootlabd would answer a given client, from the inventory alone.
 //! - [`doctor`]: host checks behind a probe trait; [`procnet`]: /proc parsers.
+//! - [`host`]: the hypervisor's distribution (os-release) and where it keeps
+//!   busybox, kernels and modules, QEMU, OVMF, nft, with its fixes.
 //! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for.
 //! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
 //! - [`appliance`]: kernel + generated initramfs holding bootlabd.
