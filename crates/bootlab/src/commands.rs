@@ -42,14 +42,17 @@ pub struct ConnectArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ApplianceArgs {
     /// Appliance kernel (default: the running kernel's image, /boot/vmlinuz-$(uname -r)
-    /// or /lib/modules/$(uname -r)/vmlinuz).
+    /// or /lib/modules/$(uname -r)/vmlinuz; without one, the newest installed kernel
+    /// that has its modules).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// Its module tree (default: /lib/modules/$(uname -r) or /usr/lib/modules/$(uname -r)).
+    /// Its module tree (default: that kernel's /lib/modules/<release> or
+    /// /usr/lib/modules/<release>; .ko, .ko.xz, .ko.zst and .ko.gz alike).
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
     /// A busybox for the appliance, statically linked preferably (default: the
-    /// distribution's, e.g. /bin/busybox from busybox-static).
+    /// distribution's: /bin/busybox from busybox-static on Debian and Ubuntu,
+    /// /usr/sbin/busybox on Fedora; RHEL packages none).
     #[arg(long, value_name = "PATH")]
     pub busybox: Option<PathBuf>,
     /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
