@@ -5,15 +5,19 @@
 #
 # Debian 12, as root (it re-runs itself with sudo when started as a user):
 # tests create network namespaces, bridges, nftables tables and QEMU guests.
-# Steps: apt packages (tests/apt-packages.txt) -> cargo fmt --check ->
-# unused dependencies (cargo machete) -> cargo clippy -D warnings -> cargo test --workspace --locked --no-fail-fast -> every fuzz
-# target for FUZZ_SECONDS (default 60) each.
+# Steps: apt packages (tests/apt-packages.txt) -> a check that no packaged
+# daemon the tests run their own copies of is running as a service (it says
+# which to stop; under CI=true it stops them and says so) -> cargo fmt
+# --check -> unused dependencies (cargo machete) -> cargo clippy -D warnings
+# -> the Debian package (tests/build-deb.sh) -> cargo test --workspace
+# --locked --no-fail-fast -> every fuzz target for FUZZ_SECONDS (default 60)
+# each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then
-    exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,FUZZ_SECONDS "$0" "$@"
+    exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,FUZZ_SECONDS,CI "$0" "$@"
   fi
   echo "tests/run-all.sh: run as root (network namespaces, nftables, QEMU)" >&2
   exit 1
@@ -35,12 +39,28 @@ if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q '~bpo'; then
   mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | grep -vx qemu-utils)
 fi
 apt-get install -y -qq --no-install-recommends "${extra[@]}" "${pkgs[@]}" >/dev/null
-# Packaged daemons some tests compare against must not run as system services.
-for svc in tftpd-hpa nginx haproxy kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl stop "$svc" || true
-  fi
-done
+
+step "conflicting services"
+# Tests and benches start their own Kea, Knot, nginx, haproxy, tftpd-hpa,
+# dnsmasq and dhcpd; the same daemons running as system services (apt starts them on
+# install) hold their ports, lock and lease files.
+conflicts=()
+if [ -d /run/systemd/system ]; then
+  for svc in tftpd-hpa nginx haproxy kea-dhcp4-server knot isc-dhcp-server dnsmasq; do
+    if systemctl is-active --quiet "$svc" 2>/dev/null; then conflicts+=("$svc"); fi
+  done
+fi
+if [ "${#conflicts[@]}" -eq 0 ]; then
+  echo "none running"
+elif [ "${CI:-}" = true ]; then
+  echo "CI=true: stopping ${conflicts[*]} (they conflict with the tests' own instances)"
+  systemctl stop "${conflicts[@]}"
+else
+  echo "tests/run-all.sh: these services are running and conflict with the tests' own instances:" >&2
+  echo "  ${conflicts[*]}" >&2
+  echo "stop them (systemctl stop ${conflicts[*]}), or run with CI=true to let this script stop them" >&2
+  exit 1
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -53,6 +73,9 @@ cargo machete
 
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Debian package (tests/build-deb.sh)"
+tests/build-deb.sh
 
 step "cargo test --workspace --locked"
 cargo test --workspace --locked --no-fail-fast

@@ -1,9 +1,9 @@
 //! The host tool's parsers: /proc/net/route, /proc/net/{udp,tcp}, a libvirt
-//! network's XML, a domain's stored digest, modules.dep, ldd output. No
-//! panic on any input.
+//! network's XML, a domain's stored digest, modules.dep, ldd output,
+//! os-release and kernel release ordering. No panic on any input.
 #![no_main]
 
-use bootlab_bootlab::{appliance, procnet, xml};
+use bootlab_bootlab::{appliance, host, procnet, xml};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,4 +16,12 @@ fuzz_target!(|data: &[u8]| {
     let dep = appliance::parse_modules_dep(&text);
     let _ = appliance::resolve_modules(&dep, &["virtio_net", "nf_tables"]);
     let _ = appliance::parse_ldd(&text);
+    let distro = host::Distro::parse(&text);
+    let _ = distro.fix(host::Need::Busybox);
+    let mid = (0..=text.len() / 2)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let (a, b) = text.split_at(mid);
+    let _ = host::version_cmp(a, b);
 });

@@ -1,10 +1,17 @@
 //! The `appliance` install method: a kernel plus a generated initramfs that
-//! holds a static busybox, the kernel modules the services VM needs (with
-//! their dependencies from `modules.dep`), bootlabd and nft with their shared
-//! libraries, the lab.toml and the boot assets. No download, boots in seconds.
+//! holds a busybox, the kernel modules the services VM needs (with their
+//! dependencies from `modules.dep`, decompressed: Fedora and RHEL ship
+//! `.ko.xz`, Ubuntu `.ko.zst`, and busybox's insmod takes plain `.ko`),
+//! bootlabd and nft with their shared libraries (busybox's too when it is
+//! dynamically linked), the lab.toml and the boot assets. No download, boots
+//! in seconds.
 //!
 //! # Layout
-//! - [`ApplianceInputs`]: where kernel, modules, binaries and assets come from.
+//! - [`ApplianceInputs`]: where kernel, modules, binaries and assets come
+//!   from: given paths, else where the host's distribution keeps them
+//!   ([`crate::host`]); [`InputsError`] lists what is missing with the
+//!   distribution's fix.
+//! - [`decompress_module`]: `.ko.xz`/`.ko.zst`/`.ko.gz` -> `.ko`.
 //! - [`build`]: writes kernel + initramfs into a directory, deterministically
 //!   (same inputs, same bytes: `up` can tell "unchanged").
 //! - [`parse_modules_dep`], [`resolve_modules`]: module dependencies, deps first.
@@ -52,7 +59,7 @@ pub struct ApplianceInputs {
     pub kernel: PathBuf,
     /// `/lib/modules/<version>` (holding `modules.dep`).
     pub modules: PathBuf,
-    /// A static busybox.
+    /// A busybox (static, or dynamic with its libraries copied too).
     pub busybox: PathBuf,
     /// The bootlabd binary.
     pub bootlabd: PathBuf,
@@ -62,64 +69,205 @@ pub struct ApplianceInputs {
     pub assets: Option<PathBuf>,
 }
 
+/// One input the appliance needs that is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// What, and where it was looked for.
+    pub what: String,
+    /// How to provide it on this host.
+    pub fix: String,
+}
+
+/// Why the appliance's inputs cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    /// A remote URI needs the kernel and modules given explicitly.
+    #[error(
+        "a remote libvirt URI: the host's own kernel says nothing about the hypervisor; \
+         give the appliance kernel with --kernel PATH --modules DIR"
+    )]
+    Remote,
+    /// Inputs missing on this host.
+    #[error("the appliance cannot be built: {}", list(.0))]
+    Missing(Vec<Missing>),
+}
+
+fn list(m: &[Missing]) -> String {
+    m.iter()
+        .map(|m| format!("{} (fix: {})", m.what, m.fix))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What the caller gave on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct GivenInputs {
+    /// `--kernel`.
+    pub kernel: Option<PathBuf>,
+    /// `--modules`.
+    pub modules: Option<PathBuf>,
+    /// `--busybox`.
+    pub busybox: Option<PathBuf>,
+    /// `--bootlabd`.
+    pub bootlabd: Option<PathBuf>,
+    /// `--assets`.
+    pub assets: Option<PathBuf>,
+}
+
+/// `given` when it is a file, else a [`Missing`] saying so.
+fn given_file(
+    given: PathBuf,
+    what: &str,
+    fix: String,
+    missing: &mut Vec<Missing>,
+) -> Option<PathBuf> {
+    if given.is_file() {
+        Some(given)
+    } else {
+        missing.push(Missing {
+            what: format!("{what} {} does not exist", given.display()),
+            fix,
+        });
+        None
+    }
+}
+
 impl ApplianceInputs {
-    /// Fills in defaults: the host's kernel and modules (local URIs only),
-    /// `/bin/busybox`, bootlabd next to this executable or on PATH, nft.
+    /// Fills in defaults from `host`: the running kernel and its modules
+    /// (local URIs only) wherever the distribution keeps them, its busybox,
+    /// bootlabd next to this executable or on PATH, nft. Every missing
+    /// input is reported at once, each with the fix for this distribution.
     pub fn resolve(
-        kernel: Option<PathBuf>,
-        modules: Option<PathBuf>,
-        bootlabd: Option<PathBuf>,
-        assets: Option<PathBuf>,
+        given: GivenInputs,
         local: bool,
-    ) -> anyhow::Result<Self> {
-        let release = || -> anyhow::Result<String> {
-            let out = Command::new("uname")
-                .arg("-r")
-                .output()
-                .context("running uname -r")?;
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        let kernel = match kernel {
-            Some(k) => k,
-            None if local => PathBuf::from(format!("/boot/vmlinuz-{}", release()?)),
-            None => bail!(
-                "a remote libvirt URI: the host's own kernel says nothing about the hypervisor; \
-                 give the appliance kernel with --kernel PATH --modules DIR"
-            ),
-        };
-        let modules = match modules {
-            Some(m) => m,
-            None if local => PathBuf::from(format!("/lib/modules/{}", release()?)),
-            None => bail!("a remote libvirt URI: give the module tree with --modules DIR"),
-        };
-        let modules = pick_module_root(&modules)?;
-        let bootlabd = match bootlabd {
-            Some(b) => b,
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|e| Some(e.parent()?.join("bootlabd")))
-                .filter(|p| p.is_file())
-                .or_else(|| which("bootlabd"))
-                .context("bootlabd not found next to bootlab nor on PATH: give --bootlabd PATH")?,
-        };
-        let busybox = PathBuf::from("/bin/busybox");
-        if !busybox.is_file() {
-            bail!("/bin/busybox not found: apt-get install busybox-static");
+        host: &crate::host::HostPaths,
+    ) -> Result<Self, InputsError> {
+        use crate::host::Need;
+        if !local && (given.kernel.is_none() || given.modules.is_none()) {
+            return Err(InputsError::Remote);
         }
-        for (what, p) in [("kernel", &kernel), ("bootlabd", &bootlabd)] {
-            if !p.is_file() {
-                bail!("{what} {} does not exist", p.display());
+        let distro = host.distro();
+        let mut missing = Vec::new();
+        let running = host.kernel_release();
+        let shown_release = running.clone().unwrap_or_else(|| "?".into());
+        // the running kernel's, else the newest installed kernel with modules
+        let release = host.appliance_release().or(running);
+        let kernel = match given.kernel {
+            Some(k) => given_file(
+                k,
+                "kernel",
+                "give an existing kernel image with --kernel PATH".into(),
+                &mut missing,
+            ),
+            None => {
+                let found = release.as_deref().and_then(|r| host.kernel(r));
+                if found.is_none() {
+                    let tried: Vec<String> = release
+                        .as_deref()
+                        .map(|r| host.kernel_candidates(r))
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    missing.push(Missing {
+                        what: format!(
+                            "no kernel image for the running kernel {shown_release} (looked for {}), \
+                             nor another installed kernel with its modules",
+                            tried.join(", ")
+                        ),
+                        fix: distro.fix(Need::Kernel),
+                    });
+                }
+                found
+            }
+        };
+        if let Some(k) = &kernel {
+            if let Err(e) = std::fs::File::open(k) {
+                missing.push(Missing {
+                    what: format!("kernel {} is not readable: {e}", k.display()),
+                    fix:
+                        "run as root, or copy it readable (install -m 0644) and pass --kernel PATH"
+                            .into(),
+                });
             }
         }
-        Ok(Self {
-            kernel,
-            modules,
-            busybox,
-            bootlabd,
-            nft: which("nft")
-                .or_else(|| Some(PathBuf::from("/usr/sbin/nft")).filter(|p| p.is_file())),
-            assets,
-        })
+        let modules = match given.modules {
+            Some(m) => match pick_module_root(&m) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    missing.push(Missing {
+                        what: format!("{e:#}"),
+                        fix: "give the module tree of the appliance kernel with --modules DIR"
+                            .into(),
+                    });
+                    None
+                }
+            },
+            None => {
+                let found = release.as_deref().and_then(|r| host.modules(r));
+                if found.is_none() {
+                    missing.push(Missing {
+                        what: format!(
+                            "no module tree with modules.dep for {shown_release} under /lib/modules or /usr/lib/modules"
+                        ),
+                        fix: distro.fix(Need::Modules),
+                    });
+                }
+                found
+            }
+        };
+        let busybox = match given.busybox {
+            Some(b) => given_file(b, "busybox", distro.fix(Need::Busybox), &mut missing),
+            None => {
+                let found = host.busybox();
+                if found.is_none() {
+                    missing.push(Missing {
+                        what: format!(
+                            "no busybox (looked for {})",
+                            crate::host::shown(crate::host::BUSYBOX_PATHS)
+                        ),
+                        fix: distro.fix(Need::Busybox),
+                    });
+                }
+                found
+            }
+        };
+        let bootlabd = match given.bootlabd {
+            Some(b) => given_file(
+                b,
+                "bootlabd",
+                "give the bootlabd binary with --bootlabd PATH".into(),
+                &mut missing,
+            ),
+            None => {
+                let found = std::env::current_exe()
+                    .ok()
+                    .and_then(|e| Some(e.parent()?.join("bootlabd")))
+                    .filter(|p| p.is_file())
+                    .or_else(|| which("bootlabd"));
+                if found.is_none() {
+                    missing.push(Missing {
+                        what: "bootlabd not found next to bootlab nor on PATH".into(),
+                        fix: "install the bootlab package, or pass --bootlabd PATH".into(),
+                    });
+                }
+                found
+            }
+        };
+        match (kernel, modules, busybox, bootlabd) {
+            (Some(kernel), Some(modules), Some(busybox), Some(bootlabd)) if missing.is_empty() => {
+                Ok(Self {
+                    kernel,
+                    modules,
+                    busybox,
+                    bootlabd,
+                    nft: which("nft")
+                        .or_else(|| Some(PathBuf::from("/usr/sbin/nft")).filter(|p| p.is_file())),
+                    assets: given.assets,
+                })
+            }
+            _ => Err(InputsError::Missing(missing)),
+        }
     }
 }
 
@@ -155,6 +303,32 @@ pub fn module_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
     let stem = base.split(".ko").next().unwrap_or(base);
     stem.replace('-', "_")
+}
+
+/// A module file's content as the kernel takes it: `.ko.xz`, `.ko.zst` and
+/// `.ko.gz` are decompressed (busybox's insmod reads plain ELF), and the
+/// name it gets in the appliance (the `.ko` path).
+pub fn decompress_module(path: &str, data: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(data.len() * 3);
+    if let Some(stem) = path.strip_suffix(".xz") {
+        lzma_rs::xz_decompress(&mut std::io::BufReader::new(data), &mut out)
+            .map_err(|e| anyhow::anyhow!("{path}: not xz: {e}"))?;
+        Ok((stem.to_owned(), out))
+    } else if let Some(stem) = path.strip_suffix(".zst") {
+        let mut d = ruzstd::decoding::StreamingDecoder::new(data)
+            .map_err(|e| anyhow::anyhow!("{path}: not zstd: {e}"))?;
+        d.read_to_end(&mut out)
+            .with_context(|| format!("{path}: zstd"))?;
+        Ok((stem.to_owned(), out))
+    } else if let Some(stem) = path.strip_suffix(".gz") {
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{path}: not gzip"))?;
+        Ok((stem.to_owned(), out))
+    } else {
+        Ok((path.to_owned(), data.to_vec()))
+    }
 }
 
 /// Parses `modules.dep`: module path -> dependency paths.
@@ -227,7 +401,8 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
     out
 }
 
-fn shared_libs(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The shared libraries `bin` loads (`ldd`); none for a static binary.
+pub fn shared_libs(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
         .arg(bin)
         .output()
@@ -475,12 +650,15 @@ pub fn build(
         .filter(|m| !builtin.contains(*m))
         .collect();
     let (order, missing) = resolve_modules(&dep, &wanted);
+    let mut loaded = Vec::with_capacity(order.len());
     for m in &order {
         let data =
             std::fs::read(inputs.modules.join(m)).with_context(|| format!("reading module {m}"))?;
-        cpio.file(&format!("lib/modules/{m}"), 0o644, &data)?;
+        let (name, data) = decompress_module(m, &data)?;
+        cpio.file(&format!("lib/modules/{name}"), 0o644, &data)?;
+        loaded.push(name);
     }
-    let mut order_file = order.join("\n");
+    let mut order_file = loaded.join("\n");
     order_file.push('\n');
     cpio.file("etc/bootlab/modules.order", 0o644, order_file.as_bytes())?;
 
@@ -502,6 +680,9 @@ pub fn build(
     };
     cpio.file("usr/sbin/bootlabd", 0o755, &std::fs::read(bootlabd)?)?;
     libs.extend(shared_libs(&inputs.bootlabd)?);
+    // Debian's and Ubuntu's `busybox` (not `-static`) is dynamically linked;
+    // a static one needs nothing.
+    libs.extend(shared_libs(&inputs.busybox)?);
     if let Some(nft) = &inputs.nft {
         cpio.file("usr/sbin/nft", 0o755, &std::fs::read(nft)?)?;
         libs.extend(shared_libs(nft)?);

@@ -14,9 +14,10 @@ use bootlab_inventory::{InstallMethod, Inventory, NetworkMode, VirtType};
 use serde::Serialize;
 use virt::connect::Connect;
 
-use crate::appliance::{self, ApplianceInputs};
+use crate::appliance::{self, ApplianceInputs, GivenInputs, InputsError};
 use crate::desired::Desired;
 use crate::doctor::{self, Probes as _, SystemProbes};
+use crate::host::HostPaths;
 use crate::libvirt::{self, Action, Actual, Change, Object, UpOptions};
 
 /// `--output`
@@ -40,12 +41,20 @@ pub struct ConnectArgs {
 /// Flags of `plan` and `up` that decide the appliance.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ApplianceArgs {
-    /// Appliance kernel (default: the host's /boot/vmlinuz-$(uname -r)).
+    /// Appliance kernel (default: the running kernel's image, /boot/vmlinuz-$(uname -r)
+    /// or /lib/modules/$(uname -r)/vmlinuz; without one, the newest installed kernel
+    /// that has its modules).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// Its module tree (default: /lib/modules/$(uname -r)).
+    /// Its module tree (default: that kernel's /lib/modules/<release> or
+    /// /usr/lib/modules/<release>; .ko, .ko.xz, .ko.zst and .ko.gz alike).
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
+    /// A busybox for the appliance, statically linked preferably (default: the
+    /// distribution's: /bin/busybox from busybox-static on Debian and Ubuntu,
+    /// /usr/sbin/busybox on Fedora; RHEL packages none).
+    #[arg(long, value_name = "PATH")]
+    pub busybox: Option<PathBuf>,
     /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
     #[arg(long, value_name = "PATH")]
     pub bootlabd: Option<PathBuf>,
@@ -89,19 +98,46 @@ struct Prepared {
     _work: tempfile::TempDir,
 }
 
-fn prepare(inv: &Inventory, c: &ConnectArgs, a: &ApplianceArgs) -> anyhow::Result<Prepared> {
+/// `plan` shows what it can without the appliance's inputs (and says what
+/// is missing); `up` needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inputs {
+    Required,
+    Optional,
+}
+
+fn prepare(
+    inv: &Inventory,
+    c: &ConnectArgs,
+    a: &ApplianceArgs,
+    need: Inputs,
+) -> anyhow::Result<Prepared> {
     let uri = uri(inv, c);
     let local = libvirt::is_local_uri(&uri);
     // Inputs first: a remote URI without --kernel is refused before any
     // connection is made.
     let inputs = if inv.services().install == InstallMethod::Appliance {
-        Some(ApplianceInputs::resolve(
-            a.kernel.clone(),
-            a.modules.clone(),
-            a.bootlabd.clone(),
-            a.assets.clone(),
-            local,
-        )?)
+        let given = GivenInputs {
+            kernel: a.kernel.clone(),
+            modules: a.modules.clone(),
+            busybox: a.busybox.clone(),
+            bootlabd: a.bootlabd.clone(),
+            assets: a.assets.clone(),
+        };
+        match ApplianceInputs::resolve(given, local, &HostPaths::system()) {
+            Ok(i) => Some(i),
+            Err(InputsError::Missing(missing)) if need == Inputs::Optional => {
+                eprintln!(
+                    "note: the services VM's appliance cannot be built on this host yet; \
+                     the plan shows it without its boot files, and `up` needs them:"
+                );
+                for m in &missing {
+                    eprintln!("  missing: {}\n     fix: {}", m.what, m.fix);
+                }
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         eprintln!(
             "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
@@ -222,7 +258,7 @@ pub fn plan(
     restart_services: bool,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let p = prepare(inv, c, a)?;
+    let p = prepare(inv, c, a, Inputs::Optional)?;
     let opts = UpOptions {
         start_nodes: start,
         restart_services,
@@ -252,7 +288,7 @@ pub fn up(
     start: bool,
     restart_services: bool,
 ) -> anyhow::Result<ExitCode> {
-    let p = prepare(inv, c, a)?;
+    let p = prepare(inv, c, a, Inputs::Required)?;
     let opts = UpOptions {
         start_nodes: start,
         restart_services,

@@ -4,19 +4,26 @@
 //! them (a CIDR clash, a port clash, "KVM present but unusable", ...);
 //! [`SystemProbes`] reads the real host and libvirt.
 //!
+//! Every fix names the command for the host's distribution (Debian, Ubuntu,
+//! Fedora, the RHEL family; [`crate::host`]).
+//!
 //! # Layout
 //! - [`Probes`]: every fact a check needs, behind one trait.
 //! - [`run_checks`]: inventory + probes -> [`Finding`]s (ok / warn / fail + fix).
+//! - [`host_facts`]: the distribution and the appliance's inputs (busybox,
+//!   kernel, modules), read under a root (a fixture tree in tests).
 //! - [`SystemProbes`]: /dev/kvm, a tiny KVM guest, /proc/net, /sys, libvirt.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bootlab_inventory::{Firmware, Inventory, NetworkMode, VirtType};
+use bootlab_inventory::{Firmware, InstallMethod, Inventory, NetworkMode, VirtType};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use crate::appliance::{WANTED_MODULES, module_name, parse_modules_dep, shared_libs};
+use crate::host::{BUSYBOX_PATHS, Distro, HostPaths, Need, shown};
 use crate::procnet::{self, Bound, NetworkFacts, Route};
 
 /// How a check came out.
@@ -91,8 +98,80 @@ pub struct PoolDirFacts {
     pub qemu_user: String,
 }
 
+/// The host's distribution and what the appliance would be built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// From os-release.
+    pub distro: Distro,
+    /// `uname -r`.
+    pub kernel_release: Option<String>,
+    /// The release the appliance is built from: the running one, else the
+    /// newest installed one with its modules ([`HostPaths::appliance_release`]).
+    pub appliance_release: Option<String>,
+    /// busybox and whether it is dynamically linked.
+    pub busybox: Option<(PathBuf, bool)>,
+    /// The running kernel's image, and whether this user can read it.
+    pub kernel: Option<(PathBuf, bool)>,
+    /// The module tree.
+    pub modules: Option<PathBuf>,
+    /// Modules the appliance wants that this kernel has neither as a
+    /// module nor built in.
+    pub modules_absent: Vec<String>,
+    /// nft.
+    pub nft: Option<PathBuf>,
+}
+
+/// Reads [`HostFacts`] under `paths.root`.
+pub fn host_facts(paths: &HostPaths) -> HostFacts {
+    let running = paths.kernel_release();
+    let appliance_release = paths.appliance_release();
+    let release = appliance_release.clone().or_else(|| running.clone());
+    let kernel = release.as_deref().and_then(|r| paths.kernel(r)).map(|k| {
+        let readable = std::fs::File::open(&k).is_ok();
+        (k, readable)
+    });
+    let modules = release.as_deref().and_then(|r| paths.modules(r));
+    let modules_absent = modules
+        .as_ref()
+        .map(|m| {
+            let dep = parse_modules_dep(
+                &std::fs::read_to_string(m.join("modules.dep")).unwrap_or_default(),
+            );
+            let mut have: std::collections::BTreeSet<String> =
+                dep.keys().map(|p| module_name(p)).collect();
+            have.extend(
+                std::fs::read_to_string(m.join("modules.builtin"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(module_name),
+            );
+            WANTED_MODULES
+                .iter()
+                .filter(|w| !have.contains(**w))
+                .map(|w| (*w).to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let nft = paths.nft();
+    HostFacts {
+        distro: paths.distro(),
+        kernel_release: running,
+        appliance_release,
+        busybox: paths.busybox().map(|b| {
+            let dynamic = shared_libs(&b).is_ok_and(|l| !l.is_empty());
+            (b, dynamic)
+        }),
+        kernel,
+        modules,
+        modules_absent,
+        nft,
+    }
+}
+
 /// Every fact a check needs. Tests feed these.
 pub trait Probes {
+    /// The distribution and the appliance's inputs.
+    fn host(&self) -> HostFacts;
     /// KVM.
     fn kvm(&self) -> KvmState;
     /// `kvm_intel`/`kvm_amd` and their `nested` parameter.
@@ -117,6 +196,8 @@ pub trait Probes {
 /// where to run them instead.
 pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Finding> {
     let mut out = Vec::new();
+    let host = probes.host();
+    let distro = &host.distro;
     let libvirt = probes.libvirt();
     match &libvirt {
         Ok(l) => out.push(f(
@@ -129,8 +210,10 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
             "libvirtd",
             Level::Fail,
             format!("cannot connect to {}: {e}", inv.libvirt().uri),
-            "start libvirtd (`systemctl start libvirtd`, or `virtlogd -d && libvirtd -d`), \
-             check the URI (--connect) and that you may use it (group libvirt)",
+            format!(
+                "{}; check the URI (--connect) and that you may use it (group libvirt)",
+                distro.fix(Need::Libvirt)
+            ),
         )),
     }
     if let Ok(l) = &libvirt {
@@ -145,6 +228,13 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         ));
         return out;
     }
+    out.push(f(
+        "distro",
+        Level::Ok,
+        format!("{} ({:?} family)", distro.name, distro.family).to_lowercase(),
+        "",
+    ));
+    out.extend(appliance_checks(inv, &host));
     out.push(kvm_check(inv.libvirt().virt_type, &probes.kvm()));
     out.push(match probes.nested() {
         Some((m, true)) => f(
@@ -171,8 +261,8 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         None => f(
             "qemu",
             Level::Fail,
-            "qemu-system-x86_64 not found",
-            "apt-get install qemu-system-x86",
+            "qemu-system-x86_64 (or qemu-kvm) not found",
+            distro.fix(Need::Qemu),
         ),
     });
     let uefi = inv.nodes().iter().any(|n| n.firmware == Firmware::Uefi);
@@ -182,7 +272,7 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
             "ovmf",
             Level::Fail,
             "UEFI nodes need OVMF, which is not installed",
-            "apt-get install ovmf",
+            distro.fix(Need::Ovmf),
         ),
         (None, false) => f("ovmf", Level::Ok, "OVMF not installed (no UEFI nodes)", ""),
     });
@@ -191,11 +281,126 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         &probes.routes(),
         &probes.interfaces(),
     ));
+    out.push(match (&host.nft, inv.network().mode) {
+        (Some(p), _) => f("nft", Level::Ok, format!("{} present", p.display()), ""),
+        (None, NetworkMode::Nat) => f(
+            "nft",
+            Level::Fail,
+            "nft not found: `up` applies the host egress rule with it (nat mode)",
+            distro.fix(Need::Nft),
+        ),
+        (None, _) => f(
+            "nft",
+            Level::Ok,
+            "nft not installed (not needed on the host in this mode)",
+            "",
+        ),
+    });
     out.push(port_clash(inv, &probes.bound()));
     out.extend(pool_dir_check(
         inv,
         &probes.pool_dir(&inv.libvirt().pool_path),
     ));
+    out
+}
+
+/// busybox, the kernel image and its modules for the `appliance` install
+/// method, each with the fix for this distribution.
+pub fn appliance_checks(inv: &Inventory, host: &HostFacts) -> Vec<Finding> {
+    if inv.services().install != InstallMethod::Appliance {
+        return vec![f(
+            "appliance",
+            Level::Ok,
+            "services.install is not the appliance: no busybox or host kernel needed",
+            "",
+        )];
+    }
+    let d = &host.distro;
+    let release = host.kernel_release.as_deref().unwrap_or("?");
+    let not_running = match host.appliance_release.as_deref() {
+        Some(r) if r != release => format!(" (not the running kernel {release}: it has none here)"),
+        _ => String::new(),
+    };
+    let mut out = Vec::new();
+    out.push(match &host.busybox {
+        Some((p, false)) => f(
+            "busybox",
+            Level::Ok,
+            format!("{} (static)", p.display()),
+            "",
+        ),
+        Some((p, true)) => f(
+            "busybox",
+            Level::Ok,
+            format!(
+                "{} (dynamic: its libraries go into the appliance too)",
+                p.display()
+            ),
+            "",
+        ),
+        None => f(
+            "busybox",
+            Level::Fail,
+            format!(
+                "no busybox for the appliance (looked for {})",
+                shown(BUSYBOX_PATHS)
+            ),
+            d.fix(Need::Busybox),
+        ),
+    });
+    out.push(match &host.kernel {
+        Some((p, true)) => f(
+            "kernel",
+            Level::Ok,
+            format!("{} for the appliance{not_running}", p.display()),
+            "",
+        ),
+        Some((p, false)) => f(
+            "kernel",
+            Level::Fail,
+            format!(
+                "{} is not readable by you (Ubuntu installs it 0600)",
+                p.display()
+            ),
+            "run bootlab as root, or copy it readable (install -m 0644) and pass --kernel PATH",
+        ),
+        None => f(
+            "kernel",
+            Level::Fail,
+            format!(
+                "no image of the running kernel {release} in /boot or /lib/modules/{release}, \
+                 nor another installed kernel with its modules"
+            ),
+            d.fix(Need::Kernel),
+        ),
+    });
+    out.push(match (&host.modules, host.modules_absent.as_slice()) {
+        (Some(p), []) => f(
+            "modules",
+            Level::Ok,
+            format!(
+                "{} has what the appliance loads (virtio, nf_tables...)",
+                p.display()
+            ),
+            "",
+        ),
+        (Some(p), absent) => f(
+            "modules",
+            Level::Warn,
+            format!(
+                "{}: neither modules nor built in: {}",
+                p.display(),
+                absent.join(", ")
+            ),
+            d.fix(Need::Modules),
+        ),
+        (None, _) => f(
+            "modules",
+            Level::Fail,
+            format!("no module tree for {release} (/lib/modules/{release}/modules.dep)"),
+            d.fix(Need::Modules),
+        ),
+    });
     out
 }
 
@@ -516,25 +721,21 @@ pub fn probe_kvm_guest(qemu: &Path, deadline: Duration) -> KvmState {
     }
 }
 
-fn find_in_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain(["/usr/bin".into(), "/usr/libexec".into()]) {
-        for n in names {
-            let p = dir.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// The QEMU binary on this host.
+/// The QEMU binary on this host: on PATH, else where the distribution puts
+/// it (RHEL's /usr/libexec/qemu-kvm is not on PATH).
 pub fn local_qemu() -> Option<PathBuf> {
-    find_in_path(&["qemu-system-x86_64", "qemu-kvm"])
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|d| ["qemu-system-x86_64", "qemu-kvm"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+        .or_else(|| HostPaths::system().qemu())
 }
 
 impl Probes for SystemProbes {
+    fn host(&self) -> HostFacts {
+        host_facts(&HostPaths::system())
+    }
+
     fn kvm(&self) -> KvmState {
         if !Path::new("/dev/kvm").exists() {
             return KvmState::Absent;
@@ -546,7 +747,7 @@ impl Probes for SystemProbes {
         {
             return KvmState::NoAccess(e.to_string());
         }
-        match local_qemu() {
+        match self.qemu() {
             Some(q) => probe_kvm_guest(&q, Duration::from_secs(20)),
             None => KvmState::GuestFails("no QEMU to try a guest with".into()),
         }
@@ -581,18 +782,15 @@ impl Probes for SystemProbes {
     }
 
     fn qemu(&self) -> Option<PathBuf> {
-        local_qemu()
+        if std::env::var_os("BOOTLAB_HOST_ROOT").is_some() {
+            HostPaths::system().qemu()
+        } else {
+            local_qemu()
+        }
     }
 
     fn ovmf(&self) -> Option<PathBuf> {
-        [
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_CODE.fd",
-            "/usr/share/edk2/ovmf/OVMF_CODE.fd",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+        HostPaths::system().ovmf()
     }
 
     fn routes(&self) -> Vec<Route> {
@@ -622,16 +820,7 @@ impl Probes for SystemProbes {
     }
 
     fn pool_dir(&self, path: &Path) -> PoolDirFacts {
-        let qemu_user = std::fs::read_to_string("/etc/libvirt/qemu.conf")
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    let l = l.trim();
-                    let v = l.strip_prefix("user")?.trim_start().strip_prefix('=')?;
-                    Some(v.trim().trim_matches('"').to_string())
-                })
-            })
-            .unwrap_or_else(|| "libvirt-qemu".into());
+        let qemu_user = HostPaths::system().qemu_user();
         let mut existing = path.to_path_buf();
         while !existing.exists() {
             if !existing.pop() {

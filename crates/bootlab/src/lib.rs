@@ -6,6 +6,8 @@
 //! - [`Cli`] / [`run`]: the command line (`bootlab <command> [LAB.toml] [flags]`).
 //! - `explain`: what bootlabd would answer a given client, from the inventory alone.
 //! - [`doctor`]: host checks behind a probe trait; [`procnet`]: /proc parsers.
+//! - [`host`]: the hypervisor's distribution (os-release) and where it keeps
+//!   busybox, kernels and modules, QEMU, OVMF, nft, with its fixes.
 //! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for.
 //! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
 //! - [`appliance`]: kernel + generated initramfs holding bootlabd.
@@ -19,6 +21,7 @@ pub mod commands;
 pub mod desired;
 pub mod doctor;
 mod explain;
+pub mod host;
 pub mod libvirt;
 pub mod procnet;
 pub mod xml;
@@ -38,7 +41,12 @@ pub const DEFAULT_LAB: &str = "lab.toml";
 
 /// bootlab: one inventory file for a whole network-boot lab.
 #[derive(Debug, Parser)]
-#[command(name = "bootlab", version, about, propagate_version = true)]
+#[command(
+    name = "bootlab",
+    version,
+    about = "check, plan and run a network-boot lab on libvirt from one lab.toml",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

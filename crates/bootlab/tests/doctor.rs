@@ -5,13 +5,15 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use bootlab_bootlab::doctor::{
-    KvmState, Level, LibvirtFacts, PoolDirFacts, Probes, resolve_virt_type, run_checks,
+    HostFacts, KvmState, Level, LibvirtFacts, PoolDirFacts, Probes, resolve_virt_type, run_checks,
 };
+use bootlab_bootlab::host::Distro;
 use bootlab_bootlab::procnet::{Bound, NetworkFacts, Route};
 use bootlab_inventory::{Inventory, VirtType};
 
 #[derive(Clone)]
 struct Fed {
+    host: HostFacts,
     kvm: KvmState,
     nested: Option<(String, bool)>,
     libvirt: Result<LibvirtFacts, String>,
@@ -26,6 +28,18 @@ struct Fed {
 impl Default for Fed {
     fn default() -> Self {
         Fed {
+            host: HostFacts {
+                distro: Distro::parse(
+                    "ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+                ),
+                kernel_release: Some("6.1.0-37-amd64".into()),
+                appliance_release: Some("6.1.0-37-amd64".into()),
+                busybox: Some(("/bin/busybox".into(), false)),
+                kernel: Some(("/boot/vmlinuz-6.1.0-37-amd64".into(), true)),
+                modules: Some("/lib/modules/6.1.0-37-amd64".into()),
+                modules_absent: vec![],
+                nft: Some("/usr/sbin/nft".into()),
+            },
             kvm: KvmState::GuestRuns,
             nested: Some(("kvm_intel".into(), true)),
             libvirt: Ok(LibvirtFacts {
@@ -64,6 +78,9 @@ impl Default for Fed {
 }
 
 impl Probes for Fed {
+    fn host(&self) -> HostFacts {
+        self.host.clone()
+    }
     fn kvm(&self) -> KvmState {
         self.kvm.clone()
     }

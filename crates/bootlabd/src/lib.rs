@@ -11,6 +11,8 @@
 //!   DNS-learned addresses into its set, `--firewall-remove`.
 //! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
 //!   keep state), SIGTERM/SIGINT stop with a grace deadline.
+//! - `notify`: systemd readiness, reload, stop, status and watchdog
+//!   notifications (`Type=notify`, deploy/systemd/bootlabd.service).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@ mod activation;
 mod balancers;
 mod firewall;
 mod lifecycle;
+mod notify;
 mod services;
 
 use std::path::PathBuf;
@@ -46,7 +49,11 @@ pub enum LogFormat {
 
 /// The services-node daemon: DHCP, DNS, TFTP and HTTP boot from one lab.toml.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bootlabd", version, about)]
+#[command(
+    name = "bootlabd",
+    version,
+    about = "serve a lab's DHCP, DNS, TFTP and HTTP boot (and its egress firewall) from one lab.toml"
+)]
 pub struct Args {
     /// The lab inventory.
     #[arg(long, short = 'c', value_name = "PATH", default_value = bootlab_inventory::DEFAULT_DAEMON_CONFIG)]

@@ -5,10 +5,17 @@
 //! service at once (leases, timeline and in-flight transfers stay). Listen
 //! addresses are bound once: changing them needs a restart, which is logged.
 //! SIGTERM/SIGINT cancel every service and wait up to [`SHUTDOWN_GRACE`].
+//!
+//! systemd hears of each step ([`crate::notify`]): `READY=1` only after
+//! every socket is bound and the firewall applied (the same moment
+//! `/readyz` turns 200 and "bootlabd ready" is logged), `RELOADING=1` and
+//! `READY=1` around each reload, `STOPPING=1` when a stop begins, and
+//! `WATCHDOG=1` on a tick while every service task is alive.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use bootlab_http::Readiness;
 use bootlab_inventory::{Inventory, LoadError};
 use bootlab_state::{Generation, Shared};
 use tokio::signal::unix::{SignalKind, signal};
@@ -18,7 +25,33 @@ use tracing::{error, info, warn};
 
 use crate::SHUTDOWN_GRACE;
 use crate::firewall::DaemonFirewall;
+use crate::notify::{self, Liveness};
 use crate::services;
+
+/// The `STATUS=` line while serving `inv`.
+fn serving_status(inv: &Inventory) -> String {
+    let l = &inv.services().listen;
+    format!(
+        "serving lab {} ({} nodes, zone serial {}): dhcp {} dns {} tftp {} http {}",
+        inv.lab().name,
+        inv.nodes().len(),
+        inv.zones().forward.serial,
+        l.dhcp,
+        l.dns,
+        l.tftp,
+        l.http
+    )
+}
+
+/// Waits for the next watchdog tick, forever when there is no watchdog.
+async fn next_tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Serves `inv` until SIGTERM/SIGINT.
 pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()> {
@@ -37,30 +70,68 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     let (shared, publisher) =
         Shared::new(inv).context("rendering the boot scripts of the inventory")?;
     let firewall = DaemonFirewall::system();
+    notify::status("applying the firewall and binding the services");
     firewall.apply(&shared.inventory(), &shared)?;
     let shutdown = CancellationToken::new();
+    let ready = Readiness::new(false);
     let mut tasks: JoinSet<(&'static str, std::io::Result<()>)> = JoinSet::new();
     let mut inherited = crate::activation::Inherited::from_env();
-    let running =
-        services::spawn_all(&shared, &shutdown, &mut tasks, &firewall, &mut inherited).await?;
+    let running = services::spawn_all(
+        &shared,
+        &shutdown,
+        &mut tasks,
+        &firewall,
+        &ready,
+        &mut inherited,
+    )
+    .await?;
+    let mut liveness = Liveness::new(tasks.len());
+    ready.set(true);
+    notify::ready(&serving_status(&shared.inventory()));
     info!(config = %config.display(), "bootlabd ready");
+    let mut watchdog = notify::watchdog_period().map(|period| {
+        info!(
+            ?period,
+            "systemd watchdog on: WATCHDOG=1 while every service runs"
+        );
+        let mut i = tokio::time::interval(period);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config, &shared, &publisher, listen, &firewall, &running),
+            _ = hup.recv() => {
+                notify::reloading();
+                reload(&config, &shared, &publisher, listen, &firewall, &running);
+                notify::ready(&serving_status(&shared.inventory()));
+            }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            () = next_tick(&mut watchdog) => {
+                if liveness.alive(tasks.len()) {
+                    notify::watchdog();
+                } else {
+                    warn!(ended = ?liveness.ended_names(), "a service is gone: not sending WATCHDOG=1");
+                }
+            }
             Some(done) = tasks.join_next() => {
                 match done {
-                    Ok((name, Ok(()))) => warn!(service = name, "service ended"),
+                    Ok((name, Ok(()))) => {
+                        warn!(service = name, "service ended");
+                        liveness.ended(name);
+                        notify::status(&format!("{name} ended; the other services keep serving"));
+                    }
                     Ok((name, Err(e))) => {
                         error!(service = name, error = %e, "service failed; stopping");
+                        stop_now(&ready, &format!("{name} failed: {e}"));
                         shutdown.cancel();
                         drain(&mut tasks).await;
                         return Err(e).with_context(|| format!("{name} failed"));
                     }
                     Err(e) => {
                         error!(error = %e, "service task panicked; stopping");
+                        stop_now(&ready, &format!("a service task panicked: {e}"));
                         shutdown.cancel();
                         drain(&mut tasks).await;
                         anyhow::bail!("a service task panicked: {e}");
@@ -69,10 +140,17 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
             }
         }
     }
+    stop_now(&ready, "stopping: draining the services");
     shutdown.cancel();
     drain(&mut tasks).await;
     info!("stopped");
     Ok(())
+}
+
+/// Not ready any more (`/readyz` 503) and `STOPPING=1`.
+fn stop_now(ready: &Readiness, status: &str) {
+    ready.set(false);
+    notify::stopping(status);
 }
 
 async fn drain(tasks: &mut JoinSet<(&'static str, std::io::Result<()>)>) {

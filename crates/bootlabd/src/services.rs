@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use bootlab_dns::LearnedBatch;
+use bootlab_http::{Limits, Readiness};
 use bootlab_state::Shared;
 use tokio::sync::mpsc;
 
@@ -38,12 +39,13 @@ pub(crate) async fn spawn_all(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     firewall: &DaemonFirewall,
+    ready: &Readiness,
     inherited: &mut Inherited,
 ) -> anyhow::Result<Running> {
     spawn_dhcp(shared, shutdown, tasks, inherited)?;
     spawn_dns(shared, shutdown, tasks, firewall, inherited).await?;
     spawn_tftp(shared, shutdown, tasks, inherited).await?;
-    spawn_http(shared, shutdown, tasks, inherited).await?;
+    spawn_http(shared, shutdown, tasks, ready, inherited).await?;
     let ntp = spawn_ntp(shared, shutdown, tasks, inherited).await?;
     let lb = crate::balancers::spawn(shared, shutdown, tasks, inherited).await?;
     inherited.warn_unused();
@@ -169,20 +171,29 @@ fn register_ntp_metrics(
     }
 }
 
-/// HTTP on `services.listen.http` (boot scripts, assets, machine API, metrics).
+/// HTTP on `services.listen.http` (boot scripts, assets, machine API,
+/// metrics, `/healthz`, `/readyz` following `ready`).
 async fn spawn_http(
     shared: &Shared,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
+    ready: &Readiness,
     inherited: &mut Inherited,
 ) -> anyhow::Result<()> {
     let addr = shared.inventory().services().listen.http;
     let listener = tcp_listener(inherited, "http", addr).await?;
-    let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+    let (shared, shutdown, ready) = (shared.clone(), shutdown.child_token(), ready.clone());
     tasks.spawn(async move {
         (
             "http",
-            bootlab_http::serve(listener, shared, shutdown).await,
+            bootlab_http::serve_with_readiness(
+                listener,
+                shared,
+                shutdown,
+                Limits::default(),
+                ready,
+            )
+            .await,
         )
     });
     Ok(())

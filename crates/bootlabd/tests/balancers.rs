@@ -121,7 +121,7 @@ fn drained_node_leaves_on_sighup_while_its_open_connection_completes() {
     let config = dir.path().join("lab.toml");
     let base = lab(dir.path(), &sockets, backend_port);
     std::fs::write(&config, base.toml()).unwrap();
-    let mut d = Daemon::start(Path::new(BIN), &config, sockets);
+    let mut d = Daemon::on_sockets(Path::new(BIN), &config, sockets);
 
     eventually("both backends up", || {
         backend_states(listen.http).iter().all(|(_, s)| s == "up")

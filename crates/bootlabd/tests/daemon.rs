@@ -135,7 +135,7 @@ fn sighup_keeps_old_inventory_on_error_and_swaps_on_success_then_sigterm_stops()
     let sockets = Sockets::loopback(&[]);
     let base = sockets.lab(LabBuilder::dev(), dir.path());
     std::fs::write(&config, base.toml()).unwrap();
-    let mut d = Daemon::start(Path::new(BIN), &config, sockets);
+    let mut d = Daemon::on_sockets(Path::new(BIN), &config, sockets);
 
     // A broken file: the daemon keeps running and says why.
     std::fs::write(

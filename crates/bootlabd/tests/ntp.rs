@@ -58,7 +58,7 @@ fn answers_with_the_inventorys_stratum_and_follows_a_reload() {
     let base = sockets.lab(LabBuilder::dev(), dir.path());
     let config = dir.path().join("lab.toml");
     std::fs::write(&config, lab(&base, 10)).unwrap();
-    let mut d = Daemon::start(std::path::Path::new(BIN), &config, sockets);
+    let mut d = Daemon::on_sockets(std::path::Path::new(BIN), &config, sockets);
 
     let (li, mode, stratum, origin) = ask(listen.ntp);
     assert_eq!(

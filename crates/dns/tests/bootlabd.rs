@@ -78,7 +78,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let base = sockets.lab(LabBuilder::okd(), dir.path());
     let config = dir.path().join("lab.toml");
     std::fs::write(&config, lab_text(&base, &[])).unwrap();
-    let mut daemon = Daemon::start(&bootlabd_path(), &config, sockets);
+    let mut daemon = Daemon::on_sockets(&bootlabd_path(), &config, sockets);
     daemon.wait_for("listening for dns on");
 
     assert_eq!(

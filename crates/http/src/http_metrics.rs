@@ -26,6 +26,8 @@ pub enum RequestKind {
     Api,
     /// `/metrics`.
     Metrics,
+    /// `/healthz`, `/readyz`.
+    Health,
     /// Anything else.
     Other,
 }
@@ -37,6 +39,7 @@ impl RequestKind {
             Self::Asset => "asset",
             Self::Api => "api",
             Self::Metrics => "metrics",
+            Self::Health => "health",
             Self::Other => "other",
         }
     }
@@ -71,6 +74,7 @@ pub struct HttpMetrics {
     asset: Counter,
     api: Counter,
     metrics: Counter,
+    health: Counter,
     other: Counter,
     /// Response body bytes written.
     pub bytes_sent: Counter,
@@ -94,6 +98,7 @@ impl HttpMetrics {
             asset: req(RequestKind::Asset),
             api: req(RequestKind::Api),
             metrics: req(RequestKind::Metrics),
+            health: req(RequestKind::Health),
             other: req(RequestKind::Other),
             bytes_sent: registry.counter(
                 "bootlab_http_sent_bytes_total",
@@ -119,6 +124,7 @@ impl HttpMetrics {
             RequestKind::Asset => &self.asset,
             RequestKind::Api => &self.api,
             RequestKind::Metrics => &self.metrics,
+            RequestKind::Health => &self.health,
             RequestKind::Other => &self.other,
         }
         .inc();

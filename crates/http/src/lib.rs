@@ -6,7 +6,7 @@
 //! - [`server`]: accept loop, limits (header deadline, idle timeout,
 //!   connection cap), Title-Case headers, graceful drain.
 //! - [`routes`]: the router built from [`Shared`]: scripts, per-MAC configs,
-//!   assets, API, metrics.
+//!   assets, API, metrics, `/healthz` and `/readyz` ([`Readiness`]).
 //! - [`files`]: conditional requests, ranges and the streaming file body.
 //! - [`range`]: the `Range` header parser (pure).
 //! - [`request_path`]: percent-decoding and confinement of asset paths.
@@ -28,7 +28,8 @@ use bootlab_state::Shared;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use server::{Limits, serve_with_limits};
+pub use routes::Readiness;
+pub use server::{Limits, serve_with_limits, serve_with_readiness};
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then lets
 /// in-flight responses finish (bounded by [`Limits::drain_timeout`]).

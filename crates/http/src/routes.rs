@@ -11,9 +11,12 @@
 //! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
 //! | `/api/v1/<report>` | a live report (`balancers`, `egress`) as JSON |
 //! | `/metrics` | Prometheus text |
+//! | `/healthz` | 200 while the process serves HTTP |
+//! | `/readyz` | 200 once every service is bound and the inventory loaded ([`Readiness`]), else 503 |
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -52,11 +55,36 @@ impl ConnInfo {
     }
 }
 
+/// Whether the daemon is ready: every service bound, the inventory loaded
+/// (and, when on, the firewall applied). bootlabd sets it at start-up and
+/// clears it when it begins to stop; `/readyz` reports it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// A flag starting at `ready`.
+    pub fn new(ready: bool) -> Self {
+        Self(Arc::new(AtomicBool::new(ready)))
+    }
+
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// The flag.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// State behind every handler.
 #[derive(Debug)]
 pub struct AppState {
     /// Live inventory, timeline, registry.
     pub shared: Shared,
+    /// What `/readyz` answers.
+    pub ready: Readiness,
     /// This service's counters.
     pub metrics: HttpMetrics,
     /// Rate limit for logs about bad input.
@@ -66,11 +94,18 @@ pub struct AppState {
 type AppStateRef = Arc<AppState>;
 
 impl AppState {
-    /// State for `shared`, registering the HTTP counters.
+    /// State for `shared`, registering the HTTP counters; ready from the
+    /// start (a server on its own is ready once it serves).
     pub fn new(shared: Shared) -> Self {
+        Self::with_readiness(shared, Readiness::new(true))
+    }
+
+    /// State for `shared` whose `/readyz` follows `ready`.
+    pub fn with_readiness(shared: Shared, ready: Readiness) -> Self {
         let metrics = HttpMetrics::new(&shared.metrics);
         Self {
             shared,
+            ready,
             metrics,
             log_limit: LogLimiter::new(Duration::from_secs(10)),
         }
@@ -96,6 +131,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/machines/{mac}", get(machine))
         .route("/api/v1/{report}", get(report))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(fallback)
         .with_state(state)
 }
@@ -342,6 +379,32 @@ async fn metrics(State(state): State<AppStateRef>) -> Response {
         state.shared.metrics.render(),
     )
         .into_response()
+}
+
+/// The process is alive and its HTTP loop answers.
+async fn healthz(State(state): State<AppStateRef>) -> Response {
+    state.metrics.request(RequestKind::Health);
+    text(StatusCode::OK, "ok\n")
+}
+
+/// Every service bound and the inventory loaded: 200 with the lab it
+/// serves; 503 while starting or stopping.
+async fn readyz(State(state): State<AppStateRef>) -> Response {
+    state.metrics.request(RequestKind::Health);
+    if !state.ready.is_ready() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+    }
+    let inv = state.shared.inventory();
+    text(
+        StatusCode::OK,
+        format!(
+            "ready: lab {} ({}), {} nodes, zone serial {}\n",
+            inv.lab().name,
+            inv.zone(),
+            inv.nodes().len(),
+            inv.zones().forward.serial
+        ),
+    )
 }
 
 /// Records an asset fetch in the timeline and the byte counter when its body

@@ -24,7 +24,7 @@ use tower::Service;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::conn_io::ConnIo;
-use crate::routes::{self, AppState, ConnInfo};
+use crate::routes::{self, AppState, ConnInfo, Readiness};
 
 /// Limits that keep slow or idle clients from holding the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +53,28 @@ impl Default for Limits {
 
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\noverloaded\r\n";
 
-/// Serves HTTP on `listener` until `shutdown`, with `limits`.
+/// Serves HTTP on `listener` until `shutdown`, with `limits`; `/readyz`
+/// answers ready.
 pub async fn serve_with_limits(
     listener: TcpListener,
     shared: Shared,
     shutdown: CancellationToken,
     limits: Limits,
 ) -> io::Result<()> {
+    serve_with_readiness(listener, shared, shutdown, limits, Readiness::new(true)).await
+}
+
+/// Serves HTTP on `listener` until `shutdown`, with `limits`; `/readyz`
+/// follows `ready` (bootlabd sets it once every service is bound).
+pub async fn serve_with_readiness(
+    listener: TcpListener,
+    shared: Shared,
+    shutdown: CancellationToken,
+    limits: Limits,
+    ready: Readiness,
+) -> io::Result<()> {
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState::new(shared));
+    let state = Arc::new(AppState::with_readiness(shared, ready));
     let router = routes::router(Arc::clone(&state));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     {

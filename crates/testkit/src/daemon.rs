@@ -126,18 +126,27 @@ impl Daemon {
     /// Spawns `cmd` (bootlabd with its arguments, possibly wrapped in
     /// `ip netns exec`) and waits for "bootlabd ready".
     pub fn spawn(cmd: Command) -> Self {
-        Self::spawn_inner(cmd, None)
+        let mut d = Self::launch(cmd, None);
+        d.wait_for("bootlabd ready");
+        d
+    }
+
+    /// Spawns `cmd` without waiting for anything.
+    pub fn start(cmd: Command) -> Self {
+        Self::launch(cmd, None)
     }
 
     /// Spawns `bin --config config` on `sockets` and waits for "bootlabd
     /// ready".
-    pub fn start(bin: &Path, config: &Path, sockets: Sockets) -> Self {
+    pub fn on_sockets(bin: &Path, config: &Path, sockets: Sockets) -> Self {
         let mut cmd = Command::new(bin);
         cmd.arg("--config").arg(config);
-        Self::spawn_inner(cmd, Some(sockets))
+        let mut d = Self::launch(cmd, Some(sockets));
+        d.wait_for("bootlabd ready");
+        d
     }
 
-    fn spawn_inner(mut cmd: Command, sockets: Option<Sockets>) -> Self {
+    fn launch(mut cmd: Command, sockets: Option<Sockets>) -> Self {
         if let Some(s) = sockets {
             let names: Vec<String> = s.fds.iter().map(|(n, _)| n.clone()).collect();
             cmd.env("LISTEN_FDS", names.len().to_string())
@@ -172,13 +181,11 @@ impl Daemon {
                 }
             }
         });
-        let mut d = Self {
+        Self {
             child,
             lines,
             seen: Vec::new(),
-        };
-        d.wait_for("bootlabd ready");
-        d
+        }
     }
 
     /// Waits (bounded by [`PATIENCE`]) for a new log line containing `needle`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
-use bootlab_http::Limits;
+use bootlab_http::{Limits, Readiness};
 use bootlab_state::{InventoryPublisher, Shared};
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,15 @@ impl Lab {
     /// Like [`Lab::start_with`], with the inventory text passed through
     /// `edit` after the port and assets directory are filled in.
     pub fn start_custom(limits: Limits, edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_full(limits, edit, Readiness::new(true))
+    }
+
+    /// Like [`Lab::start_custom`], with `/readyz` following `ready`.
+    pub fn start_full(
+        limits: Limits,
+        edit: impl FnOnce(String) -> String,
+        ready: Readiness,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let assets = dir.path().join("assets");
         std::fs::create_dir_all(&assets).expect("assets dir");
@@ -89,7 +98,8 @@ impl Lab {
                     .build()?;
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-                    bootlab_http::serve_with_limits(listener, shared, shutdown, limits).await
+                    bootlab_http::serve_with_readiness(listener, shared, shutdown, limits, ready)
+                        .await
                 })
             })
         };
