@@ -2,7 +2,8 @@
 //! per-peer limiter so bad input is logged without flooding the log.
 //!
 //! Families:
-//! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
+//! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `page`
+//!   (the status page and its assets), `other`;
 //! - `bootlab_http_sent_bytes_total`: response body bytes actually written;
 //! - `bootlab_http_errors_total{kind}`: refused paths, bad ranges, unknown machines,
 //!   timeouts, connection-cap refusals...;
@@ -28,6 +29,8 @@ pub enum RequestKind {
     Api,
     /// `/metrics`.
     Metrics,
+    /// The status page (`/`, `/static/...`).
+    Page,
     /// Anything else.
     Other,
 }
@@ -39,6 +42,7 @@ impl RequestKind {
             Self::Asset => "asset",
             Self::Api => "api",
             Self::Metrics => "metrics",
+            Self::Page => "page",
             Self::Other => "other",
         }
     }
@@ -73,6 +77,7 @@ pub struct HttpMetrics {
     asset: Counter,
     api: Counter,
     metrics: Counter,
+    page: Counter,
     other: Counter,
     /// Response body bytes written.
     pub bytes_sent: Counter,
@@ -96,6 +101,7 @@ impl HttpMetrics {
             asset: req(RequestKind::Asset),
             api: req(RequestKind::Api),
             metrics: req(RequestKind::Metrics),
+            page: req(RequestKind::Page),
             other: req(RequestKind::Other),
             bytes_sent: registry.counter(
                 "bootlab_http_sent_bytes_total",
@@ -121,6 +127,7 @@ impl HttpMetrics {
             RequestKind::Asset => &self.asset,
             RequestKind::Api => &self.api,
             RequestKind::Metrics => &self.metrics,
+            RequestKind::Page => &self.page,
             RequestKind::Other => &self.other,
         }
         .inc();

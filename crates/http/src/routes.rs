@@ -8,6 +8,7 @@
 //! | `/grub/grub.cfg` | GRUB config by source IP |
 //! | `/grub.cfg-01-<mac>`, `/pxelinux.cfg/01-<mac>` | per-MAC configs |
 //! | `/assets/<path>` | files under `services.assets_dir` ([`crate::files`]) |
+//! | `/` , `/static/...`, `/api/v1/summary` | the status page ([`crate::status`]) |
 //! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
 //! | `/api/v1/<report>` | a live report (`balancers`, `egress`) as JSON |
 //! | `/metrics` | Prometheus text |
@@ -96,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/machines/{mac}", get(machine))
         .route("/api/v1/{report}", get(report))
         .route("/metrics", get(metrics))
+        .merge(crate::status::routes())
         .fallback(fallback)
         .with_state(state)
 }
