@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bootlab_inventory::{Inventory, MacAddr, RecordData};
 use bootlab_state::timeline::Event;
-use bootlab_state::{Machine, Metrics, Stage};
+use bootlab_state::{Machine, Metrics, Service, Stage};
 use serde::{Deserialize, Serialize};
 
 use super::boot::{self, Attempt, STAGES, Usual};
@@ -449,6 +449,15 @@ struct Subject<'a> {
     attempt: Attempt,
 }
 
+impl Subject<'_> {
+    /// The machine itself sent bootlabd a request (any event but a
+    /// balancer's note about it).
+    fn heard(&self) -> bool {
+        self.machine
+            .is_some_and(|m| m.events.iter().any(|e| e.service != Service::Lb))
+    }
+}
+
 fn build_row(s: &Subject<'_>, usual: &Usual, now: SystemTime) -> Row {
     let known = s.host_name.is_some();
     let a = &s.attempt;
@@ -457,7 +466,10 @@ fn build_row(s: &Subject<'_>, usual: &Usual, now: SystemTime) -> Row {
     } else {
         None
     };
-    let (status, status_text) = match (&stall, s.machine, a.current) {
+    // Balancer health checks write to a node's timeline too, but only the
+    // machine's own requests (DHCP, TFTP, HTTP, DNS) mean it was seen.
+    let heard = s.heard().then_some(());
+    let (status, status_text) = match (&stall, heard, a.current) {
         (_, _, _) if !known => (Status::Unknown, "not in the inventory".to_owned()),
         (Some(st), _, _) => (
             Status::Stalled,
@@ -573,7 +585,7 @@ impl StatusView {
             ..Counts::default()
         };
         for (row, s) in machines.iter().zip(&subjects) {
-            if s.node.is_some() && s.machine.is_some() {
+            if s.node.is_some() && s.heard() {
                 counts.seen += 1;
             }
             match row.status {
@@ -909,15 +921,15 @@ impl ServiceView {
                     .map(|s| {
                         let samples = metrics.samples(s.metric);
                         any |= !samples.is_empty();
-                        let value: f64 = samples
+                        // A fold from +0.0: an empty f64 sum() is -0.0.
+                        let value = samples
                             .iter()
                             .filter(|(labels, _)| {
                                 s.only.is_none_or(|(k, v)| {
                                     labels.iter().any(|(lk, lv)| lk == k && lv == v)
                                 })
                             })
-                            .map(|(_, v)| v)
-                            .sum();
+                            .fold(0.0, |acc, (_, v)| acc + v);
                         CounterView {
                             label: s.label,
                             value,
