@@ -129,6 +129,21 @@ try {
     .waitForSelector(`#${opts.row}[data-status="loaded"]`, { timeout: 30000 })
     .catch(() => {});
 
+  // A person opens the row's details; the next updates must leave them
+  // open (rows are updated in place, not rebuilt from scratch).
+  await page.click(`#${opts.row} details summary`);
+  const updates = await page.evaluate(() => Number(document.body.dataset.updates));
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.updates) >= n + 2,
+    { timeout: 30000 },
+    updates,
+  );
+  const stillOpen = await page.evaluate(
+    (rowId) => document.querySelector(`#${rowId} details`).open,
+    opts.row,
+  );
+  if (!stillOpen) fail("a poll closed the details a person had opened");
+
   const dom = await page.evaluate((rowId, hostile) => {
     const row = document.getElementById(rowId);
     const all = Array.from(document.querySelectorAll("*"));

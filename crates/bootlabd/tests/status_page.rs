@@ -1,12 +1,12 @@
 //! The status page at `/`, served by the real bootlabd.
 //!
-//! - [`page_escapes_every_inventory_string_and_sends_a_strict_csp`]: a
+//! - `page_escapes_every_inventory_string_and_sends_a_strict_csp`: a
 //!   loopback daemon whose inventory carries markup in role, profile, var
 //!   and TXT strings and whose timeline carries it in an event path; curl
 //!   reads the page (escaped, no inline script or style, the CSP header),
 //!   its assets and `/api/v1/summary`; `w3m -dump` reads it as a terminal
 //!   browser would.
-//! - [`chromium_watches_a_node_pxe_boot_to_the_kernel`]: Debian's Chromium,
+//! - `chromium_watches_a_node_pxe_boot_to_the_kernel`: Debian's Chromium,
 //!   headless, driven over the DevTools protocol by puppeteer-core
 //!   (`tests/e2e/status-page.test.mjs`), keeps one page open on bootlabd
 //!   in a network namespace while a QEMU guest (SeaBIOS + the NIC's iPXE
@@ -65,8 +65,14 @@ fn run(cmd: &mut Command) -> String {
 /// gives every node hostile vars.
 fn hostile(lab: LabBuilder) -> LabBuilder {
     lab.edit(|f| {
-        let mut role: RoleSection = f.roles.remove("worker").expect("dev.toml has a worker role");
-        let profile = f.profiles.remove("tiny").expect("dev.toml has a tiny profile");
+        let mut role: RoleSection = f
+            .roles
+            .remove("worker")
+            .expect("dev.toml has a worker role");
+        let profile = f
+            .profiles
+            .remove("tiny")
+            .expect("dev.toml has a tiny profile");
         f.profiles.insert(HOSTILE_PROFILE.to_owned(), profile);
         role.profile = Some(HOSTILE_PROFILE.to_owned());
         f.roles.insert(HOSTILE_ROLE.to_owned(), role);
@@ -216,7 +222,13 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
         assert!(!r.body.is_empty());
     }
     let js = curl(&[&format!("{base}/static/status.js")]).body;
-    for forbidden in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+    for forbidden in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
         assert!(!js.contains(forbidden), "status.js uses {forbidden}");
     }
 
@@ -379,7 +391,10 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
     const BIOS_MAC: &str = "52:54:00:77:00:10";
     const DEADLINE: Duration = Duration::from_secs(420);
     for tool in ["/usr/bin/chromium", "/usr/bin/qemu-system-x86_64"] {
-        assert!(Path::new(tool).exists(), "{tool} is needed (tests/apt-packages.txt)");
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is needed (tests/apt-packages.txt)"
+        );
     }
     let modules = run(&mut Command::new(repo("tests/e2e/browser-deps.sh")));
     let modules = modules.trim().to_owned();
@@ -460,20 +475,28 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
 
     let serial = work.path().join("node-bios.log");
     let mut qemu = ns.command("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot"])
-        .args(["-monitor", "none", "-serial"])
-        .arg(format!("file:{}", serial.display()))
-        .args([
-            "-netdev",
-            "tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={BIOS_MAC}"),
-            "-boot",
-            "n",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-m",
+        "512",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-monitor", "none", "-serial"])
+    .arg(format!("file:{}", serial.display()))
+    .args([
+        "-netdev",
+        "tap,id=n0,ifname=tap0,script=no,downscript=no",
+        "-device",
+        &format!("virtio-net-pci,netdev=n0,mac={BIOS_MAC}"),
+        "-boot",
+        "n",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     ns.spawn(qemu);
 
     let pass = wait_line("PASS ", Instant::now() + DEADLINE);
@@ -486,11 +509,18 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
         .filter_map(|s| s.as_str())
         .collect();
     assert!(
-        stages.len() >= 2 && stages.iter().any(|s| ["kernel", "initrd", "config"].contains(s)),
+        stages.len() >= 2
+            && stages
+                .iter()
+                .any(|s| ["kernel", "initrd", "config"].contains(s)),
         "{stages:?}"
     );
     let status = ns.children[b].wait().unwrap();
-    assert!(status.success(), "browser test: {status}\n{}", browser_log());
+    assert!(
+        status.success(),
+        "browser test: {status}\n{}",
+        browser_log()
+    );
     let png = std::fs::read(&screenshot).expect("the screenshot was written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
 

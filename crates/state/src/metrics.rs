@@ -8,6 +8,8 @@
 //! passed in must end so; the client library adds the suffix on output and
 //! the registry keeps the base name). `bootlab_build_info` carries the
 //! version. The exposition is the Prometheus text format 0.0.4.
+//! [`Metrics::samples`] reads a family's current values back by name (the
+//! status page's service counters), so no one parses the exposition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};

@@ -945,3 +945,141 @@ impl ServiceView {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bootlab_state::Timeline;
+    use std::path::Path;
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    fn inv() -> Inventory {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml"),
+        )
+        .unwrap();
+        bootlab_inventory::parse(&text, "dev.toml".as_ref()).unwrap()
+    }
+
+    fn event(s: u64, service: Service, kind: &str, stage: Option<Stage>) -> Event {
+        Event {
+            at: at(s),
+            service,
+            kind: kind.to_owned(),
+            detail: Some("file=undionly.kpxe".to_owned()),
+            path: None,
+            bytes: None,
+            stage,
+        }
+    }
+
+    #[test]
+    fn balancer_notes_alone_do_not_make_a_node_seen() {
+        let inv = inv();
+        let t = Timeline::default();
+        let bios = inv.nodes()[0].mac;
+        let uefi = inv.nodes()[1].mac;
+        t.record(uefi, event(0, Service::Lb, "down", None));
+        t.record(bios, event(0, Service::Dhcp, "offer", Some(Stage::Dhcp)));
+        let snap = Snapshot {
+            machines: t.machines(),
+            ..Snapshot::default()
+        };
+        let v = StatusView::build(&inv, &snap, at(10));
+        assert_eq!(v.counts.seen, 1);
+        assert_eq!(v.counts.booting, 1);
+        assert_eq!(v.machines[1].status, Status::Unseen);
+        // Its last event (the balancer's) is still shown.
+        assert_eq!(
+            v.machines[1].last.as_ref().map(|e| e.text.as_str()),
+            Some("lb down: file=undionly.kpxe")
+        );
+        assert_eq!(
+            v.headline,
+            "1 of 2 nodes seen: 1 booting, 0 loaded, 0 stalled"
+        );
+        // 61 s after a PXE offer with no loader fetch: stalled at DHCP.
+        let v = StatusView::build(&inv, &snap, at(61));
+        assert_eq!(v.machines[0].status, Status::Stalled);
+        assert_eq!(v.counts.stalled, 1);
+        assert_eq!(
+            v.machines[0].status_text,
+            "stalled at DHCP for 1 min 1 s (usual: up to 1 min 0 s)"
+        );
+        assert!(v.balancers.is_none() && v.egress.is_none());
+    }
+
+    #[test]
+    fn services_come_from_the_registry() {
+        let m = Metrics::new();
+        m.counter("bootlab_dhcp_received_total", "r", &[("type", "discover")])
+            .add(3);
+        m.counter("bootlab_dhcp_received_total", "r", &[("type", "request")])
+            .add(2);
+        m.gauge("bootlab_dhcp_lease_addresses", "l", &[], || 2.0);
+        m.counter("bootlab_http_sent_bytes_total", "b", &[])
+            .add(3 << 20);
+        let v = ServiceView::from_metrics(&m);
+        let names: Vec<&str> = v.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["DHCP", "HTTP"], "services not running are left out");
+        let get = |svc: usize, label: &str| {
+            v[svc]
+                .counters
+                .iter()
+                .find(|c| c.label == label)
+                .map(|c| c.text.clone())
+                .unwrap()
+        };
+        assert_eq!(get(0, "leases"), "2");
+        assert_eq!(get(0, "discovers"), "3");
+        assert_eq!(get(0, "requests"), "2");
+        assert_eq!(get(0, "dropped"), "0", "an empty sum is 0, not -0");
+        assert_eq!(get(1, "sent"), "3.0 MiB");
+    }
+
+    #[test]
+    fn reports_are_read_leniently() {
+        let e = egress_view(&serde_json::json!({ "error": "nftables table not readable" }));
+        assert_eq!(e.error.as_deref(), Some("nftables table not readable"));
+        let e = egress_view(&serde_json::json!({
+            "denied": [{ "addr": "192.0.2.7", "protocol": "tcp", "port": 443, "expires_s": 3599 }],
+            "learned": [{ "addr": "198.51.100.1" }],
+            "counters": [{ "name": "egress_denied", "packets": 4, "bytes": 2048 }],
+        }));
+        assert_eq!(e.error, None);
+        assert_eq!(e.denied[0].expires, "59 min 59 s");
+        assert_eq!(e.denied[0].port, "443");
+        assert_eq!(e.learned, 1);
+        assert_eq!(e.counters[0].bytes, "2.0 KiB");
+        let e = egress_view(&serde_json::json!({ "denied": "nonsense" }));
+        assert!(e.error.unwrap().starts_with("report not understood"));
+        let b = balancer_views(&serde_json::json!([{
+            "name": "api", "listen": "10.0.0.1:6443",
+            "backends": [{ "name": "m0", "addr": "10.0.0.10:6443", "state": "up", "bytes_in": 5 },
+                         { "name": "m1", "addr": "10.0.0.11:6443", "state": "weird" }]
+        }]));
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].state.as_str(), b[0].bytes_in.as_str()), ("up", "5 B"));
+        assert_eq!(b[1].state, "unknown");
+    }
+
+    #[test]
+    fn words_for_numbers() {
+        let s = Duration::from_secs;
+        assert_eq!(duration_text(s(0)), "0 s");
+        assert_eq!(duration_text(s(125)), "2 min 5 s");
+        assert_eq!(duration_text(s(3 * 3600 + 120)), "3 h 2 min");
+        assert_eq!(duration_text(s(2 * 86_400 + 3600)), "2 d 1 h");
+        assert_eq!(offset_text(Duration::from_millis(2500)), "+2.5 s");
+        assert_eq!(offset_text(s(61)), "+1 min 1 s");
+        assert_eq!(bytes_text(1023), "1023 B");
+        assert_eq!(bytes_text(1536), "1.5 KiB");
+        assert_eq!(
+            row_id("52:54:00:77:00:10".parse().unwrap()),
+            "m-525400770010"
+        );
+    }
+}
