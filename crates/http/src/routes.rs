@@ -62,6 +62,8 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     /// Rate limit for logs about bad input.
     pub log_limit: LogLimiter,
+    /// The status page's latest view.
+    pub status_views: crate::status::ViewCache,
 }
 
 type AppStateRef = Arc<AppState>;
@@ -74,6 +76,7 @@ impl AppState {
             shared,
             metrics,
             log_limit: LogLimiter::new(Duration::from_secs(10)),
+            status_views: crate::status::ViewCache::default(),
         }
     }
 

@@ -22,7 +22,7 @@ pub mod page;
 pub mod view;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
@@ -67,8 +67,25 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
     }
 }
 
-/// The view now, built off the async runtime.
-async fn current_view(state: &Arc<AppState>) -> Option<StatusView> {
+/// How long one built view answers every page and summary request: the
+/// cost of the page does not grow with the number of open browsers.
+pub const VIEW_TTL: Duration = Duration::from_millis(500);
+
+/// The latest built view, shared by the requests of [`VIEW_TTL`].
+#[derive(Debug, Default)]
+pub struct ViewCache {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<StatusView>)>>,
+}
+
+/// The view now (at most [`VIEW_TTL`] old), built off the async runtime;
+/// requests that arrive during a build wait for it.
+async fn current_view(state: &Arc<AppState>) -> Option<Arc<StatusView>> {
+    let mut last = state.status_views.last.lock().await;
+    if let Some((at, view)) = &*last {
+        if at.elapsed() < VIEW_TTL {
+            return Some(Arc::clone(view));
+        }
+    }
     let shared = state.shared.clone();
     let built = tokio::task::spawn_blocking(move || {
         let inv = shared.inventory();
@@ -76,7 +93,11 @@ async fn current_view(state: &Arc<AppState>) -> Option<StatusView> {
     })
     .await;
     match built {
-        Ok(v) => Some(v),
+        Ok(v) => {
+            let v = Arc::new(v);
+            *last = Some((Instant::now(), Arc::clone(&v)));
+            Some(v)
+        }
         Err(e) => {
             state.metrics.error("io");
             error!("building the status view failed: {e}");
@@ -142,7 +163,7 @@ async fn summary(State(state): State<Arc<AppState>>) -> Response {
     let Some(view) = current_view(&state).await else {
         return internal_error();
     };
-    match serde_json::to_string(&view) {
+    match serde_json::to_string(&*view) {
         Ok(json) => secured(StatusCode::OK, "application/json", "no-store", json),
         Err(e) => {
             state.metrics.error("render");

@@ -20,6 +20,10 @@ use super::boot::{self, Attempt, STAGES, Usual};
 /// Recent events listed per machine.
 pub const RECENT_EVENTS: usize = 6;
 
+/// Rows for machines that are not inventory nodes (unknown MACs, the
+/// services host), at most: the most recently active.
+pub const MAX_OTHER_ROWS: usize = 100;
+
 /// The live state the page is built from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -560,10 +564,19 @@ impl StatusView {
                 attempt: attempt_of(machine),
             });
         }
-        for m in &snap.machines {
-            if inv.node_by_mac(m.mac).is_some() {
-                continue;
-            }
+        // Machines that are no node: the most recently active ones, shown
+        // in MAC order, so a flood of made-up MACs cannot bury the nodes or
+        // make the page huge.
+        let mut others: Vec<&Machine> = snap
+            .machines
+            .iter()
+            .filter(|m| inv.node_by_mac(m.mac).is_none())
+            .collect();
+        let others_total = others.len();
+        others.sort_by_key(|m| std::cmp::Reverse(m.events.back().map(|e| e.at)));
+        others.truncate(MAX_OTHER_ROWS);
+        others.sort_by_key(|m| m.mac);
+        for m in others {
             subjects.push(Subject {
                 mac: m.mac,
                 node: None,
@@ -600,8 +613,15 @@ impl StatusView {
             "{} of {} nodes seen: {} booting, {} loaded, {} stalled",
             counts.seen, counts.nodes, counts.booting, counts.loaded, counts.stalled
         );
+        let hidden = others_total.saturating_sub(MAX_OTHER_ROWS);
+        counts.unknown += hidden;
         if counts.unknown > 0 {
             headline.push_str(&format!("; {} unknown machines", counts.unknown));
+        }
+        if hidden > 0 {
+            headline.push_str(&format!(
+                " ({hidden} least recently active not listed; see /api/v1/machines)"
+            ));
         }
         let generated = humantime::format_rfc3339_seconds(now).to_string();
         let clock = generated
@@ -1010,6 +1030,33 @@ mod tests {
             "stalled at DHCP for 1 min 1 s (usual: up to 1 min 0 s)"
         );
         assert!(v.balancers.is_none() && v.egress.is_none());
+    }
+
+    #[test]
+    fn a_flood_of_unknown_macs_is_capped() {
+        let inv = inv();
+        let t = Timeline::default();
+        for n in 0..(MAX_OTHER_ROWS as u64 + 50) {
+            let b = n.to_be_bytes();
+            let mac = MacAddr([2, 0, 0, 0, b[6], b[7]]);
+            t.record(mac, event(n, Service::Dhcp, "discover", Some(Stage::Dhcp)));
+        }
+        let snap = Snapshot {
+            machines: t.machines(),
+            ..Snapshot::default()
+        };
+        let v = StatusView::build(&inv, &snap, at(1000));
+        assert_eq!(v.machines.len(), 2 + MAX_OTHER_ROWS);
+        assert_eq!(v.counts.unknown, MAX_OTHER_ROWS + 50);
+        // The nodes first, then the most recent unknown MACs in MAC order.
+        assert_eq!(v.machines[0].name.as_deref(), Some("node-bios"));
+        assert_eq!(v.machines[2].mac, "02:00:00:00:00:32");
+        assert!(
+            v.headline
+                .ends_with("(50 least recently active not listed; see /api/v1/machines)"),
+            "{}",
+            v.headline
+        );
     }
 
     #[test]
