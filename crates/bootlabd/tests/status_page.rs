@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use bootlab_testkit::LabBuilder;
-use bootlab_testkit::lab::Listen;
-use bootlab_testkit::lab::wire::{RoleSection, VarValue};
+use bootlab_testkit::lab::wire::{BalancerSection, RoleSection, VarValue};
+use bootlab_testkit::lab::{Listen, free_port};
 use common::Daemon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
@@ -137,7 +137,22 @@ fn tags(html: &str) -> Vec<&str> {
 fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
     let dir = tempfile::tempdir().unwrap();
     let listen = Listen::free_loopback();
-    let lab = hostile(LabBuilder::dev().local_daemon(dir.path(), &listen));
+    // A balancer whose backends listen nowhere: both show as down.
+    let (lb_port, backend_port) = (free_port(), free_port());
+    let lab = hostile(LabBuilder::dev().local_daemon(dir.path(), &listen)).edit(|f| {
+        f.balancers.push(BalancerSection {
+            name: "api".into(),
+            port: lb_port,
+            address: Some("127.0.0.1".into()),
+            backends: vec!["node-bios".into(), "node-uefi".into()],
+            backend_port: Some(backend_port),
+            algorithm: None,
+            check: None,
+            interval: Some("200ms".into()),
+            rise: Some(1),
+            fall: Some(1),
+        });
+    });
     let config = lab.write(&dir.path().join("lab.toml"));
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
@@ -161,7 +176,26 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
         &format!("{base}/assets/%3Cb%3Ex.txt"),
     ]));
 
-    let page = curl(&[&format!("{base}/")]);
+    // The balancers' first checks fail at once; wait (bounded) for both.
+    let mut page = curl(&[&format!("{base}/")]);
+    for _ in 0..100 {
+        if page.body.matches("<tr class=\"backend-down\">").count() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        page = curl(&[&format!("{base}/")]);
+    }
+    assert_eq!(
+        page.body.matches("<tr class=\"backend-down\">").count(),
+        2,
+        "both backends down in the Balancers section:\n{}",
+        page.body
+    );
+    assert!(page.body.contains("<section id=\"balancers-section\""));
+    assert!(
+        !page.body.contains("egress-section"),
+        "no firewall, no egress section"
+    );
     assert_eq!(page.header("content-security-policy"), Some(CSP));
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(
@@ -269,6 +303,7 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
         "DHCP",
         "kernel",
         "Services",
+        "Balancers",
     ] {
         assert!(text.contains(want), "w3m shows no {want:?}:\n{text}");
     }
