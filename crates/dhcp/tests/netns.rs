@@ -14,20 +14,19 @@ use std::time::Duration;
 
 use bootlab_dhcp::{DhcpSocket, SocketMode};
 use bootlab_state::Shared;
+use bootlab_testkit::Service;
 use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP, run};
-use tokio_util::sync::CancellationToken;
 
 struct Server {
     shared: Shared,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    service: Service,
 }
 
 impl Server {
     async fn start(lab: &Lab, pool: bool) -> Self {
         let inv = bootlab_inventory::load(&lab.inventory(pool)).expect("lab inventory");
         let ifname = lab.server_if.clone();
-        let std_socket = Lab::in_netns(&lab.server_ns, move || {
+        let std_socket = lab.server.run_in(move || {
             bootlab_dhcp::server::interface_socket(&ifname, 67).expect("bind in netns")
         });
         let socket =
@@ -35,14 +34,15 @@ impl Server {
         let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         // Keep the publisher alive for the server's lifetime.
         std::mem::forget(publisher);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(bootlab_dhcp::serve(socket, shared.clone(), stop.clone()));
-        Self { shared, stop, task }
+        let service = {
+            let shared = shared.clone();
+            Service::spawn(move |stop| bootlab_dhcp::serve(socket, shared, stop))
+        };
+        Self { shared, service }
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 
     fn dropped(&self, reason: &str) -> u64 {
@@ -75,7 +75,8 @@ fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
     .unwrap();
     run(std::process::Command::new("chmod").arg("+x").arg(&script));
     let status = lab
-        .client_cmd("udhcpc")
+        .client
+        .command("udhcpc")
         .args([
             "-i",
             &lab.client_if,
@@ -113,7 +114,8 @@ fn dhclient(lab: &Lab) -> String {
     )
     .unwrap();
     let out = lab
-        .client_cmd("dhclient")
+        .client
+        .command("dhclient")
         .args(["-1", "-v", "-sf", "/bin/true", "-cf"])
         .arg(&conf)
         .arg("-lf")
@@ -302,7 +304,7 @@ async fn udp_length_disagreeing_with_the_datagram() {
     let server = Server::start(&lab, false).await;
     // A relay socket (for replies) and a raw UDP socket (to lie about the
     // UDP length), both in the client namespace.
-    let (relay, raw) = Lab::in_netns(&lab.client_ns, move || {
+    let (relay, raw) = lab.client.run_in(move || {
         use socket2::{Domain, Protocol, Socket, Type};
         let relay = std::net::UdpSocket::bind((relay_ip, 67)).unwrap();
         relay
