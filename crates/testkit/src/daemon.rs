@@ -17,6 +17,7 @@ use command_fds::{CommandFdExt, FdMapping};
 
 pub use crate::PATIENCE;
 use crate::lab::{LabBuilder, Listen};
+use crate::net::udp_and_tcp;
 
 /// The `bootlabd` binary built next to the running test binary (for tests
 /// outside the bootlabd package, which cannot name it with
@@ -45,17 +46,6 @@ pub struct Sockets {
     /// Balancer name -> its listen address.
     pub balancers: Vec<(String, SocketAddr)>,
     fds: Vec<(String, OwnedFd)>,
-}
-
-/// A UDP and a TCP socket on the same free loopback port.
-fn udp_and_tcp() -> (UdpSocket, TcpListener) {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-        let port = u.local_addr().expect("local addr").port();
-        if let Ok(t) = TcpListener::bind(("127.0.0.1", port)) {
-            return (u, t);
-        }
-    }
 }
 
 impl Sockets {

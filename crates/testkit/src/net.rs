@@ -4,12 +4,13 @@
 //! Prefer binding port 0 and handing the socket over (in process, or to
 //! bootlabd with [`crate::Sockets`]). [`refused_addr`] reserves a port
 //! nothing will ever accept on for as long as the test holds it;
-//! [`tcp_on_one_port`] binds several addresses on one port at once. Only a
+//! [`tcp_on_one_port`] binds several addresses on one port at once, and
+//! [`udp_and_tcp`] UDP and TCP on one port. Only a
 //! program that must bind an address itself (a reconfigured balancer,
 //! haproxy) gets a [`free_addr`], which is free when returned and may in
 //! principle be taken before the program binds it.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Socket, Type};
 
@@ -79,6 +80,18 @@ pub fn tcp_on_one_port(ips: &[IpAddr]) -> (u16, Vec<TcpListener>) {
         if let Ok(mut others) = others {
             others.insert(0, l);
             return (port, others);
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same loopback port (DNS: a
+/// client like kdig takes one port for both), both bound now.
+pub fn udp_and_tcp() -> (UdpSocket, TcpListener) {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+        let port = u.local_addr().expect("local addr").port();
+        if let Ok(t) = TcpListener::bind(("127.0.0.1", port)) {
+            return (u, t);
         }
     }
 }
