@@ -10,7 +10,7 @@ pub use bootlab_inventory::wire::{self, LabFile};
 
 /// The workspace's `config/` directory.
 pub fn config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+    crate::repo_root().join("config")
 }
 
 /// A lab being built: the wire form of an inventory, and the directory its

@@ -19,11 +19,12 @@
 //! - [`tools`]: peer tools that must be installed, root, commands that
 //!   must succeed.
 //! - [`wait_until`] and [`PATIENCE`]: bounded waits (hang guards, never
-//!   timing assertions).
+//!   timing assertions); [`repo_root`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod daemon;
@@ -42,6 +43,11 @@ pub use service::Service;
 /// line, a port, a reload) before it fails: a hang guard, never a timing
 /// assertion.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The workspace root (scripts under `tests/`, `boot-assets/`, `config/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
 
 /// Polls `ready` every 50 ms until it holds; panics after [`PATIENCE`].
 pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
