@@ -14,8 +14,9 @@
 //!
 //! Commands run with `ip netns exec`; sockets are made inside with
 //! [`Netns::run_in`] (a thread that entered the namespace; a socket stays in
-//! the namespace it was made in). [`isolated`] runs a closure in a fresh
-//! anonymous namespace that dies with its thread.
+//! the namespace it was made in). [`Gateway`] wires the node ── services ──
+//! internet topology of gateway mode. [`isolated`] runs a closure in a
+//! fresh anonymous namespace that dies with its thread.
 //!
 //! Needs root and iproute2; a test that cannot create its namespace fails
 //! loudly, it never skips.
@@ -361,6 +362,66 @@ impl Veth<'_> {
     }
 }
 
+/// Three namespaces wired as an isolated lab whose services node is the
+/// gateway (the topology bootlab's gateway mode runs in):
+///
+/// ```text
+///  node 10.77.0.10 ── eth0 [services 10.77.0.254 | uplink eth1 192.0.2.2] ── in0 internet 192.0.2.1
+/// ```
+///
+/// The node's default route is the services node, which forwards and
+/// routes everything else to the internet namespace; the internet holds
+/// extra host addresses (documentation ranges) on its loopback. Nothing
+/// filters yet. Every address exists only inside these namespaces.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The services node (lab side `eth0`, uplink `eth1`).
+    pub services: Netns,
+    /// A lab node (`eth0`).
+    pub node: Netns,
+    /// The outside world (`in0`, extra hosts on `lo`).
+    pub internet: Netns,
+}
+
+impl Gateway {
+    /// The node's address.
+    pub const NODE: &str = "10.77.0.10";
+    /// The services node's lab address.
+    pub const SERVICES: &str = "10.77.0.254";
+    /// The services node's uplink address.
+    pub const UPLINK: &str = "192.0.2.2";
+    /// The internet's address on the uplink link.
+    pub const INTERNET: &str = "192.0.2.1";
+
+    /// Wires the three; the services node's lab NIC gets `lab_mac` and its
+    /// uplink `uplink_mac` (bootlabd finds its NICs by MAC); `hosts` are
+    /// added to the internet's loopback as /32s.
+    pub fn new(lab_mac: &str, uplink_mac: &str, hosts: &[&str]) -> Self {
+        let internet = Netns::new("inet");
+        let services = Netns::new("svc");
+        let node = Netns::new("node");
+        veth(&node, "eth0", &services, "eth0").b_mac(lab_mac).up();
+        veth(&internet, "in0", &services, "eth1")
+            .b_mac(uplink_mac)
+            .up();
+        node.add_addr("eth0", &format!("{}/24", Self::NODE));
+        node.default_route(Self::SERVICES);
+        services.forward_ipv4();
+        services.add_addr("eth0", &format!("{}/24", Self::SERVICES));
+        services.add_addr("eth1", &format!("{}/24", Self::UPLINK));
+        services.default_route(Self::INTERNET);
+        internet.add_addr("in0", &format!("{}/24", Self::INTERNET));
+        for host in hosts {
+            internet.add_addr("lo", &format!("{host}/32"));
+        }
+        Self {
+            services,
+            node,
+            internet,
+        }
+    }
+}
+
 /// Runs `f` on a new thread inside a fresh, anonymous network namespace
 /// (only `lo`, down): nothing to name or clean up, it goes when the thread
 /// and the sockets made in it are gone. Commands spawned from `f` run in
@@ -452,6 +513,36 @@ mod tests {
         let (n, from) = server.recv_from(&mut buf).expect("datagram over the veth");
         assert_eq!(&buf[..n], b"hi");
         assert_eq!(from, client.local_addr().unwrap());
+    }
+
+    #[test]
+    fn the_gateway_topology_routes_the_node_to_the_internet() {
+        let g = Gateway::new("02:00:00:00:01:fe", "02:00:00:00:02:fe", &["198.51.100.7"]);
+        assert!(
+            g.services
+                .sh("ip link show eth0")
+                .contains("02:00:00:00:01:fe")
+        );
+        assert!(
+            g.services
+                .sh("ip link show eth1")
+                .contains("02:00:00:00:02:fe")
+        );
+        // The services node reaches the internet's hosts over the uplink and
+        // the node reaches the services node. (The internet has no route back
+        // to the lab: only masquerading, the firewall's job, lets the node
+        // through.)
+        let datagram = |from: &Netns, src: &str, to: &Netns, dst: &str| {
+            let rx = to.bind_udp(format!("{dst}:0").parse().unwrap());
+            rx.set_read_timeout(Some(crate::PATIENCE)).unwrap();
+            let tx = from.bind_udp(format!("{src}:0").parse().unwrap());
+            tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 4];
+            rx.recv_from(&mut buf)
+                .expect("a datagram across the topology");
+        };
+        datagram(&g.services, Gateway::UPLINK, &g.internet, "198.51.100.7");
+        datagram(&g.node, Gateway::NODE, &g.services, Gateway::SERVICES);
     }
 
     #[test]
