@@ -28,7 +28,7 @@ use bootlab_firewall::{BootlabTable, LearnedSet, Nft};
 use bootlab_testkit::PATIENCE as READY;
 use bootlab_testkit::lab::wire;
 use bootlab_testkit::netns::Gateway;
-use bootlab_testkit::tools::{require, require_root};
+use bootlab_testkit::tools::{require_all, require_root};
 use bootlab_testkit::{Daemon, LabBuilder, Netns, veth, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
@@ -151,17 +151,11 @@ impl LabNs for Netns {
     }
 }
 
+/// `nft` and `kdig`, and root (testkit checks `ip`, and `curl` and
+/// `python3` where its HTTP helpers use them).
 fn require_tools() {
     require_root();
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("curl", "curl"),
-        ("python3", "python3"),
-        ("kdig", "knot-dnsutils"),
-    ] {
-        require(tool, package);
-    }
+    require_all(&[("nft", "nftables"), ("kdig", "knot-dnsutils")]);
 }
 
 /// `bootlabd` inside a namespace.

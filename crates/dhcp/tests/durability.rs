@@ -262,29 +262,11 @@ fn the_daemon_finds_its_interface_by_services_mac() {
         )),
         "{log}"
     );
-    let script = lab.dir.path().join("bound.sh");
-    std::fs::write(
-        &script,
+    let out = run(&mut lab.udhcpc(
+        5,
+        &lab.dir.path().join("bound.sh"),
         "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip\"\nexit 0\n",
-    )
-    .unwrap();
-    run(Command::new("chmod").arg("+x").arg(&script));
-    let out = run(lab
-        .client
-        .command("udhcpc")
-        .args([
-            "-i",
-            &lab.client_if,
-            "-f",
-            "-n",
-            "-q",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-s",
-        ])
-        .arg(&script));
+    ));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("ip={}", common::NODE_IP)),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bootlab_dhcp::{DhcpSocket, SocketMode};
 use bootlab_state::Shared;
 use bootlab_testkit::Service;
-use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP, run};
+use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP};
 
 struct Server {
     shared: Shared,
@@ -61,37 +61,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Runs udhcpc once; returns the script's record of the lease, or None when
 /// it got none.
 fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
-    common::require("udhcpc", "udhcpc");
     let dir = lab.dir.path();
     let out = dir.join("udhcpc.env");
-    let script = dir.join("udhcpc.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = bound ]; then\n  echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid lease=$lease\" > {}\nfi\nexit 0\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    run(std::process::Command::new("chmod").arg("+x").arg(&script));
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = bound ]; then\n  echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid lease=$lease\" > {}\nfi\nexit 0\n",
+        out.display()
+    );
     let status = lab
-        .client
-        .command("udhcpc")
-        .args([
-            "-i",
-            &lab.client_if,
-            "-f",
-            "-n",
-            "-q",
-            "-t",
-            &tries.to_string(),
-            "-T",
-            "1",
-            "-A",
-            "1",
-            "-s",
-        ])
-        .arg(&script)
+        .udhcpc(tries, &dir.join("udhcpc.sh"), &script)
+        .args(["-A", "1"])
         .output()
         .unwrap();
     if status.status.success() {

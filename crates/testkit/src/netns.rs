@@ -247,6 +247,7 @@ impl Netns {
     /// a lost first SYN is retransmitted within the connect timeout, and a
     /// busy machine must not fail it).
     pub fn http_reachable(&self, addr: &str, port: u16) -> bool {
+        require("curl", "curl");
         self.try_sh(&format!(
             "curl -s -o /dev/null --connect-timeout 15 --max-time 30 http://{addr}:{port}/"
         ))
@@ -258,6 +259,7 @@ impl Netns {
     /// `false`. Pair it with a drop counter that must have grown, so a slow
     /// answer cannot pass as a drop.
     pub fn http_dropped(&self, addr: &str, port: u16) -> bool {
+        require("curl", "curl");
         let status = self
             .command("curl")
             .args(["-s", "-o", "/dev/null", "--connect-timeout", "2"])

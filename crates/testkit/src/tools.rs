@@ -19,6 +19,13 @@ pub fn require(tool: &str, package: &str) {
     );
 }
 
+/// [`require`] for every `(tool, package)`.
+pub fn require_all(tools: &[(&str, &str)]) {
+    for (tool, package) in tools {
+        require(tool, package);
+    }
+}
+
 /// Panics unless the test runs as root (namespaces, nftables, port 67).
 pub fn require_root() {
     assert!(

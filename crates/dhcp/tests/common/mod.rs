@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use bootlab_testkit::lab::wire::PoolSection;
 use bootlab_testkit::{LabBuilder, Netns, veth};
@@ -70,6 +71,20 @@ impl Lab {
     pub fn write(&self, lab: &LabBuilder) -> PathBuf {
         std::fs::create_dir_all(self.dir.path().join("assets")).unwrap();
         lab.write(&self.dir.path().join("lab.toml"))
+    }
+
+    /// busybox `udhcpc` on the client's veth end, in the foreground: at most
+    /// `tries` DISCOVERs a second apart, `script` (written here, made
+    /// executable) called with the lease, exits after it.
+    pub fn udhcpc(&self, tries: u32, script: &Path, text: &str) -> Command {
+        require("udhcpc", "udhcpc");
+        std::fs::write(script, text).unwrap();
+        run(Command::new("chmod").arg("+x").arg(script));
+        let mut c = self.client.command("udhcpc");
+        c.args(["-i", &self.client_if, "-f", "-n", "-q"])
+            .args(["-t", &tries.to_string(), "-T", "1", "-s"])
+            .arg(script);
+        c
     }
 
     /// The inventory for this lab (written to the temp dir).

@@ -12,23 +12,16 @@
 use std::path::Path;
 
 use bootlab_firewall::Nft;
-use bootlab_testkit::tools::{require, require_root};
+use bootlab_testkit::tools::{require_all, require_root};
 
 pub use bootlab_testkit::Netns;
 
-/// Panics with a clear message unless `ip`, `nft`, `curl`, `python3` and
-/// `busybox` are installed and we may create network namespaces.
+/// Panics with a clear message unless `nft` and `busybox` are installed
+/// and we may create network namespaces (testkit checks `ip`, and `curl`
+/// and `python3` where its HTTP helpers use them).
 pub fn require_tools() {
     require_root();
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("curl", "curl"),
-        ("python3", "python3"),
-        ("busybox", "busybox"),
-    ] {
-        require(tool, package);
-    }
+    require_all(&[("nft", "nftables"), ("busybox", "busybox")]);
 }
 
 /// What the namespace HTTP servers serve (the golden files).
