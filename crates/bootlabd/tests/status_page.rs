@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 use bootlab_testkit::LabBuilder;
+use bootlab_testkit::lab::Listen;
 use bootlab_testkit::lab::wire::{BalancerSection, RoleSection, VarValue};
-use bootlab_testkit::lab::{Listen, free_port};
+use bootlab_testkit::net::free_port;
 use common::Daemon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");

@@ -12,7 +12,8 @@ pub use bootlab_testkit::Daemon;
 use bootlab_testkit::LabBuilder;
 #[allow(unused_imports)]
 pub use bootlab_testkit::daemon::PATIENCE as READY;
-use bootlab_testkit::lab::{Listen, free_port};
+use bootlab_testkit::lab::Listen;
+use bootlab_testkit::net::free_port;
 
 /// A path in the repository.
 pub fn repo(path: &str) -> PathBuf {
