@@ -306,14 +306,15 @@ pub fn up(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(why) = libvirt::refusal(&changes) {
-        bail!("{why}");
-    }
-    // libvirt first, the host egress rule last.
+    // libvirt first, the host egress rule last (a refused egress rule is
+    // only a note: it belongs on the hypervisor).
     let (egress, rest): (Vec<Change>, Vec<Change>) = changes
         .iter()
         .cloned()
         .partition(|c| c.object == Object::Egress);
+    if let Some(why) = libvirt::refusal(&rest) {
+        bail!("{why}");
+    }
     let steps: Vec<Change> = rest.into_iter().chain(egress).collect();
     let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mode = ProgressMode::choose(quiet, stderr_tty);

@@ -99,7 +99,7 @@ fn attrs_of(e: &BytesStart<'_>) -> Vec<(String, String)> {
                 .normalized_value(quick_xml::XmlVersion::default())
                 .ok()?
                 .into_owned();
-            Some((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v))
+            Some((a.key.as_ref().to_string(), v))
         })
         .collect()
 }
@@ -111,12 +111,9 @@ fn elements(xml: &str) -> Vec<El> {
     let mut r = Reader::from_str(xml);
     let mut stack: Vec<El> = Vec::new();
     let mut out = Vec::new();
-    let path_with = |stack: &[El], name: &[u8]| {
-        let name = String::from_utf8_lossy(name);
-        match stack.last() {
-            Some(p) => format!("{}/{name}", p.path),
-            None => name.into_owned(),
-        }
+    let path_with = |stack: &[El], name: &str| match stack.last() {
+        Some(p) => format!("{}/{name}", p.path),
+        None => name.to_string(),
     };
     loop {
         match r.read_event() {
@@ -142,8 +139,7 @@ fn elements(xml: &str) -> Vec<El> {
                 if let (Some(top), Ok(Some(c))) = (stack.last_mut(), g.resolve_char_ref()) {
                     top.text.push(c);
                 } else if let Some(top) = stack.last_mut() {
-                    let name = String::from_utf8_lossy(&g);
-                    top.text.push_str(match name.as_ref() {
+                    top.text.push_str(match &*g {
                         "amp" => "&",
                         "lt" => "<",
                         "gt" => ">",

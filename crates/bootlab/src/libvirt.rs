@@ -12,7 +12,6 @@
 //! - [`down`]: removes what `up` created, only objects that are bootlab's.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;

@@ -12,8 +12,6 @@
 //!   terminal, one plain line per step otherwise, nothing with `--quiet`).
 //! - [`DownConfirmation`]: ask, proceed or refuse before `down` deletes disks.
 
-use std::io::Write as _;
-
 use crate::libvirt::{DiskVolume, human};
 
 /// `--color`

@@ -149,14 +149,20 @@ ip = "10.124.0.10"
 /// `ip netns exec NS bootlab ARGS` as a command (for a pty or pipes).
 fn in_netns(env: &LibvirtNetns, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &env.netns]).arg(bootlab()).args(args);
+    c.args(["netns", "exec", &env.netns])
+        .arg(bootlab())
+        .args(args);
     c
 }
 
 /// Reads a child's stdout until `needle` occurs `n` times (bounded), then
 /// kills it and returns what it wrote.
 fn read_until_count(mut cmd: Command, needle: &str, n: usize, limit: Duration) -> String {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut out = child.stdout.take().unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
@@ -170,20 +176,22 @@ fn read_until_count(mut cmd: Command, needle: &str, n: usize, limit: Duration) -
         }
     });
     let start = Instant::now();
-    loop {
+    let done = loop {
         let s = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
         if s.matches(needle).count() >= n {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = reader.join();
-            return String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+            break true;
         }
-        assert!(
-            start.elapsed() < limit,
-            "gave up waiting for {n} x {needle:?}; output:\n{s}"
-        );
+        if start.elapsed() > limit {
+            break false;
+        }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let s = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(done, "gave up waiting for {n} x {needle:?}; output:\n{s}");
+    s
 }
 
 #[test]
@@ -235,7 +243,10 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     let (status, out) = on_pty("up", &[], &[]).finish(Duration::from_secs(600));
     println!("--- up on a pty (raw)\n{out:?}");
     assert!(status.success(), "{}", plain(&out));
-    assert!(out.contains("\x1b["), "a terminal gets a drawn bar: {out:?}");
+    assert!(
+        out.contains("\x1b["),
+        "a terminal gets a drawn bar: {out:?}"
+    );
     let seen = plain(&out);
     assert!(seen.contains("create pool cli"), "{seen}");
     assert!(seen.contains("upload cli-services-initrd-"), "{seen}");
@@ -270,8 +281,14 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     // on a terminal: coloured, the same words
     let (status, out) = on_pty("plan", &[], &[]).finish(Duration::from_secs(300));
     assert!(status.success(), "{out}");
-    assert!(out.contains("\x1b[31m256 MiB\x1b[0m -> \x1b[32m384 MiB\x1b[0m"), "{out:?}");
-    assert!(plain(&out).contains("memory: 256 MiB -> 384 MiB"), "{out:?}");
+    assert!(
+        out.contains("\x1b[31m256 MiB\x1b[0m -> \x1b[32m384 MiB\x1b[0m"),
+        "{out:?}"
+    );
+    assert!(
+        plain(&out).contains("memory: 256 MiB -> 384 MiB"),
+        "{out:?}"
+    );
     // NO_COLOR on a terminal: no colour
     let (_, out) = on_pty("plan", &[], &[("NO_COLOR", "1")]).finish(Duration::from_secs(300));
     assert!(!out.contains("\x1b["), "{out:?}");
@@ -312,7 +329,10 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
         steps.iter().any(|l| l.contains("update domain cli-bios")),
         "{out}"
     );
-    assert!(out.contains(&format!("done: {} steps", steps.len())), "{out}");
+    assert!(
+        out.contains(&format!("done: {} steps", steps.len())),
+        "{out}"
+    );
     let mem = |d: &str| {
         Domain::lookup_by_name(&conn, d)
             .unwrap()
@@ -322,10 +342,18 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     assert!(mem("cli-bios").contains("<memory unit='KiB'>393216</memory>"));
 
     // --- up --quiet: nothing on stdout, the change is made
-    std::fs::write(&lab, changed.replace("memory = \"384MiB\"", "memory = \"512MiB\"")).unwrap();
+    std::fs::write(
+        &lab,
+        changed.replace("memory = \"384MiB\"", "memory = \"512MiB\""),
+    )
+    .unwrap();
     let o = run("up", &["--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(o.stdout.is_empty(), "--quiet: {:?}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.stdout.is_empty(),
+        "--quiet: {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert!(mem("cli-bios").contains("<memory unit='KiB'>524288</memory>"));
 
     // --- status --watch: plain repeated blocks off a terminal ...
@@ -340,7 +368,10 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     assert!(out.matches("cli-bios").count() >= 2, "{out}");
     assert!(out.contains("\n\nlab cli at "), "blocks separated: {out}");
     // ... and a redrawn screen on a terminal
-    let pty = Pty::spawn(in_netns(&env, &["status", &lab_s, "--watch", "--interval", "0.2"]));
+    let pty = Pty::spawn(in_netns(
+        &env,
+        &["status", &lab_s, "--watch", "--interval", "0.2"],
+    ));
     let start = Instant::now();
     while pty.output().matches("\x1b[H\x1b[2J").count() < 2 {
         assert!(
@@ -371,7 +402,11 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
         t.contains("stdin is not a terminal") && t.contains("--yes") && t.contains("--keep-disks"),
         "{t}"
     );
-    assert_eq!(conn.list_all_domains(0).unwrap().len(), 2, "nothing removed");
+    assert_eq!(
+        conn.list_all_domains(0).unwrap().len(),
+        2,
+        "nothing removed"
+    );
     assert_eq!(vols(), before, "nothing removed");
 
     // on a terminal it asks; "n" keeps everything
@@ -379,7 +414,10 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     pty.wait_for("[y/N]", Duration::from_secs(60));
     let q = plain(&pty.output());
     // the node's 2 GiB disk and the services VM's 64 MiB one
-    assert!(q.contains("delete 2 volumes (2.1 GiB) of lab cli? [y/N]"), "{q}");
+    assert!(
+        q.contains("delete 2 volumes (2.1 GiB) of lab cli? [y/N]"),
+        "{q}"
+    );
     assert!(q.contains("cli-bios-disk0.qcow2"), "{q}");
     pty.type_text("n\n");
     let (status, out) = pty.finish(Duration::from_secs(60));

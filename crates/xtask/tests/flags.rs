@@ -200,7 +200,11 @@ fn all_uses() -> (Vec<Use>, clap::Command, clap::Command) {
     for l in unit.lines().filter(|l| l.starts_with("Exec")) {
         uses_in(l, "deploy/systemd/bootlabd.service", &bootlab, &mut uses);
     }
-    for dir in ["crates/bootlab/src", "crates/bootlabd/src", "crates/firewall/src"] {
+    for dir in [
+        "crates/bootlab/src",
+        "crates/bootlabd/src",
+        "crates/firewall/src",
+    ] {
         for f in files_under(&root.join(dir), "rs") {
             let text = std::fs::read_to_string(&f).unwrap();
             for line in text.lines() {
@@ -256,7 +260,11 @@ fn every_flag_named_for_bootlab_and_bootlabd_exists() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
     // the scan found the command lines it is meant to check
-    assert!(uses.len() >= 30, "only {} flags found: {uses:#?}", uses.len());
+    assert!(
+        uses.len() >= 30,
+        "only {} flags found: {uses:#?}",
+        uses.len()
+    );
     for (bin, flag) in [
         ("bootlabd", "check"),
         ("bootlab", "keep-disks"),
@@ -313,7 +321,9 @@ fn the_scan_catches_a_flag_that_does_not_exist() {
     ) {
         uses_in(&seg, "t", &bootlab, &mut uses);
     }
-    for seg in markdown_segments("run `cargo run --bin bootlab -- egress show --verbose lab.toml`\n") {
+    for seg in
+        markdown_segments("run `cargo run --bin bootlab -- egress show --verbose lab.toml`\n")
+    {
         uses_in(&seg, "t", &bootlab, &mut uses);
     }
     let flags: Vec<(&str, String, bool)> = uses
