@@ -224,7 +224,12 @@ pub fn domain_fields(xml: &str) -> Fields {
     if let Some(e) = find("domain/os/cmdline") {
         push("cmdline", e.text.trim().to_string());
     }
-    if let Some(c) = find("domain/cpu").and_then(|c| c.attr("mode")) {
+    // bootlab asks for host-passthrough under KVM and for nothing under
+    // TCG, where libvirt writes `<cpu mode='custom'>` itself.
+    if let Some(c) = find("domain/cpu")
+        .and_then(|c| c.attr("mode"))
+        .filter(|m| *m != "custom")
+    {
         push("cpu", c.to_string());
     }
     // Disks and NICs: the element ends after its children, so children are
@@ -441,6 +446,25 @@ mod tests {
         assert!(
             back.iter()
                 .any(|c| c.to_string() == "- nic 52:54:00:00:00:02: network default, virtio")
+        );
+    }
+
+    #[test]
+    fn libvirts_own_cpu_under_tcg_is_not_a_change() {
+        let mut p = plan();
+        p.virt_type = bootlab_inventory::VirtType::Qemu;
+        let live = LIBVIRT_DOMAIN
+            .replace("type='kvm'", "type='qemu'")
+            .replace(
+                "<cpu mode='host-passthrough' check='none' migratable='on'/>",
+                "<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>",
+            );
+        assert_eq!(
+            diff(
+                &domain_fields(&crate::xml::domain_xml(&p)),
+                &domain_fields(&live)
+            ),
+            vec![]
         );
     }
 

@@ -231,10 +231,10 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
         let a = args(c, extra);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let mut cmd = in_netns(&env, &a);
+        cmd.env_remove("NO_COLOR");
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        cmd.env_remove("NO_COLOR");
         Pty::spawn(cmd)
     };
     let conn = Connect::open(Some(&env.uri)).unwrap();
