@@ -584,7 +584,17 @@ fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
     // the running network keeps its old definition until restarted: plan says so
     let plan = ok(cmd("plan", &[]), "plan after up");
     assert!(plan.contains("does not destroy a network"), "{plan}");
-    assert!(!plan.contains("domain"), "{plan}");
+    // ... and what the restart will change
+    assert!(
+        plan.contains("domain: e2e.lab.test -> e2e.lab2.test"),
+        "{plan}"
+    );
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("domain")),
+        "no domain changes left: {plan}"
+    );
 
     // back to the smaller disk: never shrunk
     std::fs::write(
