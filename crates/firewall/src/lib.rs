@@ -19,7 +19,7 @@
 //! # What the binaries call
 //!
 //! Host tool (`bootlab egress apply|show|remove`, `bootlab up`, `status`):
-//! `hypervisor_ruleset(&inv)?`, then `render_nft(&rs)` (show / dry-run) or
+//! `hypervisor_ruleset(&inv)?`, then `render_nft(&rs)` (`bootlab egress show`) or
 //! `BootlabTable::new(Nft::system()).apply(&rs)?`; `remove()`;
 //! `counters()` and `denied_endpoints()` for status.
 //!
