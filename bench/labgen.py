@@ -89,7 +89,10 @@ def main():
         else:
             mac = "52:54:%02x:%02x:%02x:%02x" % tuple(o)
             explicit = False
-        nodes.append((node_name(i), role_of(i) if a.mode == "scale" else "storm", mac, str(ip), explicit))
+        if a.mode == "scale":
+            nodes.append((node_name(i), role_of(i), mac, str(ip), explicit))
+        else:
+            nodes.append((f"client-{i:05d}", "storm", mac, str(ip), explicit))
 
     zone = f"lab{'' if a.mode == 'scale' else '-storm'}.bench.test"
     out = []
@@ -126,9 +129,10 @@ def main():
     w("")
     w("[dns]")
     w("records = [")
-    w(f'  {{ name = "api", type = "A", value = "{srv}" }},')
-    w(f'  {{ name = "api-int", type = "A", value = "{srv}" }},')
-    w(f'  {{ name = "*.apps", type = "A", value = "{srv}", ttl = 60 }},')
+    if a.mode == "scale":
+        w(f'  {{ name = "api", type = "A", value = "{srv}" }},')
+        w(f'  {{ name = "api-int", type = "A", value = "{srv}" }},')
+        w(f'  {{ name = "*.apps", type = "A", value = "{srv}", ttl = 60 }},')
     w('  { name = "reload", type = "TXT", value = "gen-0" },')
     w("]")
     w("")
