@@ -7,7 +7,8 @@
 #                                 LOADER_BYTES, KERNEL_BYTES, INITRD_BYTES)
 #
 # Waits for the go line on STORM_DIR/go, then boots as a BIOS PXE ROM and
-# iPXE would: DHCP (udhcpc, announcing PXEClient arch 0) -> TFTP of the
+# iPXE would: DHCP (udhcpc, announcing PXEClient arch 0; a DISCOVER every
+# 2 s for up to 60 s, about a PXE ROM's patience: 4+8+16+32 s) -> TFTP of the
 # boot file the DHCP answer names (atftp, blksize 1432 and tsize as iPXE
 # asks) -> HTTP GET /boot.ipxe (the server picks the script by the source
 # address) -> HTTP GET of the kernel and initrd the script names (curl, one
@@ -32,7 +33,7 @@ t0=$EPOCHREALTIME
 # udhcpc runs this script with the answer in its environment.
 export LEASE_OUT=$tmp/lease
 rm -f "$LEASE_OUT"
-udhcpc -f -q -n -i eth0 -t 20 -T 1 -s "$dir/udhcpc.script" \
+udhcpc -f -q -n -i eth0 -t 30 -T 2 -s "$dir/udhcpc.script" \
   -V PXEClient:Arch:00000:UNDI:002001 -x 0x5d:0000 -x 0x5e:010201 \
   > "$tmp/udhcpc.log" 2>&1 || fail "dhcp: no lease: $(tail -1 "$tmp/udhcpc.log")"
 read -r ip siaddr file < "$LEASE_OUT" || fail "dhcp: no lease recorded"

@@ -95,7 +95,7 @@ cleanup() {
     seq -f "netns del $CPFX%g" 1 "$NS_MADE" | ip -force -batch - 2>/dev/null || true
   fi
   ip netns del "$SNS" 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "${KEEP:-}" ]; then echo "bench/storm.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 143' INT TERM  # so EXIT cleanup also runs when the bench is interrupted
@@ -184,8 +184,8 @@ tftp-max=$((CLIENTS + 100))
 dhcp-leasefile=$WORK/dnsmasq.leases
 pid-file=$WORK/dnsmasq.pid
 log-facility=$WORK/dnsmasq.log
-quiet-dhcp
-quiet-tftp
+${DNSMASQ_LOG:+#}quiet-dhcp
+${DNSMASQ_LOG:+#}quiet-tftp
 CONF
   cat > "$WORK/nginx.conf" <<CONF
 worker_processes 2;
@@ -289,10 +289,14 @@ summary() {
 for r in $(seq "$ROUNDS"); do
   start_bootlabd
   storm "bootlabd-$r"
+  # bootlabd's own view of the storm: errors, retransmits, refusals.
+  ip netns exec "$SNS" curl -sf "http://$SRV:$HTTP_PORT/metrics" > "$WORK/metrics-$r" || true
   stop_servers
   start_anchor
   storm "anchor-$r"
   stop_servers
+  echo "round $r, bootlabd's counters (non-zero errors, drops, retransmits):"
+  grep -E '^bootlab_(tftp|dhcp|http)_(errors|retransmits|dropped|drops)[a-z_]*(\{[^}]*\})? [1-9]' "$WORK/metrics-$r" | sed 's/^/    /' || true
   for who in bootlabd anchor; do
     echo "round $r, $who: $(summary "$who-$r" | awk '/^storm-total/ { t = $2 } /^failed/ { f = $2 } END { printf "storm total %.2f s, %d failed", t, f }')"
     { grep -v ' ok ' "$WORK/res-$who-$r" || true; } | cut -d' ' -f2- | sort | uniq -c | sort -rn | head -5 | sed 's/^/    /'
