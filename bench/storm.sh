@@ -252,6 +252,10 @@ storm() { # label -> results in $WORK/res-<label>
   done
   CLIENT_PIDS=()
   exec {go}>&-
+  # A client that ran out of time may leave udhcpc, atftp or curl behind.
+  for i in $(seq "$CLIENTS"); do
+    [ -f "$WORK/results/$i" ] || ip netns pids "$CPFX$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
   for i in $(seq "$CLIENTS"); do
     if [ -f "$WORK/results/$i" ]; then cat "$WORK/results/$i"; else echo "fail timeout: no result after ${STORM_TIMEOUT}s"; fi
   done | awk -v go="$t_go" '{ print go, $0 }' > "$WORK/res-$label"
