@@ -83,7 +83,7 @@ cargo test --workspace --locked --no-fail-fast
 # Smoke runs of the scale and storm benches (reduced sizes, the test
 # build): they fail on lost DNS queries, dropped DHCP exchanges, a reload
 # that did not happen or a client that did not boot; their timings are
-# printed, never judged. Full sizes are run by hand (docs/performance.md).
+# printed, never judged. Full sizes are run by hand (see each script's header).
 step "bench/scale.sh smoke (1,000 vs 13 nodes)"
 NODES=1000 ROUNDS=1 CHECKS=1 STARTS=1 DNS_SECS=3 DHCP_SECS=3 DHCP_RATE=200 RELOADS=2 RELOAD_GAP=1 \
   BUILD_PROFILE=debug bench/scale.sh
