@@ -39,6 +39,8 @@
 //! - `splice` — the zero-copy pumps (splice(2) through pipes).
 //! - [`runtime`] — [`LoadBalancers`]: accept loops, cap, connect fallback,
 //!   check tasks, reload, snapshots.
+//! - `threads` — the balancers' own threads (one current-thread runtime per
+//!   core) that accept and relay connections.
 //! - [`status`] — [`BalancerStatus`], [`LbEvent`], [`EventSink`].
 //! - [`haproxy`] — [`haproxy_cfg`].
 //! - [`rlimit`] — [`fds_needed`], [`raise_nofile`].
@@ -56,6 +58,7 @@ pub mod runtime;
 pub mod select;
 mod splice;
 pub mod status;
+mod threads;
 pub mod tls;
 
 pub use config::{Algorithm, BackendConfig, BalancerConfig, HealthCheck, Limits};

@@ -5,21 +5,29 @@
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use crate::config::BalancerConfig;
+use crate::threads::MAX_RELAY_THREADS;
 
 /// Descriptors the rest of a daemon may use besides the balancers.
 pub const BASE_FDS: u64 = 1024;
 
+/// Descriptors of one relay thread's runtime (epoll, its registry copy,
+/// the waker's eventfd).
+const FDS_PER_RELAY_THREAD: u64 = 3;
+
 /// Descriptors the balancers can use at their caps: per connection the
 /// client and backend sockets (plus two pipes with zero-copy), one per
-/// running check, and [`BASE_FDS`] for everything else.
+/// running check, one listener copy per relay thread and balancer, the
+/// relay threads' runtimes, and [`BASE_FDS`] for everything else.
 pub fn fds_needed(configs: &[BalancerConfig]) -> u64 {
+    let threads = MAX_RELAY_THREADS as u64;
     configs
         .iter()
         .map(|c| {
             let per_conn = if c.limits.zero_copy { 6 } else { 2 };
-            c.limits.max_connections as u64 * per_conn + c.backends.len() as u64
+            c.limits.max_connections as u64 * per_conn + c.backends.len() as u64 + threads
         })
         .sum::<u64>()
+        + threads * FDS_PER_RELAY_THREAD
         + BASE_FDS
 }
 
@@ -58,7 +66,8 @@ mod tests {
     use crate::config::BackendConfig;
 
     #[test]
-    fn needs_two_per_connection_plus_checks() {
+    fn needs_two_per_connection_plus_checks_and_relay_threads() {
+        let threads = MAX_RELAY_THREADS as u64 * (1 + FDS_PER_RELAY_THREAD);
         let mut c = BalancerConfig::new(
             "api",
             "127.0.0.1:6443".parse().unwrap(),
@@ -66,9 +75,9 @@ mod tests {
         );
         c.limits.max_connections = 100;
         c.limits.zero_copy = false;
-        assert_eq!(fds_needed(&[c.clone()]), 201 + BASE_FDS);
+        assert_eq!(fds_needed(&[c.clone()]), 201 + threads + BASE_FDS);
         c.limits.zero_copy = true;
-        assert_eq!(fds_needed(&[c]), 601 + BASE_FDS);
+        assert_eq!(fds_needed(&[c]), 601 + threads + BASE_FDS);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! reload; a backend (keyed by name and address) is one shared object, so a
 //! reload that keeps it keeps its health and counters, and connections that
 //! hold it finish even after it left the list. Each backend has one check
-//! task; each client one relay task. Shutdown: the accept loops stop at
-//! once, open connections get the largest [`Limits::drain_timeout`] of the
-//! balancers, then are closed.
+//! task; each client one relay task. Accept loops and relay tasks run on
+//! the balancers' own threads (`crate::threads`: one per core, each
+//! serving the connections it accepts from accept to close); check tasks,
+//! reload and snapshots on the caller's runtime. Shutdown: the accept loops
+//! stop at once, open connections get the largest [`Limits::drain_timeout`]
+//! of the balancers, then are closed.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +30,7 @@ use crate::health::{Health, Transition};
 use crate::proxy::{RelayEnd, relay};
 use crate::select;
 use crate::status::{BackendState, BackendStatus, BalancerStatus, EventSink, LbEvent};
+use crate::threads::RelayThreads;
 
 /// Listen backlog of sockets bound by [`bind`].
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -92,7 +96,13 @@ struct Inner {
     /// Cancelled when every task has ended after shutdown.
     finished: CancellationToken,
     tracker: TaskTracker,
+    /// The caller's runtime: checks, reload, the shutdown sequence.
     runtime: tokio::runtime::Handle,
+    /// Where accept loops and relays run: the relay threads, or the
+    /// caller's runtime when they could not be started.
+    relay: Vec<tokio::runtime::Handle>,
+    #[cfg(test)]
+    threads: Option<RelayThreads>,
 }
 
 /// Settings of a balancer that a reload may change in place.
@@ -273,14 +283,40 @@ impl LoadBalancers {
         events: EventSink,
         shutdown: CancellationToken,
     ) -> Self {
+        let finished = CancellationToken::new();
+        // The relay threads end when the balancers have finished, or when
+        // this runtime shuts down first and drops the task holding the guard.
+        let threads_stop = CancellationToken::new();
+        let guard = threads_stop.clone().drop_guard();
+        let done = finished.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            done.cancelled().await;
+        });
+        let runtime = tokio::runtime::Handle::current();
+        let threads = match RelayThreads::start(&threads_stop) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                error!(
+                    "load balancers: cannot start their threads ({e}); relaying on the daemon's runtime"
+                );
+                None
+            }
+        };
+        let relay = threads
+            .as_ref()
+            .map_or_else(|| vec![runtime.clone()], |t| t.handles().to_vec());
         let inner = Arc::new(Inner {
             balancers: Mutex::new(Vec::new()),
             events,
             shutdown: shutdown.clone(),
             force_close: CancellationToken::new(),
-            finished: CancellationToken::new(),
+            finished,
             tracker: TaskTracker::new(),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
+            relay,
+            #[cfg(test)]
+            threads,
         });
         let this = Self { inner };
         for (config, listener) in configs {
@@ -443,8 +479,10 @@ impl LoadBalancers {
         backend
     }
 
-    /// One accept loop per runtime worker on the shared listener, so a burst
-    /// of new connections is accepted on every core (bench/lb.sh, "connect").
+    /// One accept loop per relay thread, each on its own copy (`dup`) of the
+    /// listener registered with that thread, so a burst of new connections
+    /// is accepted on every core and each connection stays on the thread
+    /// that accepted it (bench/lb.sh, "connect").
     fn spawn_accept(&self, balancer: &Arc<Balancer>, listener: TcpListener) {
         let stop = lock(&balancer.accepting).clone();
         let addr = listener
@@ -455,13 +493,40 @@ impl LoadBalancers {
         if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
             warn!("lb {}: TCP_NODELAY on {addr}: {e}", balancer.name);
         }
-        let listener = Arc::new(listener);
-        let loops = self.inner.runtime.metrics().num_workers().clamp(1, 8);
-        for _ in 0..loops {
-            let (b, inner) = (Arc::clone(balancer), Arc::clone(&self.inner));
-            self.inner.tracker.spawn(
-                accept_loop(b, Arc::clone(&listener), stop.clone(), inner)
-                    .instrument(info_span!("lb", balancer = %balancer.name)),
+        // Leaves this runtime's epoll; each relay thread registers a copy.
+        let listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => {
+                error!(
+                    "lb {}: cannot hand {addr} to the relay threads: {e}",
+                    balancer.name
+                );
+                return;
+            }
+        };
+        for relay in &self.inner.relay {
+            let copy = match listener.try_clone() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(
+                        "lb {}: duplicating the listener on {addr}: {e}",
+                        balancer.name
+                    );
+                    continue;
+                }
+            };
+            let (b, inner, stop) = (Arc::clone(balancer), Arc::clone(&self.inner), stop.clone());
+            let accepting = async move {
+                // Registers the copy with the thread this runs on.
+                match TcpListener::from_std(copy) {
+                    Ok(l) => accept_loop(b, l, stop, inner).await,
+                    Err(e) => error!("lb {}: registering the listener: {e}", b.name),
+                }
+            };
+            relay.spawn(
+                self.inner.tracker.track_future(
+                    accepting.instrument(info_span!("lb", balancer = %balancer.name)),
+                ),
             );
         }
     }
@@ -583,7 +648,7 @@ impl Balancer {
 
 async fn accept_loop(
     balancer: Arc<Balancer>,
-    listener: Arc<TcpListener>,
+    listener: TcpListener,
     stop: CancellationToken,
     inner: Arc<Inner>,
 ) {
@@ -617,6 +682,7 @@ async fn accept_loop(
             drop(stream);
             continue;
         }
+        // On this thread's runtime: the connection never changes threads.
         let (b, i) = (Arc::clone(&balancer), Arc::clone(&inner));
         inner
             .tracker
@@ -775,6 +841,75 @@ mod tests {
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    /// A balancer on port 0 in front of a listener nobody accepts on (the
+    /// kernel completes the handshakes, enough for a tcp check).
+    async fn one_balancer(
+        shutdown: &CancellationToken,
+    ) -> (LoadBalancers, std::net::TcpListener, SocketAddr) {
+        let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = BalancerConfig::new(
+            "t",
+            "127.0.0.1:0".parse().unwrap(),
+            vec![BackendConfig::new("b", backend.local_addr().unwrap())],
+        );
+        let listener = bind(config.listen).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lbs =
+            LoadBalancers::start(vec![(config, listener)], Arc::new(|_| {}), shutdown.clone())
+                .await;
+        (lbs, backend, addr)
+    }
+
+    fn threads_finished(lbs: &LoadBalancers) -> bool {
+        let threads = lbs.inner.threads.as_ref().expect("relay threads started");
+        // Bounded wait: the threads end right after the token fires.
+        for _ in 0..500 {
+            if threads.all_finished() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relay_threads_serve_connections_and_end_after_shutdown() {
+        let shutdown = CancellationToken::new();
+        let (lbs, backend, addr) = one_balancer(&shutdown).await;
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = tokio::task::spawn_blocking(move || backend.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(accepted);
+        shutdown.cancel();
+        lbs.stopped().await;
+        assert!(
+            threads_finished(&lbs),
+            "relay threads still running after shutdown"
+        );
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+
+    /// A caller that drops its runtime without shutting the balancers down
+    /// (a test ending early) does not leave their threads and listeners behind.
+    #[test]
+    fn relay_threads_end_with_the_callers_runtime() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let (lbs, _backend, addr) = runtime.block_on(one_balancer(&shutdown));
+        drop(runtime);
+        assert!(threads_finished(&lbs), "relay threads outlived the runtime");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "still listening"
+        );
     }
 
     #[test]
