@@ -164,6 +164,30 @@ impl AuthZone {
         self.existing.iter().map(String::as_str)
     }
 
+    /// The record types held at an existing owner key (empty for an empty
+    /// non-terminal); `None` when the key does not exist.
+    pub fn owner_types(&self, key: &str) -> Option<Vec<RecordType>> {
+        if !self.existing.contains(key) {
+            return None;
+        }
+        Some(
+            self.records
+                .get(key)
+                .map(|rs| rs.iter().map(Record::record_type).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The keys of the names inside the SOA record (primary server and
+    /// hostmaster mailbox): a reply carrying the SOA compresses them against
+    /// a question name equal to or under one of them.
+    pub fn soa_name_keys(&self) -> Vec<String> {
+        match &self.soa.data {
+            RData::SOA(soa) => vec![key_of(&soa.mname), key_of(&soa.rname)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Wildcard owners (`*.apps.okd.example.com`).
     pub fn wildcard_names(&self) -> impl Iterator<Item = &str> {
         self.records
