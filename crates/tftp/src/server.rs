@@ -373,21 +373,27 @@ impl Server {
         };
         let generation = self.shared.generation();
         let inv = Arc::clone(&generation.inventory);
+        // Resolved on this task, as the transfer's preads are: a confined
+        // path lookup and an open (or a pre-rendered virtual file). On the
+        // blocking pool, a 300-client storm started up to 300 threads at
+        // once and most clients' first OACK came after their 1 s timeout
+        // (bench/storm.sh: TFTP phase 2.65x dnsmasq's).
         let resolved = {
-            let shared = self.shared.clone();
-            let filename = req.filename.clone();
-            let mode = req.mode;
-            tokio::task::spawn_blocking(move || {
-                let root = generation.inventory.services().assets_dir.clone();
-                // An IPv4 client on a dual-stack socket is still that IPv4 address.
-                let client = peer.ip().to_canonical();
-                source::resolve(&shared, &generation, &root, &filename, mode, client)
-            })
-            .await
+            let root = &generation.inventory.services().assets_dir;
+            // An IPv4 client on a dual-stack socket is still that IPv4 address.
+            let client = peer.ip().to_canonical();
+            source::resolve(
+                &self.shared,
+                &generation,
+                root,
+                &req.filename,
+                req.mode,
+                client,
+            )
         };
         let served = match resolved {
-            Ok(Ok(s)) => s,
-            Ok(Err(denial)) => {
+            Ok(s) => s,
+            Err(denial) => {
                 self.counters.error(denial.kind());
                 match &denial {
                     Denial::UnknownMac(_) | Denial::UnknownSource(_) => {
@@ -404,17 +410,6 @@ impl Server {
                 } else {
                     self.counters.error("reply_limited");
                 }
-                return;
-            }
-            Err(join) => {
-                self.counters.error("internal");
-                warn!("tftp: resolving the request failed: {join}");
-                let _ = sock
-                    .send(&packet::encode_error(
-                        ErrorCode::Undefined,
-                        "internal error",
-                    ))
-                    .await;
                 return;
             }
         };
