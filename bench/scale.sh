@@ -70,15 +70,9 @@ for t in ip python3 dnsperf kdig perfdhcp bc; do
 done
 [ "$NODES" -gt "$SMALL" ] || die "NODES=$NODES must be more than SMALL=$SMALL"
 
-if [ -z "${BOOTLABD:-}" ] || [ -z "${BOOTLAB:-}" ]; then
-  if [ "$BUILD_PROFILE" = release ]; then
-    cargo build --release -q -p bootlab-bootlabd -p bootlab-bootlab || die "cannot build"
-  else
-    cargo build -q -p bootlab-bootlabd -p bootlab-bootlab || die "cannot build"
-  fi
-  BOOTLABD=$ROOT/target/$BUILD_PROFILE/bootlabd
-  BOOTLAB=$ROOT/target/$BUILD_PROFILE/bootlab
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_binaries
 
 TAG=$$
 WORK=$(mktemp -d /tmp/bootlab-bench-scale.XXXXXX)

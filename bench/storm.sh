@@ -57,15 +57,9 @@ for t in ip python3 udhcpc atftp curl dnsmasq nginx; do
 done
 [ -f "$LOADER" ] || die "$LOADER missing (apt-get install ipxe)"
 
-if [ -z "${BOOTLABD:-}" ] || [ -z "${BOOTLAB:-}" ]; then
-  if [ "$BUILD_PROFILE" = release ]; then
-    cargo build --release -q -p bootlab-bootlabd -p bootlab-bootlab || die "cannot build"
-  else
-    cargo build -q -p bootlab-bootlabd -p bootlab-bootlab || die "cannot build"
-  fi
-  BOOTLABD=$ROOT/target/$BUILD_PROFILE/bootlabd
-  BOOTLAB=$ROOT/target/$BUILD_PROFILE/bootlab
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_binaries
 
 TAG=$$
 SNS=bl-storm-$TAG-srv

@@ -56,6 +56,24 @@ struct Template {
     tail: Box<[u8]>,
 }
 
+impl Template {
+    /// Header, the query's question (`name_len` wire bytes of name) and the
+    /// tail into `out`; the tail's offset in `out`, or `None` when the
+    /// reply would not fit in `limit`.
+    fn write(&self, q: &[u8], name_len: usize, limit: usize, out: &mut Vec<u8>) -> Option<usize> {
+        let question_end = 12 + name_len + 4;
+        if question_end + self.tail.len() > limit {
+            return None;
+        }
+        out.clear();
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(q.get(12..question_end)?);
+        let tail_start = out.len();
+        out.extend_from_slice(&self.tail);
+        Some(tail_start)
+    }
+}
+
 #[derive(Debug)]
 struct StoredTemplate {
     plain: Option<Template>,
@@ -64,8 +82,8 @@ struct StoredTemplate {
 }
 
 impl StoredTemplate {
-    /// Header, the query's question (`name_len` wire bytes of name) and the
-    /// stored tail into `out`; `None` when it does not fit in `limit`.
+    /// The reply for a query of `name_len` wire bytes of name into `out`
+    /// (see [`Template::write`]); its rcode.
     fn write(
         &self,
         q: &[u8],
@@ -75,15 +93,7 @@ impl StoredTemplate {
         out: &mut Vec<u8>,
     ) -> Option<ResponseCode> {
         let template = if edns { &self.edns } else { &self.plain };
-        let template = template.as_ref()?;
-        let question_end = 12 + name_len + 4;
-        if question_end + template.tail.len() > limit {
-            return None;
-        }
-        out.clear();
-        out.extend_from_slice(&template.header);
-        out.extend_from_slice(q.get(12..question_end)?);
-        out.extend_from_slice(&template.tail);
+        template.as_ref()?.write(q, name_len, limit, out)?;
         Some(self.rcode)
     }
 }
@@ -93,8 +103,7 @@ impl StoredTemplate {
 /// question name's part before the zone origin.
 #[derive(Debug)]
 struct NxTemplate {
-    header: [u8; 12],
-    tail: Box<[u8]>,
+    base: Template,
     /// (offset in `tail`, pointer value when the prefix is `base_prefix` bytes).
     pointers: Vec<(usize, u16)>,
     base_prefix: usize,
@@ -524,8 +533,10 @@ impl FastAnswers {
             };
             let [(tail, base_prefix), _, _] = probes;
             let template = NxTemplate {
-                header,
-                tail: tail.into_boxed_slice(),
+                base: Template {
+                    header,
+                    tail: tail.into_boxed_slice(),
+                },
                 pointers,
                 base_prefix,
             };
@@ -582,15 +593,7 @@ impl FastAnswers {
         }
         let template = if edns { &stored.edns } else { &stored.plain };
         let template = template.as_ref()?;
-        let question_end = 12 + name_len + 4;
-        if question_end + template.tail.len() > limit {
-            return None;
-        }
-        out.clear();
-        out.extend_from_slice(&template.header);
-        out.extend_from_slice(&q[..question_end][12..]);
-        let tail_start = out.len();
-        out.extend_from_slice(&template.tail);
+        let tail_start = template.base.write(q, name_len, limit, out)?;
         patch_pointers(
             &mut out[tail_start..],
             &template.pointers,
