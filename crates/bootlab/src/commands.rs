@@ -1,6 +1,9 @@
 //! The libvirt-facing commands: `doctor`, `plan`, `up`, `status`, `down`,
-//! `egress apply|show|remove`. Flags arrive parsed (see [`crate::Cli`]);
-//! this module turns them into ready objects and runs the steps.
+//! `console`, `egress apply|show|remove`. Flags arrive parsed (see
+//! [`crate::Cli`]); this module turns them into ready objects and runs the
+//! steps. `plan` and `up` cover both halves of a lab: libvirt's objects,
+//! and what the running services VM serves (pushed live through its admin
+//! API, [`crate::live`]).
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -18,7 +21,9 @@ use crate::appliance::{self, ApplianceInputs, GivenInputs, InputsError};
 use crate::desired::Desired;
 use crate::doctor::{self, Probes as _, SystemProbes};
 use crate::host::HostPaths;
+use crate::hoststate::LabState;
 use crate::libvirt::{self, Action, Actual, Change, Object, UpOptions};
+use crate::live::{self, Connection, HostSide, LivePlan, Route};
 
 /// `--output`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -58,10 +63,15 @@ pub struct ApplianceArgs {
     /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
     #[arg(long, value_name = "PATH")]
     pub bootlabd: Option<PathBuf>,
-    /// Boot assets to place at services.assets_dir inside the appliance
-    /// (e.g. what `boot-assets/gather.sh DIR` gathered).
+    /// The boot assets to push to the services VM's services.assets_dir
+    /// (overrides libvirt.assets_source; e.g. what `boot-assets/gather.sh
+    /// DIR` gathered). Only new or changed files are sent.
     #[arg(long, value_name = "DIR")]
     pub assets: Option<PathBuf>,
+    /// How long `up` waits for a services VM it just started to answer on
+    /// its admin API before pushing (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub wait: u64,
     /// Build the appliance into DIR and keep it (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub appliance_dir: Option<PathBuf>,
@@ -95,6 +105,11 @@ struct Prepared {
     desired: Desired,
     local: bool,
     virt_type: VirtType,
+    uri: String,
+    /// The lab's state directory.
+    state: LabState,
+    /// The lab's certificates (`None` for `plan` before the first `up`).
+    pki: Option<bootlab_admin::pki::LabPki>,
     _work: tempfile::TempDir,
 }
 
@@ -122,7 +137,6 @@ fn prepare(
             modules: a.modules.clone(),
             busybox: a.busybox.clone(),
             bootlabd: a.bootlabd.clone(),
-            assets: a.assets.clone(),
         };
         match ApplianceInputs::resolve(given, local, &HostPaths::system()) {
             Ok(i) => Some(i),
@@ -157,7 +171,7 @@ fn prepare(
                 .appliance_dir
                 .clone()
                 .unwrap_or_else(|| work.path().to_path_buf());
-            let (files, missing) = appliance::build(inv, &inputs, &dir)?;
+            let (files, missing) = appliance::build(&inputs, &dir)?;
             if !missing.is_empty() {
                 eprintln!(
                     "note: not modules of this kernel (built in or absent): {}",
@@ -168,12 +182,48 @@ fn prepare(
         }
         None => None,
     };
-    let desired = Desired::from_inventory(inv, virt_type, files.as_ref())?;
+    // The lab's certificates: made on the first `up`; `plan` never writes
+    // them (it sizes the payload with throwaway ones).
+    let state = LabState::of(inv);
+    let pki = match need {
+        Inputs::Required => {
+            let (pki, created) = state.ensure_pki(inv)?;
+            if created {
+                eprintln!(
+                    "note: the lab's admin API certificates are in {} (CA and client key: keep them; 0600)",
+                    state.dir().display()
+                );
+            }
+            Some(pki)
+        }
+        Inputs::Optional => state.pki(),
+    };
+    let payload = if inv.services().install == InstallMethod::Appliance {
+        let sizing;
+        let p = match &pki {
+            Some(p) => p,
+            None => {
+                sizing = bootlab_admin::pki::LabPki::generate(
+                    &inv.lab().name,
+                    inv.services().ip.into(),
+                    &[],
+                )?;
+                &sizing
+            }
+        };
+        Some(crate::payload::write(inv, p, work.path())?)
+    } else {
+        None
+    };
+    let desired = Desired::from_inventory(inv, virt_type, files.as_ref(), payload.as_deref())?;
     Ok(Prepared {
         conn,
         desired,
         local,
         virt_type,
+        uri,
+        state,
+        pki,
         _work: work,
     })
 }
@@ -209,11 +259,82 @@ fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>>
     }))
 }
 
-fn full_plan(inv: &Inventory, p: &Prepared, opts: UpOptions) -> anyhow::Result<Vec<Change>> {
+fn full_plan(inv: &Inventory, p: &Prepared, opts: &UpOptions) -> anyhow::Result<Vec<Change>> {
     let have = Actual::read(&p.conn, &p.desired)?;
     let mut changes = libvirt::plan(&p.desired, &have, opts);
     changes.extend(egress_change(inv, p.local)?);
     Ok(changes)
+}
+
+/// True when the services VM's domain exists and runs.
+fn services_running(p: &Prepared) -> anyhow::Result<bool> {
+    let have = Actual::read(&p.conn, &p.desired)?;
+    Ok(p.desired
+        .domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| have.domains.get(&d.plan.name).is_some_and(|s| s.active)))
+}
+
+/// What the live half of `plan`/`up` starts from: the host side, the route
+/// and, when the services VM runs and answers, its state.
+struct LiveView {
+    host: HostSide,
+    route: Route,
+    conn: Option<Connection>,
+    vm: Option<bootlab_admin::wire::State>,
+    /// Why the VM's state is unknown, when it is.
+    unreached: Option<String>,
+}
+
+fn live_view(inv: &Inventory, p: &Prepared, a: &ApplianceArgs) -> anyhow::Result<LiveView> {
+    let host = HostSide::read(inv, &p.state, a.assets.as_deref())?;
+    let route = live::route(inv, &p.uri);
+    let mut view = LiveView {
+        host,
+        route: route.clone(),
+        conn: None,
+        vm: None,
+        unreached: None,
+    };
+    if inv.services().install != InstallMethod::Appliance {
+        view.unreached = Some("the services VM has no install method yet".into());
+        return Ok(view);
+    }
+    if !services_running(p)? {
+        view.unreached = Some("the services VM is not running".into());
+        return Ok(view);
+    }
+    let Some(pki) = &p.pki else {
+        view.unreached =
+            Some("no certificates for this lab yet (the first `up` makes them)".into());
+        return Ok(view);
+    };
+    if let Route::Refused(why) = &route {
+        view.unreached = Some(why.clone());
+        return Ok(view);
+    }
+    match Connection::open(inv, &route, pki) {
+        Ok(conn) => {
+            match conn.client.state() {
+                Ok(s) => view.vm = Some(s),
+                Err(e) => view.unreached = Some(format!("{e}")),
+            }
+            view.conn = Some(conn);
+        }
+        Err(e) => view.unreached = Some(format!("{e:#}")),
+    }
+    Ok(view)
+}
+
+/// The live plan from `view`: exact when the VM answered; everything
+/// otherwise (the inventory only when the VM will not boot from a fresh
+/// payload).
+fn live_plan(view: &LiveView, fresh_boot: bool) -> LivePlan {
+    match &view.vm {
+        Some(vm) => live::compare(&view.host, vm),
+        None => live::unreached(&view.host, fresh_boot),
+    }
 }
 
 /// `bootlab doctor`
@@ -240,6 +361,8 @@ pub fn doctor(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
 struct PlanJson<'a> {
     virt_type: &'static str,
     changes: &'a [Change],
+    /// The services VM's admin API, when it could not be read.
+    services_unreached: Option<&'a str>,
 }
 
 fn virt_name(v: VirtType) -> &'static str {
@@ -259,21 +382,46 @@ pub fn plan(
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Optional)?;
+    let view = live_view(inv, &p, a)?;
+    let restart_for = view
+        .vm
+        .as_ref()
+        .map(|vm| vm.services.restart_needed(&view.host.services))
+        .unwrap_or_default();
     let opts = UpOptions {
         start_nodes: start,
         restart_services,
+        services_restart_for: restart_for,
     };
-    let changes = full_plan(inv, &p, opts)?;
+    let mut changes = full_plan(inv, &p, &opts)?;
+    let boots = libvirt::services_boots(&p.desired, &changes);
+    let lp = live_plan(&view, boots);
+    let why_not = match &view.route {
+        Route::Refused(w) if !lp.is_empty() => Some(w.as_str()),
+        _ => None,
+    };
+    changes.extend(live::changes(&lp, &view.host, boots, why_not));
     match output {
         Output::Text => {
             println!("virt type: {}", virt_name(p.virt_type));
             libvirt::print_plan(&changes);
+            if let Some(why) = &view.unreached {
+                if !lp.is_empty() {
+                    println!(
+                        "  (the services VM's state is unknown: {why}; `up` pushes once it answers)"
+                    );
+                }
+            }
+            for f in &lp.only_on_vm {
+                println!("  on the services VM only (left alone): {f}");
+            }
         }
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&PlanJson {
                 virt_type: virt_name(p.virt_type),
                 changes: &changes,
+                services_unreached: view.unreached.as_deref(),
             })?
         ),
     }
@@ -289,44 +437,117 @@ pub fn up(
     restart_services: bool,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Required)?;
+    let view = live_view(inv, &p, a)?;
+    let restart_for = view
+        .vm
+        .as_ref()
+        .map(|vm| vm.services.restart_needed(&view.host.services))
+        .unwrap_or_default();
     let opts = UpOptions {
         start_nodes: start,
         restart_services,
+        services_restart_for: restart_for,
     };
-    let changes = full_plan(inv, &p, opts)?;
+    let changes = full_plan(inv, &p, &opts)?;
     println!("virt type: {}", virt_name(p.virt_type));
-    if changes.is_empty() {
-        println!("nothing to do: libvirt matches the inventory");
+    if !changes.is_empty() {
+        let bar = indicatif::ProgressBar::new(changes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("converging libvirt");
+        let (egress, rest): (Vec<Change>, Vec<Change>) = changes
+            .iter()
+            .cloned()
+            .partition(|c| c.object == Object::Egress);
+        libvirt::apply(&p.conn, &p.desired, &rest)?;
+        bar.inc(rest.len() as u64);
+        for e in &egress {
+            match &e.action {
+                Action::Refuse { why } => eprintln!("note: egress rule skipped: {why}"),
+                _ => {
+                    BootlabTable::new(Nft::system())
+                        .apply(&hypervisor_ruleset(inv)?)
+                        .context("applying the host egress rule")?;
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!("done:");
+        libvirt::print_plan(&changes);
+    } else {
+        println!("libvirt: nothing to do");
+    }
+    // The live half: what the running services VM serves.
+    if inv.services().install != InstallMethod::Appliance {
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = indicatif::ProgressBar::new(changes.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("converging libvirt");
-    let (egress, rest): (Vec<Change>, Vec<Change>) = changes
-        .iter()
-        .cloned()
-        .partition(|c| c.object == Object::Egress);
-    libvirt::apply(&p.conn, &p.desired, &rest)?;
-    bar.inc(rest.len() as u64);
-    for e in &egress {
-        match &e.action {
-            Action::Refuse { why } => eprintln!("note: egress rule skipped: {why}"),
-            _ => {
-                BootlabTable::new(Nft::system())
-                    .apply(&hypervisor_ruleset(inv)?)
-                    .context("applying the host egress rule")?;
-            }
-        }
-        bar.inc(1);
+    let booted = libvirt::services_boots(&p.desired, &changes);
+    let has_assets = view
+        .host
+        .assets
+        .as_ref()
+        .is_some_and(|a| !a.entries.is_empty());
+    if booted && !has_assets {
+        println!(
+            "services VM: boots with the current inventory (install payload); no assets to push"
+        );
+        return Ok(ExitCode::SUCCESS);
     }
-    bar.finish_and_clear();
-    println!("done:");
-    libvirt::print_plan(&changes);
+    let conn = match view.conn {
+        Some(c) if !booted => c,
+        _ => {
+            let pki = p.pki.as_ref().context("the lab's certificates")?;
+            if let Route::Refused(why) = &view.route {
+                bail!("cannot push to the services VM: {why}");
+            }
+            Connection::open(inv, &view.route, pki)?
+        }
+    };
+    let vm = match &view.vm {
+        Some(s) if !booted => s.clone(),
+        _ if booted => {
+            let wait = Duration::from_secs(a.wait);
+            eprintln!(
+                "waiting up to {wait:?} for the services VM's admin API at {}",
+                conn.client.endpoint()
+            );
+            conn.wait_state(wait)
+                .context("the services VM's admin API did not answer")?
+        }
+        _ => conn.wait_state(Duration::from_secs(15)).context(
+            "the services VM runs but its admin API does not answer; if an older bootlab \
+             installed it, restart it on the new appliance: bootlab up --restart-services",
+        )?,
+    };
+    let lp = live::compare(&view.host, &vm);
+    if !lp.restart.is_empty() {
+        eprintln!(
+            "! held: these changes need a restart of the services VM: {}; run `bootlab up --restart-services`",
+            lp.restart.join("; ")
+        );
+        return Ok(ExitCode::from(EXIT_HELD));
+    }
+    for ch in live::changes(&lp, &view.host, false, None) {
+        libvirt::print_plan(std::slice::from_ref(&ch));
+    }
+    let pushed = live::apply(&conn, &view.host, &lp)?;
+    println!("services VM: {}", live::summary(&pushed));
+    if let Some(applied) = &pushed.inventory {
+        for w in &applied.warnings {
+            eprintln!("{w}");
+        }
+    }
+    for f in &lp.only_on_vm {
+        println!("  on the services VM only (left alone): {f}");
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `up`'s exit code when changes wait for `--restart-services`.
+pub const EXIT_HELD: u8 = 3;
 
 /// `bootlab down`
 pub fn down(inv: &Inventory, c: &ConnectArgs, keep_disks: bool) -> anyhow::Result<ExitCode> {
@@ -334,7 +555,7 @@ pub fn down(inv: &Inventory, c: &ConnectArgs, keep_disks: bool) -> anyhow::Resul
     let local = libvirt::is_local_uri(&uri);
     let conn = libvirt::connect(&uri)?;
     // Names do not depend on the appliance's content or the virt type.
-    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None, None)?;
     let mut report = libvirt::down(&conn, &desired, keep_disks)?;
     let egress_is_ours = inv.network().mode == NetworkMode::Nat && local;
     if egress_is_ours && BootlabTable::new(Nft::system()).remove().unwrap_or(false) {
@@ -419,6 +640,91 @@ struct StatusJson {
     balancers: Vec<bootlab_lb::BalancerStatus>,
     /// Refused egress destinations, newest first.
     egress_refused: Vec<RefusedEgress>,
+    /// The inventory the services VM serves vs the host's.
+    inventory: InventoryStatus,
+}
+
+/// `bootlab status`'s inventory line: generations on both sides.
+#[derive(Debug, Serialize)]
+struct InventoryStatus {
+    /// The host's lab.toml generation (SHA-256).
+    host: String,
+    /// The services VM's, when its admin API answered.
+    services_vm: Option<String>,
+    /// `installed` or `pushed`.
+    source: Option<bootlab_admin::wire::InventorySource>,
+    /// Both equal.
+    in_sync: bool,
+    /// Why the VM's is unknown.
+    unknown_because: Option<String>,
+    /// The services VM's boot id and uptime.
+    machine: Option<bootlab_admin::wire::MachineFacts>,
+    /// Its data disk.
+    data_fs: Option<bootlab_admin::wire::FsFacts>,
+}
+
+/// `status`'s inventory and data disk lines.
+fn inventory_text(i: &InventoryStatus) -> String {
+    let short = |g: &str| g[..g.len().min(12)].to_owned();
+    let mut out = match (&i.services_vm, i.in_sync) {
+        (Some(vm), true) => format!(
+            "inventory: in sync, generation {} ({} on the services VM)\n",
+            short(vm),
+            i.source.map_or("?", |s| match s {
+                bootlab_admin::wire::InventorySource::Installed => "installed",
+                bootlab_admin::wire::InventorySource::Pushed => "pushed",
+            })
+        ),
+        (Some(vm), false) => format!(
+            "inventory: the services VM serves generation {}, the host has {} (run `bootlab up`)\n",
+            short(vm),
+            short(&i.host)
+        ),
+        (None, _) => format!(
+            "inventory: host generation {}; the services VM's is unknown: {}\n",
+            short(&i.host),
+            i.unknown_because.as_deref().unwrap_or("?")
+        ),
+    };
+    if let Some(m) = &i.machine {
+        out.push_str(&format!(
+            "services VM: boot {}, up {}s\n",
+            short(&m.boot_id),
+            m.uptime_s as u64
+        ));
+    }
+    if let Some(f) = &i.data_fs {
+        out.push_str(&format!(
+            "data disk: {} {} at {}, {} free of {}\n",
+            f.device.as_deref().unwrap_or("?"),
+            f.fs_type.as_deref().unwrap_or("?"),
+            f.path,
+            libvirt::human_any(f.available),
+            libvirt::human_any(f.total)
+        ));
+    }
+    out
+}
+
+/// Reads the services VM's state for `status` (short timeouts).
+fn services_state(
+    inv: &Inventory,
+    uri: &str,
+    running: bool,
+) -> Result<bootlab_admin::wire::State, String> {
+    if !running {
+        return Err("the services VM is not running".into());
+    }
+    let pki = LabState::of(inv).pki().ok_or_else(|| {
+        "no certificates for this lab on this host (the first `up` makes them)".to_owned()
+    })?;
+    let route = live::route(inv, uri);
+    let mut conn = Connection::open(inv, &route, &pki).map_err(|e| format!("{e:#}"))?;
+    conn.client = conn
+        .client
+        .clone()
+        .with_timeouts(Duration::from_secs(3), Duration::from_secs(10));
+    conn.client.state().map_err(|e| e.to_string())
 }
 
 /// The balancers and refused destinations as `bootlab status` prints them.
@@ -512,8 +818,37 @@ fn refused_egress(inv: &Inventory, local: bool, api: Option<SocketAddr>) -> Vec<
 /// `bootlab status`
 pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Result<ExitCode> {
     let conn = libvirt::connect(&uri(inv, c))?;
-    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None, None)?;
     let have = Actual::read(&conn, &desired)?;
+    let services_running = desired
+        .domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| have.domains.get(&d.plan.name).is_some_and(|s| s.active));
+    let host_gen = bootlab_admin::wire::generation(
+        &std::fs::read(inv.source())
+            .with_context(|| format!("reading {}", inv.source().display()))?,
+    );
+    let inventory = match services_state(inv, &uri(inv, c), services_running) {
+        Ok(s) => InventoryStatus {
+            in_sync: s.generation == host_gen,
+            host: host_gen,
+            services_vm: Some(s.generation),
+            source: Some(s.source),
+            unknown_because: None,
+            machine: Some(s.machine),
+            data_fs: s.data_fs,
+        },
+        Err(why) => InventoryStatus {
+            host: host_gen,
+            services_vm: None,
+            source: None,
+            in_sync: false,
+            unknown_because: Some(why),
+            machine: None,
+            data_fs: None,
+        },
+    };
     let addr = SocketAddr::new(inv.services().ip.into(), inv.services().listen.http.port());
     let (api, machines, reachable): (String, Vec<MachineSummary>, bool) =
         match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
@@ -577,12 +912,14 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
         vms,
         balancers,
         egress_refused,
+        inventory,
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
         Output::Text => {
             println!("network {}: {}", st.network, st.network_state);
             println!("bootlabd: {}", st.bootlabd);
+            print!("{}", inventory_text(&st.inventory));
             println!("{:<28} {:<9} {:<18} stage", "VM", "state", "MAC");
             for v in &st.vms {
                 println!(
@@ -597,6 +934,32 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bootlab console`: the services VM's serial console through `virsh
+/// console` on the same libvirt URI (the appliance has no sshd; its
+/// console shows the boot and bootlabd's log). Ctrl+] leaves.
+pub fn console(inv: &Inventory, c: &ConnectArgs, force: bool) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let domain = inv
+        .vm_specs()
+        .into_iter()
+        .find(|s| s.is_services)
+        .map(|s| s.domain)
+        .context("the inventory has no services VM")?;
+    let uri = uri(inv, c);
+    let virsh = std::env::var_os("BOOTLAB_VIRSH").unwrap_or_else(|| "virsh".into());
+    let mut cmd = std::process::Command::new(&virsh);
+    cmd.args(["-c", &uri, "console", &domain]);
+    if force {
+        cmd.arg("--force");
+    }
+    eprintln!("bootlab: the serial console of {domain} (Ctrl+] leaves)");
+    let err = cmd.exec();
+    bail!(
+        "cannot run {} console: {err} (install libvirt-clients / libvirt-client)",
+        virsh.to_string_lossy()
+    )
 }
 
 /// `bootlab egress apply|show|remove`

@@ -3,8 +3,13 @@
 //!
 //! # Layout
 //! - [`Desired::from_inventory`]: pool, volumes, network and domains.
-//! - [`VolumeSpec`]: a disk (sized from the inventory, never shrunk) or an
-//!   appliance file uploaded into the pool.
+//! - [`VolumeSpec`]: a disk (sized from the inventory, never shrunk), an
+//!   appliance file uploaded into the pool, or the services VM's install
+//!   payload ([`crate::payload`]).
+//!
+//! The services VM's first disk is its data disk (`services.data_dir`:
+//! leases, state, the assets), serial `bootlab-data`; the install payload
+//! is the last disk, read-only, serial `bootlab-payload`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +24,11 @@ pub enum VolumeContent {
     Disk,
     /// A file uploaded from the host (appliance kernel or initramfs).
     Upload(PathBuf),
+    /// The install payload: uploaded when created, and again whenever the
+    /// services VM is about to boot (created, started, restarted), so it
+    /// boots with the current inventory and TLS material; never rewritten
+    /// under a running VM (live changes go through the admin API).
+    Payload(PathBuf),
 }
 
 /// One volume in the lab pool.
@@ -85,6 +95,11 @@ pub fn disk_volume(domain: &str, i: usize) -> String {
     format!("{domain}-disk{i}.qcow2")
 }
 
+/// Name of the services VM's install payload volume.
+pub fn payload_volume(domain: &str) -> String {
+    format!("{domain}-payload.tar")
+}
+
 /// Name prefixes of the appliance kernel and initramfs volumes.
 pub fn appliance_volume_prefixes(domain: &str) -> (String, String) {
     (format!("{domain}-vmlinuz-"), format!("{domain}-initrd-"))
@@ -143,6 +158,8 @@ pub fn appliance_cmdline(inv: &Inventory) -> String {
         let dev = xml::disk_target(inv.libvirt().disk_bus, 0);
         c.push_str(&format!(" bootlab.data=/dev/{dev}"));
     }
+    let payload = xml::disk_target(inv.libvirt().disk_bus, s.disks.len());
+    c.push_str(&format!(" bootlab.payload=/dev/{payload}"));
     if let Some(u) = &s.uplink {
         c.push_str(&format!(" bootlab.uplink={}", u.mac));
     }
@@ -153,22 +170,31 @@ impl Desired {
     /// Derives the desired state. `virt_type` must already be resolved
     /// (never `Auto`). `appliance` is needed when the services VM's install
     /// method is `appliance`; without it the services VM gets no direct boot.
+    /// `payload` is the install payload file ([`crate::payload::write`]);
+    /// the services VM of the appliance gets its disk.
     pub fn from_inventory(
         inv: &Inventory,
         virt_type: VirtType,
         appliance: Option<&ApplianceFiles>,
+        payload: Option<&Path>,
     ) -> std::io::Result<Self> {
         let pool_path: &Path = &inv.libvirt().pool_path;
         let mut volumes = Vec::new();
         let mut domains = Vec::new();
         for spec in inv.vm_specs() {
-            let disks: Vec<DiskPlan> = spec
+            let appliance_vm =
+                spec.is_services && inv.services().install == InstallMethod::Appliance;
+            let mut disks: Vec<DiskPlan> = spec
                 .disks
                 .iter()
                 .enumerate()
                 .map(|(i, &capacity)| DiskPlan {
                     volume: disk_volume(&spec.domain, i),
                     capacity,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: (appliance_vm && i == 0)
+                        .then(|| crate::payload::DATA_SERIAL.to_owned()),
                 })
                 .collect();
             for d in &disks {
@@ -177,6 +203,28 @@ impl Desired {
                     capacity: d.capacity,
                     format: VolFormat::Qcow2,
                     content: VolumeContent::Disk,
+                });
+            }
+            if appliance_vm {
+                let name = payload_volume(&spec.domain);
+                let capacity = match payload {
+                    Some(p) => std::fs::metadata(p)?.len(),
+                    None => 1 << 20,
+                };
+                if let Some(p) = payload {
+                    volumes.push(VolumeSpec {
+                        name: name.clone(),
+                        capacity,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Payload(p.to_path_buf()),
+                    });
+                }
+                disks.push(DiskPlan {
+                    volume: name,
+                    capacity,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(crate::payload::PAYLOAD_SERIAL.to_owned()),
                 });
             }
             let mut direct_boot = None;

@@ -11,7 +11,13 @@
 //! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for.
 //! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
 //! - [`appliance`]: kernel + generated initramfs holding bootlabd.
-//! - [`commands`]: doctor, plan, up, status, down, egress.
+//! - [`payload`]: the services VM's install payload (inventory, `data_dir`,
+//!   the admin API's server certificate and key) on a small raw disk.
+//! - [`hoststate`]: the lab's state on the host (its CA, client key and the
+//!   assets hash cache).
+//! - [`live`]: live changes: pushing the inventory and the changed assets
+//!   to the running services VM through bootlabd's admin API.
+//! - [`commands`]: doctor, plan, up, status, down, console, egress.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -22,7 +28,10 @@ pub mod desired;
 pub mod doctor;
 mod explain;
 pub mod host;
+pub mod hoststate;
 pub mod libvirt;
+pub mod live;
+pub mod payload;
 pub mod procnet;
 pub mod xml;
 
@@ -116,8 +125,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: commands::Output,
     },
-    /// Converge libvirt to the inventory (idempotent): pool, volumes,
-    /// network, services VM, node VMs, host egress rule.
+    /// Converge the lab to the inventory (idempotent): pool, volumes,
+    /// network, services VM, node VMs, host egress rule; then push the
+    /// inventory and the new or changed assets to the running services VM
+    /// (no rebuild, no reboot).
     Up {
         /// The inventory.
         #[arg(default_value = DEFAULT_LAB)]
@@ -131,13 +142,16 @@ pub enum Command {
         /// Start the node VMs too (the services VM always starts).
         #[arg(long)]
         start: bool,
-        /// Restart the running services VM when its definition changed
-        /// (a new inventory or assets in the appliance, memory, disks):
-        /// without it those changes wait for its next boot.
+        /// Restart the running services VM for changes that cannot apply
+        /// live: its definition (appliance, memory, disks, address, MAC) or
+        /// what bootlabd reads only at start (listen addresses, data_dir,
+        /// assets_dir, interface). Without it those wait (exit 3 when the
+        /// inventory push is held for them).
         #[arg(long)]
         restart_services: bool,
     },
-    /// Network, VMs and each node's boot stage (from bootlabd when reachable).
+    /// Network, VMs, each node's boot stage (from bootlabd when reachable),
+    /// and the inventory generation the services VM serves vs the host's.
     Status {
         /// The inventory.
         #[arg(default_value = DEFAULT_LAB)]
@@ -160,6 +174,19 @@ pub enum Command {
         /// Keep the VMs' disk volumes (and so the pool).
         #[arg(long)]
         keep_disks: bool,
+    },
+    /// Attach to the services VM's serial console (`virsh console` on the
+    /// lab's URI; Ctrl+] leaves). The appliance has no sshd.
+    Console {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Take the console over from another session.
+        #[arg(long)]
+        force: bool,
     },
     /// The host egress rule (nat mode): `apply`, `show`, `remove`.
     Egress {
@@ -384,6 +411,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connect,
             keep_disks,
         } => with_inventory(&lab, |inv| commands::down(inv, &connect, keep_disks)),
+        Command::Console {
+            lab,
+            connect,
+            force,
+        } => with_inventory(&lab, |inv| commands::console(inv, &connect, force)),
         Command::Egress { action, lab } => {
             with_inventory(&lab, |inv| commands::egress(inv, action))
         }

@@ -182,6 +182,10 @@ pub enum Object {
     Domain,
     /// Host egress rule.
     Egress,
+    /// The inventory bootlabd serves (pushed through the admin API).
+    Inventory,
+    /// A file under the services VM's assets root (pushed through the admin API).
+    Asset,
 }
 
 /// One step `up` would take.
@@ -213,6 +217,17 @@ pub enum Action {
         /// The reason and the fix.
         why: String,
     },
+    /// Send it to the running services VM through its admin API (no
+    /// rebuild, no reboot).
+    Push {
+        /// Bytes sent.
+        bytes: u64,
+    },
+    /// Not pushed: it needs a restart of the services VM first.
+    Hold {
+        /// Why, and the flag that does it.
+        why: String,
+    },
 }
 
 /// One line of the plan.
@@ -239,26 +254,63 @@ fn ch(object: Object, name: &str, action: Action, note: impl Into<String>) -> Ch
 }
 
 /// Options of `up` that change the plan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// Start node VMs too.
     pub start_nodes: bool,
     /// Restart the running services VM when its definition (appliance,
-    /// inventory, memory, disks) changed.
+    /// memory, disks, address, MAC) changed.
     pub restart_services: bool,
+    /// Restart the running services VM even when its definition is the
+    /// same: the inventory changed fields bootlabd reads only at start
+    /// (listen addresses, `data_dir`...), listed here. Only honoured with
+    /// `restart_services`.
+    pub services_restart_for: Vec<String>,
 }
 
-/// True for volumes bootlab's appliance step creates for these domains.
+/// True for volumes bootlab's appliance step creates for these domains
+/// (kernel, initramfs, install payload).
 fn is_appliance_volume(want: &Desired, name: &str) -> bool {
     want.domains.iter().filter(|d| d.is_services).any(|d| {
         let (k, i) = crate::desired::appliance_volume_prefixes(&d.plan.name);
-        name.starts_with(&k) || name.starts_with(&i)
+        name.starts_with(&k)
+            || name.starts_with(&i)
+            || name == crate::desired::payload_volume(&d.plan.name)
     })
 }
 
+/// True when the plan boots the services VM (creates, starts or restarts it).
+pub fn services_boots(want: &Desired, changes: &[Change]) -> bool {
+    want.domains.iter().filter(|d| d.is_services).any(|d| {
+        changes.iter().any(|c| {
+            c.object == Object::Domain
+                && c.name == d.plan.name
+                && matches!(c.action, Action::Start | Action::Restart)
+        })
+    })
+}
+
+/// Will the services VM boot in this plan (before the domains are planned)?
+fn services_will_boot(want: &Desired, have: &Actual, opts: &UpOptions) -> bool {
+    want.domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| match have.domains.get(&d.plan.name) {
+            None => true,
+            Some(s) if s.digest.is_none() => false,
+            Some(s) if !s.active => true,
+            Some(s) => {
+                opts.restart_services
+                    && (s.digest != xml::stored_digest(&d.xml)
+                        || !opts.services_restart_for.is_empty())
+            }
+        })
+}
+
 /// Desired vs actual. Empty when everything is as the inventory says.
-pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
+pub fn plan(want: &Desired, have: &Actual, opts: &UpOptions) -> Vec<Change> {
     let mut out = Vec::new();
+    let boots = services_will_boot(want, have, opts);
     let no_vols = BTreeMap::new();
     let vols = match &have.pool {
         None => {
@@ -306,6 +358,18 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                 &v.name,
                 Action::Create,
                 format!("upload {} ({})", p.display(), human(v.capacity)),
+            )),
+            (None, VolumeContent::Payload(_)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                "install payload: the inventory and the admin API's TLS material",
+            )),
+            (Some(_), VolumeContent::Payload(_)) if boots => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Update,
+                "install payload refreshed: the services VM boots with the current inventory",
             )),
             (Some(&cap), VolumeContent::Disk) if cap < v.capacity => out.push(ch(
                 Object::Volume,
@@ -403,6 +467,21 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                     ));
                     continue;
                 }
+                let forced = s.active
+                    && d.is_services
+                    && opts.restart_services
+                    && !opts.services_restart_for.is_empty();
+                if s.digest == xml::stored_digest(&d.xml) && forced {
+                    out.push(ch(
+                        Object::Domain,
+                        name,
+                        Action::Restart,
+                        format!(
+                            "bootlabd reads these only at start: {}",
+                            opts.services_restart_for.join("; ")
+                        ),
+                    ));
+                }
                 if s.digest != xml::stored_digest(&d.xml) {
                     let restart = s.active && d.is_services && opts.restart_services;
                     out.push(ch(
@@ -469,6 +548,17 @@ pub fn human(b: u64) -> String {
     format!("{b} B")
 }
 
+/// Bytes for humans, any size (`1.5 GiB`, `12.0 MiB`, `300 B`).
+pub fn human_any(b: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (u, n) in UNITS {
+        if b >= n {
+            return format!("{:.1} {u}", b as f64 / n as f64);
+        }
+    }
+    format!("{b} B")
+}
+
 /// Prints the plan as a readable diff.
 pub fn print_plan(changes: &[Change]) {
     if changes.is_empty() {
@@ -485,6 +575,8 @@ pub fn print_plan(changes: &[Change]) {
             Action::Autostart => ("~", "autostart".to_string()),
             Action::Remove => ("-", "remove".to_string()),
             Action::Refuse { why } => ("!", format!("refused: {why}")),
+            Action::Push { bytes } => ("^", format!("push ({})", human_any(*bytes))),
+            Action::Hold { why } => ("!", format!("held: {why}")),
         };
         let obj = match c.object {
             Object::Pool => "pool",
@@ -492,6 +584,8 @@ pub fn print_plan(changes: &[Change]) {
             Object::Network => "network",
             Object::Domain => "domain",
             Object::Egress => "egress",
+            Object::Inventory => "inventory",
+            Object::Asset => "asset",
         };
         if c.note.is_empty() {
             println!("{sign} {obj:<7} {:<28} {verb}", c.name);
@@ -579,9 +673,29 @@ pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Resu
                     .context("volume not in the desired state")?;
                 let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
                     .with_context(|| format!("creating volume {}", spec.name))?;
-                if let VolumeContent::Upload(path) = &spec.content {
+                if let VolumeContent::Upload(path) | VolumeContent::Payload(path) = &spec.content {
                     upload(conn, &vol, spec, path)?;
                 }
+            }
+            (Object::Volume, Action::Update) => {
+                // The install payload, rewritten before the services VM boots.
+                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+                let spec = want
+                    .volumes
+                    .iter()
+                    .find(|v| v.name == c.name)
+                    .context("volume not in the desired state")?;
+                let VolumeContent::Payload(path) = &spec.content else {
+                    bail!("volume {} cannot be updated", c.name);
+                };
+                let mut vol = StorageVol::lookup_by_name(&pool, &c.name)?;
+                if vol.get_info()?.capacity != spec.capacity {
+                    vol.delete(0)
+                        .with_context(|| format!("replacing volume {}", c.name))?;
+                    vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
+                        .with_context(|| format!("creating volume {}", spec.name))?;
+                }
+                upload(conn, &vol, spec, path)?;
             }
             (Object::Volume, Action::Grow { to, .. }) => {
                 let pool = StoragePool::lookup_by_name(conn, &want.pool)?;

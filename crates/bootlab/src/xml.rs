@@ -198,6 +198,12 @@ pub struct DiskPlan {
     pub volume: String,
     /// Capacity in bytes.
     pub capacity: u64,
+    /// qcow2 (VM disks) or raw (the install payload).
+    pub format: VolFormat,
+    /// Attached read-only.
+    pub readonly: bool,
+    /// The serial the guest sees (`/sys/block/vdX/serial`).
+    pub serial: Option<String>,
 }
 
 /// One NIC of a domain.
@@ -351,7 +357,7 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
             .write_inner_content(|w| {
                 w.create_element("driver")
                     .with_attribute(("name", "qemu"))
-                    .with_attribute(("type", "qcow2"))
+                    .with_attribute(("type", disk.format.as_str()))
                     .write_empty()?;
                 w.create_element("source")
                     .with_attribute(("pool", p.pool.as_str()))
@@ -361,6 +367,12 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                     .with_attribute(("dev", disk_target(p.disk_bus, i).as_str()))
                     .with_attribute(("bus", p.disk_bus.as_str()))
                     .write_empty()?;
+                if disk.readonly {
+                    w.create_element("readonly").write_empty()?;
+                }
+                if let Some(serial) = &disk.serial {
+                    text_el(w, "serial", serial)?;
+                }
                 if boot_orders && i == 0 {
                     w.create_element("boot")
                         .with_attribute(("order", (p.nics.len().max(1) + 1).to_string().as_str()))
