@@ -170,6 +170,44 @@ struct Conn {
 }
 
 const MAX_HEAD: usize = 64 << 10;
+
+/// Parses an HTTP/1.1 response head at the start of `buf` (httparse):
+/// `Ok(None)` when more bytes are needed, else the status, the headers
+/// (names lowercase) and how many bytes the head took. A head over 64 KiB
+/// or one that is not HTTP is an error.
+#[allow(clippy::type_complexity)] // (status, headers, consumed) read once by the caller
+pub fn parse_response_head(
+    buf: &[u8],
+) -> Result<Option<(u16, Vec<(String, String)>, usize)>, &'static str> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > MAX_HEAD {
+            Err("response head too large")
+        } else {
+            Ok(None)
+        };
+    };
+    if end + 4 > MAX_HEAD {
+        return Err("response head too large");
+    }
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut hs);
+    match r.parse(&buf[..end + 4]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err("not an HTTP response"),
+    }
+    let status = r.code.ok_or("no status")?;
+    let headers = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Some((status, headers, end + 4)))
+}
 const MAX_BODY: u64 = 256 << 20;
 
 impl Conn {
@@ -210,29 +248,13 @@ impl Conn {
     /// Reads one response head: (status, headers).
     fn head(&mut self) -> Result<(u16, Vec<(String, String)>), ClientError> {
         loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                let mut hs = [httparse::EMPTY_HEADER; 64];
-                let mut r = httparse::Response::new(&mut hs);
-                match r.parse(&head) {
-                    Ok(httparse::Status::Complete(_)) => {}
-                    _ => return Err(self.protocol("not an HTTP response")),
+            match parse_response_head(&self.buf) {
+                Ok(Some((status, headers, used))) => {
+                    self.buf.drain(..used);
+                    return Ok((status, headers));
                 }
-                let status = r.code.ok_or_else(|| self.protocol("no status"))?;
-                let headers = r
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                return Ok((status, headers));
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err(self.protocol("response head too large"));
+                Ok(None) => {}
+                Err(what) => return Err(self.protocol(what)),
             }
             if self.fill()? == 0 {
                 return Err(self.io(io::Error::new(
@@ -550,4 +572,21 @@ fn wait_continue(c: &mut Conn) -> Result<Option<Response>, ClientError> {
         headers,
         body,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads() {
+        assert_eq!(parse_response_head(b"HTTP/1.1 100 Continue\r\n"), Ok(None));
+        let (s, h, n) = parse_response_head(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap()
+            .unwrap();
+        assert_eq!((s, n), (201, 43));
+        assert_eq!(h, vec![("content-length".to_owned(), "2".to_owned())]);
+        assert!(parse_response_head(b"garbage\r\n\r\n").is_err());
+        assert!(parse_response_head(&vec![b'a'; 70 << 10]).is_err());
+    }
 }

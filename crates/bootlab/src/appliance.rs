@@ -550,6 +550,10 @@ fn pad<W: std::io::Write>(w: &mut W, len: usize) -> std::io::Result<()> {
     w.write_all(&[0u8; 3][..n])
 }
 
+/// Where e2fsprogs' tools live in the appliance: off PATH, as busybox has
+/// applets of the same names (a far smaller mke2fs that cannot make ext4).
+pub const E2FSPROGS_DIR: &str = "usr/lib/bootlab/e2fsprogs";
+
 /// The appliance's `/init`: mounts, loads modules, finds the lab NIC by
 /// MAC, addresses it, reads the install payload (inventory, `data_dir`, the
 /// admin API's TLS material), mounts the ext4 data disk at `data_dir`
@@ -612,20 +616,23 @@ DATADIR=$(cat /run/payload/data_dir 2>/dev/null)
 DATADIR=${DATADIR:-/var/lib/bootlab}
 mkdir -p "$DATADIR"
 FS=tmpfs
+E2=/usr/lib/bootlab/e2fsprogs
 if [ -n "$DATA" ] && [ -b "$DATA" ]; then
-  if tune2fs -l "$DATA" >/tmp/sb 2>/dev/null; then
+  if $E2/tune2fs -l "$DATA" >/tmp/sb 2>/dev/null; then
     grep -q '^Filesystem features:.*has_journal' /tmp/sb \
-      || { echo "bootlab-appliance: adding a journal to $DATA"; tune2fs -j "$DATA"; }
+      || { echo "bootlab-appliance: adding a journal to $DATA"; $E2/tune2fs -j "$DATA"; }
   elif [ "$(head -c 1048576 "$DATA" | tr -d '\000' | wc -c)" = 0 ]; then
     echo "bootlab-appliance: formatting the blank data disk $DATA (ext4)"
-    mke2fs -q -F -t ext4 -L bootlab-data -E lazy_itable_init=1,lazy_journal_init=1 "$DATA"
+    T0=$(cut -d' ' -f1 /proc/uptime)
+    $E2/mke2fs -q -F -t ext4 -L bootlab-data -E lazy_itable_init=1,lazy_journal_init=1 "$DATA"
+    echo "bootlab-appliance: formatted $DATA (uptime $T0 -> $(cut -d' ' -f1 /proc/uptime) s)"
   else
     echo "bootlab-appliance: $DATA is neither blank nor ext2/3/4: not formatting it"
   fi
   if mount -t ext4 -o noatime "$DATA" "$DATADIR" 2>/dev/null \
-    || { e2fsck -p "$DATA"; mount -t ext4 -o noatime "$DATA" "$DATADIR"; }; then
+    || { $E2/e2fsck -p "$DATA"; mount -t ext4 -o noatime "$DATA" "$DATADIR"; }; then
     FS=ext4
-    resize2fs "$DATA" >/dev/null 2>&1
+    $E2/resize2fs "$DATA" >/dev/null 2>&1
   else
     echo "bootlab-appliance: cannot mount $DATA; data on tmpfs"
   fi
@@ -757,7 +764,7 @@ pub fn build(
         libs.extend(shared_libs(nft)?);
     }
     for (tool, path) in crate::host::E2FSPROGS_TOOLS.iter().zip(&inputs.e2fsprogs) {
-        cpio.file_from(&format!("usr/sbin/{tool}"), 0o755, path)
+        cpio.file_from(&format!("{E2FSPROGS_DIR}/{tool}"), 0o755, path)
             .with_context(|| format!("reading {}", path.display()))?;
         libs.extend(shared_libs(path)?);
     }

@@ -428,7 +428,9 @@ pub fn plan(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bootlab up`
+/// `bootlab up`: libvirt first (node VMs not started yet), then the live
+/// push to the services VM, then the node VMs: they boot once the services
+/// VM serves the current inventory and assets.
 pub fn up(
     inv: &Inventory,
     c: &ConnectArgs,
@@ -450,14 +452,24 @@ pub fn up(
     };
     let changes = full_plan(inv, &p, &opts)?;
     println!("virt type: {}", virt_name(p.virt_type));
-    if !changes.is_empty() {
-        let bar = indicatif::ProgressBar::new(changes.len() as u64);
+    let is_node_start = |c: &Change| {
+        c.object == Object::Domain
+            && c.action == Action::Start
+            && p.desired
+                .domains
+                .iter()
+                .any(|d| !d.is_services && d.plan.name == c.name)
+    };
+    let (node_starts, now): (Vec<Change>, Vec<Change>) =
+        changes.iter().cloned().partition(is_node_start);
+    if !now.is_empty() {
+        let bar = indicatif::ProgressBar::new(now.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message("converging libvirt");
-        let (egress, rest): (Vec<Change>, Vec<Change>) = changes
+        let (egress, rest): (Vec<Change>, Vec<Change>) = now
             .iter()
             .cloned()
             .partition(|c| c.object == Object::Egress);
@@ -476,21 +488,58 @@ pub fn up(
         }
         bar.finish_and_clear();
         println!("done:");
-        libvirt::print_plan(&changes);
-    } else {
+        libvirt::print_plan(&now);
+    } else if node_starts.is_empty() {
         println!("libvirt: nothing to do");
     }
-    // The live half: what the running services VM serves.
+    let booted = libvirt::services_boots(&p.desired, &changes);
+    // A running services VM whose definition is not the current one was
+    // probably installed by an older bootlab (no admin API).
+    let definition_pending = changes.iter().any(|c| {
+        c.object == Object::Domain
+            && c.action == Action::Update
+            && p.desired
+                .domains
+                .iter()
+                .any(|d| d.is_services && d.plan.name == c.name)
+    });
+    let code = push_live(
+        inv,
+        &p,
+        a,
+        view,
+        booted,
+        definition_pending,
+        !node_starts.is_empty(),
+    )?;
+    if !node_starts.is_empty() {
+        libvirt::apply(&p.conn, &p.desired, &node_starts)?;
+        libvirt::print_plan(&node_starts);
+    }
+    Ok(code)
+}
+
+/// The live half of `up`: wait for a services VM that just booted (when
+/// there is something to push, or nodes about to boot from it), compare,
+/// push.
+fn push_live(
+    inv: &Inventory,
+    p: &Prepared,
+    a: &ApplianceArgs,
+    view: LiveView,
+    booted: bool,
+    definition_pending: bool,
+    nodes_follow: bool,
+) -> anyhow::Result<ExitCode> {
     if inv.services().install != InstallMethod::Appliance {
         return Ok(ExitCode::SUCCESS);
     }
-    let booted = libvirt::services_boots(&p.desired, &changes);
     let has_assets = view
         .host
         .assets
         .as_ref()
         .is_some_and(|a| !a.entries.is_empty());
-    if booted && !has_assets {
+    if booted && !has_assets && !nodes_follow {
         println!(
             "services VM: boots with the current inventory (install payload); no assets to push"
         );
@@ -508,7 +557,8 @@ pub fn up(
     };
     let vm = match &view.vm {
         Some(s) if !booted => s.clone(),
-        _ if booted => {
+        // just started, or still booting from an earlier `up`
+        _ if booted || !definition_pending => {
             let wait = Duration::from_secs(a.wait);
             eprintln!(
                 "waiting up to {wait:?} for the services VM's admin API at {}",
