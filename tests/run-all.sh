@@ -10,8 +10,8 @@
 # which to stop; under CI=true it stops them and says so) -> cargo fmt
 # --check -> unused dependencies (cargo machete) -> cargo clippy -D warnings
 # -> the Debian package (tests/build-deb.sh) -> cargo test --workspace
-# --locked --no-fail-fast -> every fuzz target for FUZZ_SECONDS (default 60)
-# each.
+# --locked --no-fail-fast -> smoke runs of bench/scale.sh and bench/storm.sh
+# -> every fuzz target for FUZZ_SECONDS (default 60) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,6 +79,17 @@ tests/build-deb.sh
 
 step "cargo test --workspace --locked"
 cargo test --workspace --locked --no-fail-fast
+
+# Smoke runs of the scale and storm benches (reduced sizes, the test
+# build): they fail on lost DNS queries, dropped DHCP exchanges, a reload
+# that did not happen or a client that did not boot; their timings are
+# printed, never judged. Full sizes are run by hand (docs/performance.md).
+step "bench/scale.sh smoke (1,000 vs 13 nodes)"
+NODES=1000 ROUNDS=1 CHECKS=1 STARTS=1 DNS_SECS=3 DHCP_SECS=3 DHCP_RATE=200 RELOADS=2 RELOAD_GAP=1 \
+  BUILD_PROFILE=debug bench/scale.sh
+
+step "bench/storm.sh smoke (20 clients)"
+CLIENTS=20 KERNEL_MIB=4 INITRD_MIB=12 STORM_TIMEOUT=300 BUILD_PROFILE=debug bench/storm.sh
 
 step "fuzzing (${FUZZ_SECONDS:-60} s per target)"
 tests/fuzz.sh

@@ -103,13 +103,14 @@ pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<Strin
     Ok(hex(ctx.finish().as_ref()))
 }
 
+/// What [`walk`] found: each regular file (relative path, full path,
+/// metadata), and the entries it skipped.
+pub type Walked = (Vec<(String, PathBuf, Metadata)>, Vec<String>);
+
 /// Every regular file under `root` (sorted, `/`-separated relative paths),
 /// with its metadata. Symlinks are followed when `follow` (loops are cut by
 /// remembering directories), else skipped. Upload temporaries are left out.
-pub fn walk(
-    root: &Path,
-    follow: bool,
-) -> io::Result<(Vec<(String, PathBuf, Metadata)>, Vec<String>)> {
+pub fn walk(root: &Path, follow: bool) -> io::Result<Walked> {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     let mut seen_dirs = BTreeSet::new();

@@ -115,13 +115,13 @@ pub fn check_path(rel: &str) -> Result<Vec<&str>, StoreError> {
 /// Bytes available to an unprivileged writer on the file system of `dir`.
 pub fn available_bytes(dir: &Path) -> io::Result<u64> {
     let s = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
-    Ok(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+    Ok(s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
 /// Total bytes of the file system of `dir`.
 pub fn total_bytes(dir: &Path) -> io::Result<u64> {
     let s = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
-    Ok(u64::from(s.blocks()).saturating_mul(u64::from(s.fragment_size())))
+    Ok(s.blocks().saturating_mul(s.fragment_size()))
 }
 
 fn is_no_space(e: &io::Error) -> bool {

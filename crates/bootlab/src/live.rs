@@ -495,6 +495,7 @@ pub fn changes(
             } else {
                 format!("changed, sha256 {}", short(&a.sha256))
             },
+            fields: vec![],
         });
     }
     if let Some((from, to)) = &plan.inventory {
@@ -504,6 +505,7 @@ pub fn changes(
                 name: host.path.display().to_string(),
                 action: action(host.text.len() as u64),
                 note: format!("generation {} -> {}", short(from), short(to)),
+                fields: vec![],
             });
         }
     } else if held.is_some() {
@@ -512,6 +514,7 @@ pub fn changes(
             name: host.path.display().to_string(),
             action: action(0),
             note: String::new(),
+            fields: vec![],
         });
     }
     out

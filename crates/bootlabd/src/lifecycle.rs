@@ -133,7 +133,7 @@ pub(crate) async fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Resul
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                reloader.from_disk();
+                reloader.reload_from_disk();
                 notify::ready(&serving_status(&shared.inventory()));
             }
             Some(push) = push_rx.recv() => {
@@ -225,7 +225,7 @@ fn refusal(status: u16, error: String, diagnostics: Option<String>) -> Refusal {
 
 impl Reloader<'_> {
     /// SIGHUP: re-read the inventory from disk.
-    fn from_disk(&self) {
+    fn reload_from_disk(&self) {
         info!(config = %self.source.installed().display(), "SIGHUP: reloading the inventory");
         match self.source.load() {
             Ok(loaded) => {

@@ -53,9 +53,12 @@ fn install_tls(data_dir: &Path, pki: &LabPki) {
     pki::write_file_atomic(&d.join(pki::SERVER_KEY), pki.server.key.as_bytes(), 0o600).unwrap();
 }
 
+/// Makes a wrapper script for the daemon from (temp dir, bootlabd).
+type Wrapper<'a> = &'a dyn Fn(&Path, &Path) -> PathBuf;
+
 /// A daemon with the admin API on; `wrap` runs it through a wrapper
 /// script (for the tmpfs test).
-fn start(wrap: Option<&dyn Fn(&Path, &Path) -> PathBuf>) -> Lab {
+fn start(wrap: Option<Wrapper<'_>>) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let mut sockets = Sockets::loopback(&[]);
     let admin = sockets.add_tcp("admin");

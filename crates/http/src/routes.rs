@@ -8,6 +8,7 @@
 //! | `/grub/grub.cfg` | GRUB config by source IP |
 //! | `/grub.cfg-01-<mac>`, `/pxelinux.cfg/01-<mac>` | per-MAC configs |
 //! | `/assets/<path>` | files under `services.assets_dir` ([`crate::files`]) |
+//! | `/` , `/static/...`, `/api/v1/summary` | the status page ([`crate::status`]) |
 //! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
 //! | `/api/v1/<report>` | a live report (`balancers`, `egress`) as JSON |
 //! | `/metrics` | Prometheus text |
@@ -89,6 +90,8 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     /// Rate limit for logs about bad input.
     pub log_limit: LogLimiter,
+    /// The status page's latest view.
+    pub status_views: crate::status::ViewCache,
 }
 
 type AppStateRef = Arc<AppState>;
@@ -108,6 +111,7 @@ impl AppState {
             ready,
             metrics,
             log_limit: LogLimiter::new(Duration::from_secs(10)),
+            status_views: crate::status::ViewCache::default(),
         }
     }
 
@@ -133,6 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::status::routes())
         .fallback(fallback)
         .with_state(state)
 }

@@ -294,9 +294,9 @@ pub(crate) fn known_list<'a>(what: &str, names: impl IntoIterator<Item = &'a str
 }
 
 /// Validates `file`, returning the compiled inventory or every problem found.
-pub(crate) fn validate(
+pub(crate) fn validate<'a>(
     file: &wire::LabFile,
-    map: &SourceMap<'_>,
+    map: &'a SourceMap<'a>,
     base_dir: &Path,
 ) -> Result<Inventory, Vec<Diagnostic>> {
     let mut c = Checker {

@@ -94,6 +94,17 @@ pub(crate) fn render_boot(
     // (profile, missing keys) -> nodes; profile -> (first error, nodes)
     let mut missing: BTreeMap<(String, Vec<String>), Vec<Lacking>> = BTreeMap::new();
     let mut failed: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    // Each profile's args compiled once (they checked above, so a failure
+    // here is the same error every node of the profile would get).
+    let mut templates = template::ArgsTemplates::new();
+    let mut uncompiled: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, draft) in profiles {
+        if draft.needs.is_some() {
+            if let Err(e) = templates.add(name, &draft.profile.args) {
+                uncompiled.insert(name, e);
+            }
+        }
+    }
     for (i, n) in nodes {
         // An unknown profile was reported where it was named.
         let Some(draft) = profiles.get(&n.profile) else {
@@ -113,7 +124,11 @@ pub(crate) fn render_boot(
             continue;
         }
         let ctx = node_context(&n, http);
-        match template::render(&draft.profile.args, &ctx) {
+        let rendered = match uncompiled.get(n.profile.as_str()) {
+            Some(e) => Err(e.clone()),
+            None => templates.render(&n.profile, &ctx),
+        };
+        match rendered {
             Ok(args) => {
                 let p = &draft.profile;
                 let boot = BootProfile {
