@@ -61,6 +61,15 @@ impl LabState {
         }
     }
 
+    /// The state of the lab named `lab` kept in `dir` (tests, and tools
+    /// that keep it elsewhere; nothing is created yet).
+    pub fn at(dir: &Path, lab: &str) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            lab: lab.to_owned(),
+        }
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
