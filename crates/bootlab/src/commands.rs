@@ -156,12 +156,17 @@ fn prepare(
             Err(e) => return Err(e.into()),
         }
     } else {
+        let method = match inv.services().install {
+            InstallMethod::Kickstart { .. } => "kickstart",
+            _ => "cloud-image",
+        };
+        if need == Inputs::Required {
+            bail!(
+                "services.install.method = {method:?}: `up` does not install it yet; `bootlab render LAB user-data|network-config|domain-xml` shows what it will install (see docs/deviations.md)"
+            );
+        }
         eprintln!(
-            "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
-            match inv.services().install {
-                InstallMethod::Kickstart { .. } => "kickstart",
-                _ => "cloud-image",
-            }
+            "note: services.install.method {method:?}: `up` does not install it yet; the plan shows its definition"
         );
         None
     };
@@ -214,7 +219,7 @@ fn prepare(
                 &sizing
             }
         };
-        Some(crate::payload::write(inv, p, work.path())?)
+        Some(crate::payload::write(inv, p, None, work.path())?)
     } else {
         None
     };

@@ -9,7 +9,10 @@
 //!
 //! The services VM's first disk is its data disk (`services.data_dir`:
 //! leases, state, the assets), serial `bootlab-data`; the install payload
-//! is the last disk, read-only, serial `bootlab-payload`.
+//! is the last disk, read-only, serial `bootlab-payload`. A cloud image's
+//! services VM has its root disk (an overlay of the image) before them and
+//! the NoCloud seed (serial `bootlab-cidata`) after them, and boots only
+//! from the root disk.
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +96,26 @@ pub struct Desired {
 /// Name of a VM's `i`-th disk volume.
 pub fn disk_volume(domain: &str, i: usize) -> String {
     format!("{domain}-disk{i}.qcow2")
+}
+
+/// Size of a cloud image's root disk: the overlay of the image is grown to
+/// it (cloud-init grows the root file system on first boot).
+pub const ROOT_DISK_SIZE: u64 = 10 << 30;
+
+/// Size of the NoCloud seed volume (a FAT file system labelled `cidata`).
+pub const SEED_SIZE: u64 = 4 << 20;
+
+/// Serial of the NoCloud seed disk.
+pub const SEED_SERIAL: &str = "bootlab-cidata";
+
+/// Name of a cloud-image services VM's root disk volume.
+pub fn root_volume(domain: &str) -> String {
+    format!("{domain}-root.qcow2")
+}
+
+/// Name of a cloud-image services VM's NoCloud seed volume.
+pub fn seed_volume(domain: &str) -> String {
+    format!("{domain}-cidata.img")
 }
 
 /// Name of the services VM's install payload volume.
@@ -184,7 +207,9 @@ impl Desired {
         for spec in inv.vm_specs() {
             let appliance_vm =
                 spec.is_services && inv.services().install == InstallMethod::Appliance;
-            let mut disks: Vec<DiskPlan> = spec
+            let cloud_image_vm = spec.is_services
+                && matches!(inv.services().install, InstallMethod::CloudImage { .. });
+            let data_disks: Vec<DiskPlan> = spec
                 .disks
                 .iter()
                 .enumerate()
@@ -193,16 +218,60 @@ impl Desired {
                     capacity,
                     format: VolFormat::Qcow2,
                     readonly: false,
-                    serial: (appliance_vm && i == 0)
+                    serial: (spec.is_services && i == 0)
                         .then(|| crate::payload::DATA_SERIAL.to_owned()),
                 })
                 .collect();
-            for d in &disks {
+            for d in &data_disks {
                 volumes.push(VolumeSpec {
                     name: d.volume.clone(),
                     capacity: d.capacity,
                     format: VolFormat::Qcow2,
                     content: VolumeContent::Disk,
+                });
+            }
+            // A cloud image's services VM boots its root disk (an overlay
+            // of the image) first.
+            let mut disks = Vec::new();
+            if cloud_image_vm {
+                disks.push(DiskPlan {
+                    volume: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: None,
+                });
+            }
+            disks.extend(data_disks);
+            if spec.is_services && inv.services().install != InstallMethod::Appliance {
+                let name = payload_volume(&spec.domain);
+                let capacity = match payload {
+                    Some(p) => std::fs::metadata(p)?.len(),
+                    None => 1 << 20,
+                };
+                if let Some(p) = payload {
+                    volumes.push(VolumeSpec {
+                        name: name.clone(),
+                        capacity,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Payload(p.to_path_buf()),
+                    });
+                }
+                disks.push(DiskPlan {
+                    volume: name,
+                    capacity,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(crate::payload::PAYLOAD_SERIAL.to_owned()),
+                });
+            }
+            if cloud_image_vm {
+                disks.push(DiskPlan {
+                    volume: seed_volume(&spec.domain),
+                    capacity: SEED_SIZE,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(SEED_SERIAL.to_owned()),
                 });
             }
             if appliance_vm {
@@ -269,6 +338,7 @@ impl Desired {
                     })
                     .collect(),
                 direct_boot,
+                network_boot: !spec.is_services,
                 serial_log: serial_log(&spec.domain),
             };
             domains.push(DomainSpec {

@@ -396,6 +396,7 @@ mod tests {
                 mac: "f8:75:a4:ac:03:00".into(),
             }],
             direct_boot: None,
+            network_boot: true,
             serial_log: "/var/log/libvirt/qemu/okd-master-0-serial0.log".into(),
         }
     }

@@ -19,7 +19,9 @@
 //! - [`live`]: live changes: pushing the inventory and the changed assets
 //!   to the running services VM through bootlabd's admin API.
 //! - [`commands`]: doctor, plan, up, status, down, console, egress.
-//! - [`commands`]: doctor, plan, up, status, down, egress.
+//! - [`cloudinit`]: the cloud-image method's NoCloud seed and the install
+//!   script that puts bootlabd on a full distribution from the payload.
+//! - [`review`]: `render`'s install files and libvirt definitions.
 //! - [`terminal`]: colours, the progress bar or plain lines, `down`'s
 //!   question: what changes when a stream is a terminal.
 
@@ -27,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod cloudinit;
 pub mod commands;
 pub mod desired;
 pub mod diff;
@@ -38,6 +41,7 @@ pub mod libvirt;
 pub mod live;
 pub mod payload;
 pub mod procnet;
+pub mod review;
 pub mod terminal;
 pub mod xml;
 
@@ -244,8 +248,12 @@ pub enum Command {
         lab: PathBuf,
     },
     /// Print a rendered boot script or per-MAC config (`boot.ipxe?mac=M`,
-    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), or `haproxy.cfg`: the
-    /// haproxy configuration equivalent to the inventory's balancers.
+    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), `haproxy.cfg` (the
+    /// haproxy configuration equivalent to the inventory's balancers), or a
+    /// file of the services VM's install: `user-data`, `meta-data`,
+    /// `network-config` (cloud-image seed), `unit`, `domain-xml` (the
+    /// services VM), `install-domain-xml`, `domain-xml:<node>`,
+    /// `network-xml`.
     Render {
         /// `[LAB.toml] FILE`: the inventory (default ./lab.toml) and the file.
         #[arg(num_args = 1..=2, value_name = "[LAB] FILE")]
@@ -537,8 +545,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(inv) => inv,
                 Err(code) => return Ok(code),
             };
-            let text =
-                explain::render_file(&inv, &file).with_context(|| format!("rendering {file}"))?;
+            let text = match review::render(&inv, &file) {
+                Some(r) => r.with_context(|| format!("rendering {file}"))?,
+                None => explain::render_file(&inv, &file)
+                    .with_context(|| format!("rendering {file}"))?,
+            };
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }

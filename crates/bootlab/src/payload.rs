@@ -19,7 +19,7 @@
 //! with zeros to a whole MiB, which is the volume's size: rewriting the
 //! volume leaves nothing of an older payload behind.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -34,8 +34,8 @@ pub const DATA_SERIAL: &str = "bootlab-data";
 pub const PAYLOAD_FILE: &str = "payload.tar";
 const ALIGN: u64 = 1 << 20;
 
-fn append(
-    b: &mut tar::Builder<Vec<u8>>,
+fn append<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
     name: &str,
     mode: u32,
     data: &[u8],
@@ -50,7 +50,7 @@ fn append(
     b.append_data(&mut h, name, data)
 }
 
-fn append_dir(b: &mut tar::Builder<Vec<u8>>, name: &str) -> std::io::Result<()> {
+fn append_dir<W: std::io::Write>(b: &mut tar::Builder<W>, name: &str) -> std::io::Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_size(0);
     h.set_mode(0o700);
@@ -61,11 +61,37 @@ fn append_dir(b: &mut tar::Builder<Vec<u8>>, name: &str) -> std::io::Result<()> 
     b.append_data(&mut h, name, std::io::empty())
 }
 
-/// The payload's bytes for `inv` (read from its file) and `pki`.
-pub fn render(inv: &Inventory, pki: &LabPki) -> anyhow::Result<Vec<u8>> {
+/// Counts what goes through (the payload is padded to whole MiB).
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the payload for `inv` (read from its file) and `pki` into `w`,
+/// zero-padded to whole MiB. With `bootlabd` (the kickstart and
+/// cloud-image methods, which install it on a full distribution) the
+/// binary goes in as `bootlabd` (0755, streamed from the file) with the
+/// packaged unit as `bootlabd.service`.
+fn emit<W: std::io::Write>(
+    w: W,
+    inv: &Inventory,
+    pki: &LabPki,
+    bootlabd: Option<&Path>,
+) -> anyhow::Result<W> {
     let lab = std::fs::read(inv.source())
         .with_context(|| format!("reading {}", inv.source().display()))?;
-    let mut b = tar::Builder::new(Vec::new());
+    let mut b = tar::Builder::new(Counting { inner: w, n: 0 });
     b.mode(tar::HeaderMode::Deterministic);
     append_dir(&mut b, "admin/")?;
     append(&mut b, "admin/ca.crt", 0o644, pki.ca.cert.as_bytes())?;
@@ -76,6 +102,24 @@ pub fn render(inv: &Inventory, pki: &LabPki) -> anyhow::Result<Vec<u8>> {
         pki.server.cert.as_bytes(),
     )?;
     append(&mut b, "admin/server.key", 0o600, pki.server.key.as_bytes())?;
+    if let Some(bin) = bootlabd {
+        let f = std::fs::File::open(bin).with_context(|| format!("reading {}", bin.display()))?;
+        let len = f.metadata()?.len();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(len);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "bootlabd", f)?;
+        append(
+            &mut b,
+            "bootlabd.service",
+            0o644,
+            crate::cloudinit::UNIT.as_bytes(),
+        )?;
+    }
     append(
         &mut b,
         "data_dir",
@@ -84,18 +128,29 @@ pub fn render(inv: &Inventory, pki: &LabPki) -> anyhow::Result<Vec<u8>> {
     )?;
     append(&mut b, "lab.toml", 0o644, &lab)?;
     let mut out = b.into_inner()?;
-    let len = out.len() as u64;
-    out.resize(len.div_ceil(ALIGN).max(1) as usize * ALIGN as usize, 0);
-    Ok(out)
+    let pad = out.n.div_ceil(ALIGN).max(1) * ALIGN - out.n;
+    std::io::copy(&mut std::io::repeat(0).take(pad), &mut out)?;
+    out.flush()?;
+    Ok(out.inner)
+}
+
+/// The payload's bytes for `inv` (read from its file) and `pki`, with the
+/// daemon when `bootlabd` is given.
+pub fn render(inv: &Inventory, pki: &LabPki, bootlabd: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    emit(Vec::new(), inv, pki, bootlabd)
 }
 
 /// Writes the payload into `dir` (mode 0600: it holds a key) and returns
-/// its path.
-pub fn write(inv: &Inventory, pki: &LabPki, dir: &Path) -> anyhow::Result<PathBuf> {
-    let bytes = render(inv, pki)?;
+/// its path; streamed, so a large `bootlabd` is never held in memory.
+pub fn write(
+    inv: &Inventory,
+    pki: &LabPki,
+    bootlabd: Option<&Path>,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join(PAYLOAD_FILE);
     let _ = std::fs::remove_file(&path);
-    let mut f = {
+    let f = {
         use std::os::unix::fs::OpenOptionsExt as _;
         std::fs::OpenOptions::new()
             .write(true)
@@ -104,7 +159,7 @@ pub fn write(inv: &Inventory, pki: &LabPki, dir: &Path) -> anyhow::Result<PathBu
             .open(&path)
             .with_context(|| format!("writing {}", path.display()))?
     };
-    f.write_all(&bytes)?;
+    emit(std::io::BufWriter::new(f), inv, pki, bootlabd)?;
     Ok(path)
 }
 
@@ -123,10 +178,11 @@ mod tests {
         .unwrap();
         let inv = bootlab_inventory::load(&lab).unwrap();
         let pki = LabPki::generate("dev", inv.services().ip.into(), &[]).unwrap();
-        let one = render(&inv, &pki).unwrap();
-        assert_eq!(one, render(&inv, &pki).unwrap());
+        let one = render(&inv, &pki, None).unwrap();
+        assert_eq!(one, render(&inv, &pki, None).unwrap());
         assert_eq!(one.len() % (1 << 20), 0);
-        let p = write(&inv, &pki, dir.path()).unwrap();
+        let p = write(&inv, &pki, None, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), one);
         let x = dir.path().join("x");
         std::fs::create_dir_all(&x).unwrap();
         let st = std::process::Command::new("tar")
@@ -167,5 +223,64 @@ mod tests {
             .unwrap();
         assert!(st.success());
         assert!(y.join("data_dir").is_file());
+    }
+
+    #[test]
+    fn with_the_daemon_for_full_distributions() {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = dir.path().join("lab.toml");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml"),
+            &lab,
+        )
+        .unwrap();
+        let inv = bootlab_inventory::load(&lab).unwrap();
+        let pki = LabPki::generate("dev", inv.services().ip.into(), &[]).unwrap();
+        let bin = dir.path().join("bootlabd");
+        std::fs::write(&bin, vec![0x7fu8; (1 << 20) + 3]).unwrap();
+        let p = write(&inv, &pki, Some(&bin), dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len() % (1 << 20), 0);
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            render(&inv, &pki, Some(&bin)).unwrap()
+        );
+        let list = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(&p)
+            .output()
+            .unwrap();
+        let list = String::from_utf8(list.stdout).unwrap();
+        let line = |name: &str| {
+            list.lines()
+                .find(|l| l.ends_with(&format!(" {name}")))
+                .unwrap_or_else(|| panic!("{name} in\n{list}"))
+                .to_owned()
+        };
+        assert!(line("bootlabd").starts_with("-rwxr-xr-x"), "{list}");
+        assert!(
+            line("bootlabd").contains(&((1u64 << 20) + 3).to_string()),
+            "{list}"
+        );
+        assert!(line("bootlabd.service").starts_with("-rw-r--r--"), "{list}");
+        let x = dir.path().join("x");
+        std::fs::create_dir_all(&x).unwrap();
+        assert!(
+            std::process::Command::new("tar")
+                .arg("-xf")
+                .arg(&p)
+                .arg("-C")
+                .arg(&x)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert_eq!(
+            std::fs::read_to_string(x.join("bootlabd.service")).unwrap(),
+            crate::cloudinit::UNIT
+        );
+        assert_eq!(
+            std::fs::read(x.join("bootlabd")).unwrap(),
+            std::fs::read(&bin).unwrap()
+        );
     }
 }

@@ -251,6 +251,10 @@ pub struct DomainPlan {
     pub nics: Vec<NicPlan>,
     /// Direct kernel boot, for the appliance.
     pub direct_boot: Option<DirectBoot>,
+    /// Without direct boot: the first NIC boots before the first disk
+    /// (nodes PXE-boot), or only the first disk boots (a services VM
+    /// installed from a cloud image or a kickstart).
+    pub network_boot: bool,
     /// File the serial console is logged to (on the hypervisor).
     pub serial_log: String,
 }
@@ -343,6 +347,11 @@ pub fn domain_xml(p: &DomainPlan) -> String {
 fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
     // With direct kernel boot there is no firmware boot order at all.
     let boot_orders = p.direct_boot.is_none();
+    let disk_order = if p.network_boot {
+        p.nics.len().max(1) + 1
+    } else {
+        1
+    };
     if p.disk_bus == DiskBus::Scsi && !p.disks.is_empty() {
         w.create_element("controller")
             .with_attribute(("type", "scsi"))
@@ -375,7 +384,7 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                 }
                 if boot_orders && i == 0 {
                     w.create_element("boot")
-                        .with_attribute(("order", (p.nics.len().max(1) + 1).to_string().as_str()))
+                        .with_attribute(("order", disk_order.to_string().as_str()))
                         .write_empty()?;
                 }
                 Ok(())
@@ -394,7 +403,7 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                 w.create_element("model")
                     .with_attribute(("type", "virtio"))
                     .write_empty()?;
-                if boot_orders && i == 0 {
+                if boot_orders && p.network_boot && i == 0 {
                     w.create_element("boot")
                         .with_attribute(("order", "1"))
                         .write_empty()?;
