@@ -21,6 +21,7 @@
 //! - [`commands`]: doctor, plan, up, status, down, console, egress.
 //! - [`cloudinit`]: the cloud-image method's NoCloud seed and the install
 //!   script that puts bootlabd on a full distribution from the payload.
+//! - [`kickstart`]: the kickstart method's kickstart.
 //! - [`review`]: `render`'s install files and libvirt definitions.
 //! - [`terminal`]: colours, the progress bar or plain lines, `down`'s
 //!   question: what changes when a stream is a terminal.
@@ -37,6 +38,7 @@ pub mod doctor;
 mod explain;
 pub mod host;
 pub mod hoststate;
+pub mod kickstart;
 pub mod libvirt;
 pub mod live;
 pub mod payload;
@@ -250,7 +252,7 @@ pub enum Command {
     /// Print a rendered boot script or per-MAC config (`boot.ipxe?mac=M`,
     /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), `haproxy.cfg` (the
     /// haproxy configuration equivalent to the inventory's balancers), or a
-    /// file of the services VM's install: `user-data`, `meta-data`,
+    /// file of the services VM's install: `kickstart`, `user-data`, `meta-data`,
     /// `network-config` (cloud-image seed), `unit`, `domain-xml` (the
     /// services VM), `install-domain-xml`, `domain-xml:<node>`,
     /// `network-xml`.

@@ -3,6 +3,7 @@
 //!
 //! | name | what |
 //! |---|---|
+//! | `kickstart` | the kickstart ([`crate::kickstart`]; `kickstart` method) |
 //! | `user-data`, `meta-data`, `network-config` | the NoCloud seed ([`crate::cloudinit`]; `cloud-image` method) |
 //! | `unit` | the systemd unit the payload carries |
 //! | `network-xml` | the lab network's libvirt definition |
@@ -87,9 +88,13 @@ pub fn render(inv: &Inventory, name: &str) -> Option<anyhow::Result<String>> {
         "unit" => Ok(crate::cloudinit::UNIT.to_owned()),
         "network-xml" => Ok(crate::xml::network_xml(inv)),
         "domain-xml" | "install-domain-xml" => services_domain(inv),
-        "kickstart" => Err(anyhow::anyhow!(
-            "kickstart generation is not implemented yet (see docs/deviations.md)"
-        )),
+        "kickstart" => match &inv.services().install {
+            InstallMethod::Kickstart { .. } => crate::kickstart::kickstart(inv),
+            m => Err(anyhow::anyhow!(
+                "the kickstart is the kickstart method's; this lab installs its services VM with method = \"{}\"",
+                method_name(m)
+            )),
+        },
         _ => {
             let node = name.strip_prefix("domain-xml:")?;
             let want = format!("{}{node}", inv.libvirt().vm_prefix);

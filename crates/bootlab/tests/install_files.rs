@@ -12,10 +12,14 @@
 //!   boots its root disk only, and carries the data disk, the read-only
 //!   payload and the seed by serial;
 //! - `unit` is the packaged unit; what does not apply to the lab's method
-//!   is refused with a message.
+//!   is refused with a message;
+//! - `kickstart` passes `ksvalidator` (PyPI pykickstart, in a venv under
+//!   target/: Debian has no package and its system pip refuses) for F41
+//!   and RHEL9, in nat and isolated mode (and a broken one fails it).
 //!
-//! Needs cloud-init, python3-yaml (cloud-init's dependency) and
-//! libvirt-clients (virt-xml-validate). Never skips.
+//! Needs cloud-init, python3-yaml (cloud-init's dependency),
+//! libvirt-clients (virt-xml-validate), python3-venv and PyPI. Never
+//! skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -56,23 +60,34 @@ fn rendered(lab: &Path, name: &str) -> String {
 
 /// `config/<base>.toml` with the cloud-image method and an admin key.
 fn cloud_lab(dir: &Path, base: &str) -> PathBuf {
+    lab_with(
+        dir,
+        base,
+        "method = \"cloud-image\", image = \"/var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2\"",
+    )
+}
+
+/// `config/<base>.toml` with `method` (inline table keys) and an admin key.
+fn lab_with(dir: &Path, base: &str, method: &str) -> PathBuf {
     let src = std::fs::read_to_string(repo().join(format!("config/{base}.toml"))).unwrap();
-    let install = "install = { method = \"cloud-image\", image = \"/var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2\" }";
     let text = if src.contains("[services.install]") {
-        src.replace("ssh_authorized_keys = []", &format!("ssh_authorized_keys = [\"{KEY}\"]"))
-            .replace(
-                "method = \"appliance\" ",
-                "method = \"cloud-image\"\nimage = \"/var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2\" ",
-            )
+        src.replace(
+            "ssh_authorized_keys = []",
+            &format!("ssh_authorized_keys = [\"{KEY}\"]"),
+        )
+        .replace(
+            "method = \"appliance\" ",
+            &format!("{}\n", method.replace(", ", "\n")),
+        )
     } else {
         src.replacen(
             "[services]\n",
-            &format!("[services]\nssh_authorized_keys = [\"{KEY}\"]\n{install}\n"),
+            &format!("[services]\nssh_authorized_keys = [\"{KEY}\"]\ninstall = {{ {method} }}\n"),
             1,
         )
     };
     assert_ne!(text, src);
-    let lab = dir.join(format!("{base}.toml"));
+    let lab = dir.join(format!("{base}-{}.toml", method.len()));
     std::fs::write(&lab, text).unwrap();
     lab
 }
@@ -252,13 +267,76 @@ fn definitions_validate_and_the_services_vm_boots_its_root_disk() {
     let o = render(&repo().join("config/isolated-lab.toml"), "user-data");
     assert!(!o.status.success());
     assert!(text(&o).contains("method = \"appliance\""), "{}", text(&o));
-    let o = render(&lab, "kickstart");
-    assert!(!o.status.success());
-    assert!(text(&o).contains("not implemented"), "{}", text(&o));
     let o = render(&lab, "domain-xml:nope");
     assert!(!o.status.success());
     assert!(
         text(&o).contains("no node VM named \"nope\""),
+        "{}",
+        text(&o)
+    );
+}
+
+/// ksvalidator from pykickstart in a venv under target/ (made once).
+fn ksvalidator() -> PathBuf {
+    let venv = repo().join("target/ksvenv");
+    let bin = venv.join("bin/ksvalidator");
+    if !bin.is_file() {
+        let o = run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        assert!(
+            o.status.success(),
+            "python3 -m venv (python3-venv): {}",
+            text(&o)
+        );
+        let o =
+            run(Command::new(venv.join("bin/pip")).args(["install", "-q", "pykickstart==3.78"]));
+        assert!(o.status.success(), "pip install pykickstart: {}", text(&o));
+    }
+    assert!(
+        bin.is_file(),
+        "{} after installing pykickstart",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_kickstart_passes_ksvalidator_for_f41_and_rhel9() {
+    let dir = tempfile::tempdir().unwrap();
+    let ksv = ksvalidator();
+    let validate = |ks: &Path, version: &str| {
+        let o = run(Command::new(&ksv).args(["-e", "-v", version]).arg(ks));
+        (o.status.success(), text(&o))
+    };
+    let method = "method = \"kickstart\", iso = \"/var/lib/libvirt/images/Fedora-Server-dvd-x86_64-41-1.4.iso\"";
+    for base in ["okd-lab", "isolated-lab"] {
+        let lab = lab_with(dir.path(), base, method);
+        let ks = rendered(&lab, "kickstart");
+        assert!(ks.contains(KEY), "{ks}");
+        assert!(ks.contains("%post"), "{ks}");
+        let f = dir.path().join(format!("{base}.ks"));
+        std::fs::write(&f, &ks).unwrap();
+        for version in ["F41", "RHEL9"] {
+            let (ok, out) = validate(&f, version);
+            assert!(ok, "{base} {version}: {out}\n{ks}");
+            assert!(
+                !out.contains("problem") && !out.contains("deprecated"),
+                "{out}"
+            );
+        }
+        // and the validator has teeth
+        let bad = dir.path().join(format!("{base}-bad.ks"));
+        std::fs::write(
+            &bad,
+            ks.replace("--bootproto=static", "--bootproto=static --frobnicate"),
+        )
+        .unwrap();
+        assert!(!validate(&bad, "F41").0);
+    }
+    // another method's lab has no kickstart
+    let o = render(&cloud_lab(dir.path(), "isolated-lab"), "kickstart");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("method = \"cloud-image\""),
         "{}",
         text(&o)
     );
