@@ -39,11 +39,17 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Exactly three octal digits (bytes, so never a slice inside a
+        // multi-byte character; found by the admin_wire fuzz target).
         if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
+            let d = &b[i + 1..i + 4];
+            if d.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                if let Ok(v) = u8::try_from(v) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
             }
         }
         out.push(b[i]);
@@ -105,6 +111,18 @@ mod tests {
             mount_of(m, Path::new("/etc")),
             Some(("rootfs".into(), "rootfs".into()))
         );
+    }
+
+    #[test]
+    fn escapes_are_three_octal_digits_and_never_split_a_character() {
+        assert_eq!(unescape_mount("/a\\040b"), "/a b");
+        assert_eq!(unescape_mount("/a\\+12b"), "/a\\+12b");
+        assert_eq!(unescape_mount("/a\\777"), "/a\\777");
+        // the admin_wire fuzz target's crash: a backslash before a
+        // multi-byte character
+        assert_eq!(unescape_mount("/x\\0\u{fffd}e"), "/x\\0\u{fffd}e");
+        let crash = "/dev/vda /var/libmpfsootlab/x\\0\u{fffd}e.ssh/idh tmpfs 2 0rw";
+        assert_eq!(mount_of(crash, Path::new("/var/lib/bootlab/assets")), None);
     }
 
     #[test]
