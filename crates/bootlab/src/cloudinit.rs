@@ -213,6 +213,49 @@ pub fn meta_data(inv: &Inventory) -> anyhow::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?))
 }
 
+/// The NoCloud seed volume's bytes: a FAT file system labelled `CIDATA`
+/// (cloud-init looks for the label in either case) holding `user-data`,
+/// `meta-data` and `network-config`, [`crate::desired::SEED_SIZE`] long.
+/// Written in memory with the `fatfs` crate, so no mkfs or loop device
+/// is needed on the host (nor on a remote hypervisor); no timestamps, so
+/// the same inventory gives the same bytes.
+pub fn seed_image(inv: &Inventory) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let files = [
+        ("user-data", user_data(inv)?),
+        ("meta-data", meta_data(inv)?),
+        ("network-config", network_config(inv)),
+    ];
+    let mut img = vec![0u8; crate::desired::SEED_SIZE as usize];
+    let mut disk = std::io::Cursor::new(&mut img[..]);
+    fatfs::format_volume(
+        &mut disk,
+        fatfs::FormatVolumeOptions::new().volume_label(*b"CIDATA     "),
+    )?;
+    disk.set_position(0);
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new())?;
+        {
+            let root = fs.root_dir();
+            for (name, text) in &files {
+                let mut f = root.create_file(name)?;
+                f.truncate()?;
+                f.write_all(text.as_bytes())?;
+                f.flush()?;
+            }
+        }
+        fs.unmount()?;
+    }
+    Ok(img)
+}
+
+/// Writes [`seed_image`] into `dir` and returns its path.
+pub fn write_seed(inv: &Inventory, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join("cidata.img");
+    std::fs::write(&path, seed_image(inv)?)?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +333,42 @@ mod tests {
         assert_eq!(n["ethernets"]["uplink"]["dhcp4"], true);
         let m = meta_data(&inv).unwrap();
         assert!(m.contains("\"instance-id\": \"bootlab-"), "{m}");
+    }
+
+    #[test]
+    fn the_seed_is_a_fat_file_system_labelled_cidata() {
+        let inv = lab("install = { method = \"cloud-image\", image = \"/srv/d.qcow2\" }");
+        let img = seed_image(&inv).unwrap();
+        assert_eq!(img.len() as u64, crate::desired::SEED_SIZE);
+        assert_eq!(img, seed_image(&inv).unwrap(), "deterministic");
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_seed(&inv, dir.path()).unwrap();
+        // util-linux reads it as cloud-init's datasource search does
+        let out = std::process::Command::new("blkid")
+            .args(["-p", "-o", "export"])
+            .arg(&p)
+            .output()
+            .expect("blkid (util-linux)");
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("LABEL=CIDATA"), "{out}");
+        assert!(out.contains("TYPE=vfat"), "{out}");
+        // and the files read back
+        let mut disk = std::io::Cursor::new(std::fs::read(&p).unwrap());
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+        let mut names: Vec<String> = fs
+            .root_dir()
+            .iter()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["meta-data", "network-config", "user-data"]);
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut fs.root_dir().open_file("user-data").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, user_data(&inv).unwrap());
     }
 
     #[test]

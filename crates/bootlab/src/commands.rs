@@ -63,7 +63,8 @@ pub struct ApplianceArgs {
     /// /usr/sbin/busybox on Fedora; RHEL packages none).
     #[arg(long, value_name = "PATH")]
     pub busybox: Option<PathBuf>,
-    /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
+    /// The bootlabd binary to put in the appliance, or in the install payload of
+    /// the cloud-image method (default: next to bootlab; the appliance also looks on PATH).
     #[arg(long, value_name = "PATH")]
     pub bootlabd: Option<PathBuf>,
     /// The boot assets to push to the services VM's services.assets_dir
@@ -155,20 +156,39 @@ fn prepare(
             }
             Err(e) => return Err(e.into()),
         }
-    } else {
-        let method = match inv.services().install {
-            InstallMethod::Kickstart { .. } => "kickstart",
-            _ => "cloud-image",
-        };
+    } else if let InstallMethod::Kickstart { .. } = inv.services().install {
         if need == Inputs::Required {
             bail!(
-                "services.install.method = {method:?}: `up` does not install it yet; `bootlab render LAB user-data|network-config|domain-xml` shows what it will install (see docs/deviations.md)"
+                "services.install.method = \"kickstart\": `up` does not install it yet; `bootlab render LAB kickstart` shows the kickstart (see docs/deviations.md)"
             );
         }
         eprintln!(
-            "note: services.install.method {method:?}: `up` does not install it yet; the plan shows its definition"
+            "note: services.install.method \"kickstart\": `up` does not install it yet; the plan shows its definition"
         );
         None
+    } else {
+        crate::cloudinit::check(inv)?;
+        None
+    };
+    // A full distribution installs the bootlabd binary from the payload.
+    let daemon = match inv.services().install {
+        InstallMethod::CloudImage { .. } => {
+            let found = a.bootlabd.clone().or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|e| Some(e.parent()?.join("bootlabd")))
+                    .filter(|p| p.is_file())
+            });
+            match (found, need) {
+                (Some(p), _) if p.is_file() => Some(p),
+                (Some(p), Inputs::Required) => bail!("{}: no such file (--bootlabd)", p.display()),
+                (None, Inputs::Required) => bail!(
+                    "bootlabd not found next to bootlab: pass the binary the services VM installs with --bootlabd PATH"
+                ),
+                (_, Inputs::Optional) => None,
+            }
+        }
+        _ => None,
     };
     let conn = libvirt::connect(&uri)?;
     let virt_type = resolve_virt_type(inv, &conn, local);
@@ -206,7 +226,8 @@ fn prepare(
         }
         Inputs::Optional => state.pki(),
     };
-    let payload = if inv.services().install == InstallMethod::Appliance {
+    let full_distribution = matches!(inv.services().install, InstallMethod::CloudImage { .. });
+    let payload = if inv.services().install == InstallMethod::Appliance || full_distribution {
         let sizing;
         let p = match &pki {
             Some(p) => p,
@@ -219,11 +240,27 @@ fn prepare(
                 &sizing
             }
         };
-        Some(crate::payload::write(inv, p, None, work.path())?)
+        Some(crate::payload::write(
+            inv,
+            p,
+            daemon.as_deref(),
+            work.path(),
+        )?)
     } else {
         None
     };
-    let desired = Desired::from_inventory(inv, virt_type, files.as_ref(), payload.as_deref())?;
+    let seed = if full_distribution {
+        Some(crate::cloudinit::write_seed(inv, work.path())?)
+    } else {
+        None
+    };
+    let desired = Desired::with_seed(
+        inv,
+        virt_type,
+        files.as_ref(),
+        payload.as_deref(),
+        seed.as_deref(),
+    )?;
     Ok(Prepared {
         conn,
         desired,
@@ -307,8 +344,8 @@ fn live_view(inv: &Inventory, p: &Prepared, a: &ApplianceArgs) -> anyhow::Result
         vm: None,
         unreached: None,
     };
-    if inv.services().install != InstallMethod::Appliance {
-        view.unreached = Some("the services VM has no install method yet".into());
+    if let InstallMethod::Kickstart { .. } = inv.services().install {
+        view.unreached = Some("the kickstart method is not installed by `up` yet".into());
         return Ok(view);
     }
     if !services_running(p)? {
@@ -591,7 +628,7 @@ fn push_live(
         nodes_follow,
         quiet,
     } = *facts;
-    if inv.services().install != InstallMethod::Appliance {
+    if let InstallMethod::Kickstart { .. } = inv.services().install {
         return Ok(ExitCode::SUCCESS);
     }
     let has_assets = view

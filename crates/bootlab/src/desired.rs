@@ -32,6 +32,21 @@ pub enum VolumeContent {
     /// boots with the current inventory and TLS material; never rewritten
     /// under a running VM (live changes go through the admin API).
     Payload(PathBuf),
+    /// A qcow2 overlay on the cloud image at this path (on the
+    /// hypervisor): the cloud-image services VM's root disk. A disk like
+    /// the others once created (never rewritten, kept by `down
+    /// --keep-disks`).
+    Overlay(PathBuf),
+    /// The NoCloud seed file: uploaded when created and whenever the
+    /// services VM is about to boot, like the payload.
+    Seed(PathBuf),
+}
+
+impl VolumeContent {
+    /// A disk the VM writes (its content is the VM's, not the host's).
+    pub fn is_disk(&self) -> bool {
+        matches!(self, VolumeContent::Disk | VolumeContent::Overlay(_))
+    }
 }
 
 /// One volume in the lab pool.
@@ -50,7 +65,12 @@ pub struct VolumeSpec {
 impl VolumeSpec {
     /// The volume's XML.
     pub fn xml(&self) -> String {
-        xml::volume_xml(&self.name, self.capacity, self.format)
+        match &self.content {
+            VolumeContent::Overlay(image) => {
+                xml::overlay_volume_xml(&self.name, self.capacity, &image.to_string_lossy())
+            }
+            _ => xml::volume_xml(&self.name, self.capacity, self.format),
+        }
     }
 }
 
@@ -201,6 +221,18 @@ impl Desired {
         appliance: Option<&ApplianceFiles>,
         payload: Option<&Path>,
     ) -> std::io::Result<Self> {
+        Self::with_seed(inv, virt_type, appliance, payload, None)
+    }
+
+    /// [`Desired::from_inventory`], with the NoCloud seed file of a
+    /// cloud-image services VM ([`crate::cloudinit::write_seed`]).
+    pub fn with_seed(
+        inv: &Inventory,
+        virt_type: VirtType,
+        appliance: Option<&ApplianceFiles>,
+        payload: Option<&Path>,
+        seed: Option<&Path>,
+    ) -> std::io::Result<Self> {
         let pool_path: &Path = &inv.libvirt().pool_path;
         let mut volumes = Vec::new();
         let mut domains = Vec::new();
@@ -233,7 +265,15 @@ impl Desired {
             // A cloud image's services VM boots its root disk (an overlay
             // of the image) first.
             let mut disks = Vec::new();
-            if cloud_image_vm {
+            if let (true, InstallMethod::CloudImage { image }) =
+                (cloud_image_vm, &inv.services().install)
+            {
+                volumes.push(VolumeSpec {
+                    name: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    content: VolumeContent::Overlay(image.clone()),
+                });
                 disks.push(DiskPlan {
                     volume: root_volume(&spec.domain),
                     capacity: ROOT_DISK_SIZE,
@@ -266,6 +306,14 @@ impl Desired {
                 });
             }
             if cloud_image_vm {
+                if let Some(seed) = seed {
+                    volumes.push(VolumeSpec {
+                        name: seed_volume(&spec.domain),
+                        capacity: SEED_SIZE,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Seed(seed.to_path_buf()),
+                    });
+                }
                 disks.push(DiskPlan {
                     volume: seed_volume(&spec.domain),
                     capacity: SEED_SIZE,

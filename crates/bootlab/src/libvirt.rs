@@ -298,6 +298,7 @@ fn is_appliance_volume(want: &Desired, name: &str) -> bool {
         name.starts_with(&k)
             || name.starts_with(&i)
             || name == crate::desired::payload_volume(&d.plan.name)
+            || name == crate::desired::seed_volume(&d.plan.name)
     })
 }
 
@@ -386,6 +387,28 @@ pub fn plan(want: &Desired, have: &Actual, opts: &UpOptions) -> Vec<Change> {
                 &v.name,
                 Action::Create,
                 "install payload: the inventory and the admin API's TLS material",
+            )),
+            (None, VolumeContent::Overlay(image)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                format!(
+                    "qcow2 overlay of {}, {}",
+                    image.display(),
+                    human(v.capacity)
+                ),
+            )),
+            (None, VolumeContent::Seed(_)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                "NoCloud seed (cidata): user-data, meta-data, network-config",
+            )),
+            (Some(_), VolumeContent::Seed(_)) if boots => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Update,
+                "NoCloud seed refreshed: the services VM boots with the current seed",
             )),
             (Some(_), VolumeContent::Payload(_)) if boots => out.push(ch(
                 Object::Volume,
@@ -802,7 +825,10 @@ pub fn apply_one(
                 .context("volume not in the desired state")?;
             let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
                 .with_context(|| format!("creating volume {}", spec.name))?;
-            if let VolumeContent::Upload(path) | VolumeContent::Payload(path) = &spec.content {
+            if let VolumeContent::Upload(path)
+            | VolumeContent::Payload(path)
+            | VolumeContent::Seed(path) = &spec.content
+            {
                 upload(conn, &vol, spec, path, progress)?;
             }
         }
@@ -814,7 +840,7 @@ pub fn apply_one(
                 .iter()
                 .find(|v| v.name == c.name)
                 .context("volume not in the desired state")?;
-            let VolumeContent::Payload(path) = &spec.content else {
+            let (VolumeContent::Payload(path) | VolumeContent::Seed(path)) = &spec.content else {
                 bail!("volume {} cannot be updated", c.name);
             };
             let mut vol = StorageVol::lookup_by_name(&pool, &c.name)?;
@@ -936,7 +962,7 @@ pub fn disks_down_deletes(conn: &Connect, want: &Desired) -> anyhow::Result<Vec<
         if want
             .volumes
             .iter()
-            .any(|s| s.name == name && s.content == VolumeContent::Disk)
+            .any(|s| s.name == name && s.content.is_disk())
         {
             let info = v.get_info()?;
             out.push(DiskVolume {
@@ -1000,7 +1026,7 @@ pub fn down(conn: &Connect, want: &Desired, keep_disks: bool) -> anyhow::Result<
             let ours_disk = want
                 .volumes
                 .iter()
-                .any(|s| s.name == name && s.content == VolumeContent::Disk);
+                .any(|s| s.name == name && s.content.is_disk());
             if is_appliance_volume(want, &name) || (ours_disk && !keep_disks) {
                 v.delete(0)
                     .with_context(|| format!("deleting volume {name}"))?;

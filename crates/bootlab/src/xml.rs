@@ -191,6 +191,34 @@ pub fn volume_xml(name: &str, capacity: u64, format: VolFormat) -> String {
     })
 }
 
+/// A qcow2 volume whose backing store is the qcow2 image at `backing`
+/// (a cloud image on the hypervisor), grown to `capacity`.
+pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &str) -> String {
+    write_xml(|w| {
+        w.create_element("volume").write_inner_content(|w| {
+            text_el(w, "name", name)?;
+            w.create_element("capacity")
+                .with_attribute(("unit", "bytes"))
+                .write_text_content(BytesText::new(&capacity.to_string()))?;
+            w.create_element("target").write_inner_content(|w| {
+                w.create_element("format")
+                    .with_attribute(("type", "qcow2"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            w.create_element("backingStore").write_inner_content(|w| {
+                text_el(w, "path", backing)?;
+                w.create_element("format")
+                    .with_attribute(("type", "qcow2"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        Ok(())
+    })
+}
+
 /// One disk of a domain: a volume in the lab pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskPlan {
