@@ -1,7 +1,7 @@
 //! Facts about the machine for `GET /v1/state`: boot id and uptime (the
 //! host tool tells "restarted" from "reloaded" by them), memory, bootlabd's
 //! own RSS, and the file systems holding the data and the assets (size,
-//! free space, type and device from /proc/mounts).
+//! free space, type and device from /proc/self/mounts).
 
 use std::path::Path;
 
@@ -15,20 +15,29 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// The machine's facts, from /proc (zeros where a file is missing).
+/// The machine's facts, from /proc. The packaged systemd unit hides
+/// /proc's global files (`ProcSubset=pid`): then uptime and memory come
+/// from sysinfo(2) (free memory standing in for available), and the boot
+/// id is empty (the host tells a reboot by the uptime then).
 pub fn machine() -> MachineFacts {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let meminfo = read("/proc/meminfo");
     let status = read("/proc/self/status");
+    let si = nix::sys::sysinfo::sysinfo().ok();
     MachineFacts {
         boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_owned(),
         uptime_s: read("/proc/uptime")
             .split_whitespace()
             .next()
             .and_then(|s| s.parse().ok())
+            .or_else(|| si.as_ref().map(|s| s.uptime().as_secs_f64()))
             .unwrap_or(0.0),
-        mem_total: kib_field(&meminfo, "MemTotal").unwrap_or(0),
-        mem_available: kib_field(&meminfo, "MemAvailable").unwrap_or(0),
+        mem_total: kib_field(&meminfo, "MemTotal")
+            .or_else(|| si.as_ref().map(|s| s.ram_total()))
+            .unwrap_or(0),
+        mem_available: kib_field(&meminfo, "MemAvailable")
+            .or_else(|| si.as_ref().map(|s| s.ram_unused()))
+            .unwrap_or(0),
         daemon_rss: kib_field(&status, "VmRSS").unwrap_or(0),
     }
 }
@@ -80,7 +89,9 @@ pub fn fs(dir: &Path) -> Option<FsFacts> {
     let total = crate::store::total_bytes(dir).ok()?;
     let available = crate::store::available_bytes(dir).ok()?;
     let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let mount = std::fs::read_to_string("/proc/mounts")
+    // /proc/self/mounts: /proc/mounts is hidden under ProcSubset=pid.
+    let mount = std::fs::read_to_string("/proc/self/mounts")
+        .or_else(|_| std::fs::read_to_string("/proc/mounts"))
         .ok()
         .and_then(|m| mount_of(&m, &real));
     Some(FsFacts {

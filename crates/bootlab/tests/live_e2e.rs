@@ -18,8 +18,16 @@
 //! And a 1 GiB asset: `plan` and `up` stay under 100 MiB RSS (GNU time),
 //! the 512 MiB services VM stores it on its data disk and serves it.
 //!
+//! And the cloud-image method: a small Debian image built from Debian
+//! packages (tests/e2e/build-cloud-image.sh: mmdebstrap, syslinux, mke2fs
+//! -d; cached under target/e2e-cache), `up --start` with `method =
+//! "cloud-image"`: cloud-init installs bootlabd from the payload, systemd
+//! runs it under the packaged unit, `up` pushes the assets and a PXE node
+//! boots from it to the marker; its lease, the ext4 data disk.
+//!
 //! Needs root and what tests/apt-packages.txt lists (libvirt, QEMU, curl,
-//! busybox-static, cpio, e2fsprogs, time, script from bsdutils) and
+//! busybox-static, cpio, e2fsprogs, time, script from bsdutils; mmdebstrap,
+//! syslinux, syslinux-common, mtools, fdisk for the cloud image) and
 //! `target/debug/bootlabd`. Never skips.
 
 mod common;
@@ -681,4 +689,66 @@ fn a_1_gib_asset_is_pushed_in_bounded_memory_and_served_from_the_data_disk() {
     let out = ok(o, "second up");
     assert!(out.contains("nothing to push"), "{out}");
     println!("second up: {:.1} MiB max RSS", kib as f64 / 1024.0);
+}
+
+/// The cloud-image method end to end: a Debian image built from Debian
+/// packages (tests/e2e/build-cloud-image.sh, cached), `up` with
+/// `method = "cloud-image"`: cloud-init installs bootlabd from the payload,
+/// systemd runs it, `up` pushes the assets through its admin API and a
+/// PXE node boots from it.
+#[test]
+fn a_cloud_image_services_vm_installs_bootlabd_and_serves_a_pxe_node() {
+    let l = Live::new("cimg", 127);
+    let net = 127u8;
+    let image = l.root().join("debian-cloud.qcow2");
+    sh_ok(&format!(
+        "{}/build-cloud-image.sh {}",
+        repo().join("tests/e2e").display(),
+        image.display()
+    ));
+    sh_ok(&format!(
+        "{}/build-test-os.sh {}",
+        repo().join("tests/e2e").display(),
+        l.assets.display()
+    ));
+    sh_ok(&format!(
+        "{}/boot-assets/gather.sh {}",
+        repo().display(),
+        l.assets.display()
+    ));
+    std::fs::write(l.assets.join("marker.cpio"), marker_cpio("cloud-file\n")).unwrap();
+    let lab = lab_toml(&l, net, ("768MiB", "256MiB"), "bootlab.args=cloud").replace(
+        "firewall = true\n",
+        &format!(
+            "firewall = true\ninstall = {{ method = \"cloud-image\", image = \"{}\" }}\n",
+            image.display()
+        ),
+    );
+    assert!(lab.contains("cloud-image"));
+    std::fs::write(&l.lab, &lab).unwrap();
+    let out = l.bootlab("up", &["--start", "--wait", "1500"]);
+    if !out.status.success() {
+        l.dump(&["cimg-services", "cimg-bios"]);
+    }
+    let out = ok(out, "bootlab up (cloud-image)");
+    println!("--- bootlab up\n{out}");
+    assert!(out.contains("pushed"), "{out}");
+    wait_marker(
+        &l,
+        "cimg-bios",
+        &["bootlab.args=cloud", "BOOTLAB-FILE cloud-file"],
+    );
+    let s = l.state_json();
+    assert_eq!(s["source"], "installed");
+    assert_eq!(
+        s["generation"],
+        bootlab_admin::wire::generation(lab.as_bytes())
+    );
+    assert_eq!(s["data_fs"]["fs_type"], "ext4", "{s:#}");
+    assert!(has_lease(&s, &format!("52:54:00:{net:02x}:00:10")), "{s:#}");
+    let console = std::fs::read(l.env.serial_log("cimg-services")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&console).contains("bootlab: bootlabd installed and enabled"),
+        "cloud-init ran the install script"
+    );
 }
