@@ -931,11 +931,13 @@ fn inventory_text(i: &InventoryStatus) -> String {
         ),
     };
     if let Some(m) = &i.machine {
-        out.push_str(&format!(
-            "services VM: boot {}, up {}s\n",
-            short(&m.boot_id),
-            m.uptime_s as u64
-        ));
+        // The packaged unit hides the boot id from bootlabd.
+        let boot = if m.boot_id.is_empty() {
+            "boot id hidden".to_owned()
+        } else {
+            format!("boot {}", short(&m.boot_id))
+        };
+        out.push_str(&format!("services VM: {boot}, up {}s\n", m.uptime_s as u64));
     }
     if let Some(f) = &i.data_fs {
         out.push_str(&format!(
