@@ -2,7 +2,9 @@
 # Builds the tiny test OS the PXE end-to-end tests boot, into DIR:
 #   DIR/vmlinuz     a Debian cloud kernel (apt-get download linux-image-*-cloud-amd64)
 #   DIR/initrd.img  a busybox initramfs whose /init prints
-#                   "BOOTLAB-MARKER <kernel command line>" on the console and powers off.
+#                   "BOOTLAB-MARKER <kernel command line>" on the console (and
+#                   "BOOTLAB-FILE <content>" when a second initrd put
+#                   /etc/bootlab-marker in) and powers off.
 # Downloads are cached in ${BOOTLAB_E2E_CACHE:-target/e2e-cache}.
 set -euo pipefail
 out=${1:?usage: build-test-os.sh DIR}
@@ -37,6 +39,7 @@ cat > "$root/init" <<'INIT'
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
 echo "BOOTLAB-MARKER $(/bin/busybox cat /proc/cmdline)"
 echo "BOOTLAB-MARKER $(/bin/busybox cat /proc/cmdline)" > /dev/console 2>/dev/null
+[ -f /etc/bootlab-marker ] && echo "BOOTLAB-FILE $(/bin/busybox cat /etc/bootlab-marker)" > /dev/console 2>/dev/null
 /bin/busybox sync
 /bin/busybox poweroff -f
 INIT

@@ -1,6 +1,9 @@
 //! The libvirt-facing commands: `doctor`, `plan`, `up`, `status`, `down`,
-//! `egress apply|show|remove`. Flags arrive parsed (see [`crate::Cli`]);
-//! this module turns them into ready objects and runs the steps.
+//! `console`, `egress apply|show|remove`. Flags arrive parsed (see
+//! [`crate::Cli`]); this module turns them into ready objects and runs the
+//! steps. `plan` and `up` cover both halves of a lab: libvirt's objects,
+//! and what the running services VM serves (pushed live through its admin
+//! API, [`crate::live`]).
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -18,7 +21,9 @@ use crate::appliance::{self, ApplianceInputs, GivenInputs, InputsError};
 use crate::desired::Desired;
 use crate::doctor::{self, Probes as _, SystemProbes};
 use crate::host::HostPaths;
+use crate::hoststate::LabState;
 use crate::libvirt::{self, Action, Actual, Change, Object, UpOptions};
+use crate::live::{self, Connection, HostSide, LivePlan, Route};
 use crate::terminal::{
     BarSteps, ColorChoice, Palette, PlainSteps, ProgressMode, QuietSteps, StepReporter,
 };
@@ -58,13 +63,19 @@ pub struct ApplianceArgs {
     /// /usr/sbin/busybox on Fedora; RHEL packages none).
     #[arg(long, value_name = "PATH")]
     pub busybox: Option<PathBuf>,
-    /// The bootlabd binary to put in the appliance (default: next to bootlab, or on PATH).
+    /// The bootlabd binary to put in the appliance, or in the install payload of
+    /// the cloud-image method (default: next to bootlab; the appliance also looks on PATH).
     #[arg(long, value_name = "PATH")]
     pub bootlabd: Option<PathBuf>,
-    /// Boot assets to place at services.assets_dir inside the appliance
-    /// (e.g. what `boot-assets/gather.sh DIR` gathered).
+    /// The boot assets to push to the services VM's services.assets_dir
+    /// (overrides libvirt.assets_source; e.g. what `boot-assets/gather.sh
+    /// DIR` gathered). Only new or changed files are sent.
     #[arg(long, value_name = "DIR")]
     pub assets: Option<PathBuf>,
+    /// How long `up` waits for a services VM it just started to answer on
+    /// its admin API before pushing (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub wait: u64,
     /// Build the appliance into DIR and keep it (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub appliance_dir: Option<PathBuf>,
@@ -98,6 +109,11 @@ struct Prepared {
     desired: Desired,
     local: bool,
     virt_type: VirtType,
+    uri: String,
+    /// The lab's state directory.
+    state: LabState,
+    /// The lab's certificates (`None` for `plan` before the first `up`).
+    pki: Option<bootlab_admin::pki::LabPki>,
     _work: tempfile::TempDir,
 }
 
@@ -125,7 +141,6 @@ fn prepare(
             modules: a.modules.clone(),
             busybox: a.busybox.clone(),
             bootlabd: a.bootlabd.clone(),
-            assets: a.assets.clone(),
         };
         match ApplianceInputs::resolve(given, local, &HostPaths::system()) {
             Ok(i) => Some(i),
@@ -141,15 +156,39 @@ fn prepare(
             }
             Err(e) => return Err(e.into()),
         }
-    } else {
+    } else if let InstallMethod::Kickstart { .. } = inv.services().install {
+        if need == Inputs::Required {
+            bail!(
+                "services.install.method = \"kickstart\": `up` does not install it yet; `bootlab render LAB kickstart` shows the kickstart (see docs/deviations.md)"
+            );
+        }
         eprintln!(
-            "note: services.install.method {:?} is not implemented yet: the services VM is defined without an OS",
-            match inv.services().install {
-                InstallMethod::Kickstart { .. } => "kickstart",
-                _ => "cloud-image",
-            }
+            "note: services.install.method \"kickstart\": `up` does not install it yet; the plan shows its definition"
         );
         None
+    } else {
+        crate::cloudinit::check(inv)?;
+        None
+    };
+    // A full distribution installs the bootlabd binary from the payload.
+    let daemon = match inv.services().install {
+        InstallMethod::CloudImage { .. } => {
+            let found = a.bootlabd.clone().or_else(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|e| Some(e.parent()?.join("bootlabd")))
+                    .filter(|p| p.is_file())
+            });
+            match (found, need) {
+                (Some(p), _) if p.is_file() => Some(p),
+                (Some(p), Inputs::Required) => bail!("{}: no such file (--bootlabd)", p.display()),
+                (None, Inputs::Required) => bail!(
+                    "bootlabd not found next to bootlab: pass the binary the services VM installs with --bootlabd PATH"
+                ),
+                (_, Inputs::Optional) => None,
+            }
+        }
+        _ => None,
     };
     let conn = libvirt::connect(&uri)?;
     let virt_type = resolve_virt_type(inv, &conn, local);
@@ -160,7 +199,7 @@ fn prepare(
                 .appliance_dir
                 .clone()
                 .unwrap_or_else(|| work.path().to_path_buf());
-            let (files, missing) = appliance::build(inv, &inputs, &dir)?;
+            let (files, missing) = appliance::build(&inputs, &dir)?;
             if !missing.is_empty() {
                 eprintln!(
                     "note: not modules of this kernel (built in or absent): {}",
@@ -171,12 +210,65 @@ fn prepare(
         }
         None => None,
     };
-    let desired = Desired::from_inventory(inv, virt_type, files.as_ref())?;
+    // The lab's certificates: made on the first `up`; `plan` never writes
+    // them (it sizes the payload with throwaway ones).
+    let state = LabState::of(inv);
+    let pki = match need {
+        Inputs::Required => {
+            let (pki, created) = state.ensure_pki(inv)?;
+            if created {
+                eprintln!(
+                    "note: the lab's admin API certificates are in {} (CA and client key: keep them; 0600)",
+                    state.dir().display()
+                );
+            }
+            Some(pki)
+        }
+        Inputs::Optional => state.pki(),
+    };
+    let full_distribution = matches!(inv.services().install, InstallMethod::CloudImage { .. });
+    let payload = if inv.services().install == InstallMethod::Appliance || full_distribution {
+        let sizing;
+        let p = match &pki {
+            Some(p) => p,
+            None => {
+                sizing = bootlab_admin::pki::LabPki::generate(
+                    &inv.lab().name,
+                    inv.services().ip.into(),
+                    &[],
+                )?;
+                &sizing
+            }
+        };
+        Some(crate::payload::write(
+            inv,
+            p,
+            daemon.as_deref(),
+            work.path(),
+        )?)
+    } else {
+        None
+    };
+    let seed = if full_distribution {
+        Some(crate::cloudinit::write_seed(inv, work.path())?)
+    } else {
+        None
+    };
+    let desired = Desired::with_seed(
+        inv,
+        virt_type,
+        files.as_ref(),
+        payload.as_deref(),
+        seed.as_deref(),
+    )?;
     Ok(Prepared {
         conn,
         desired,
         local,
         virt_type,
+        uri,
+        state,
+        pki,
         _work: work,
     })
 }
@@ -214,11 +306,82 @@ fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>>
     }))
 }
 
-fn full_plan(inv: &Inventory, p: &Prepared, opts: UpOptions) -> anyhow::Result<Vec<Change>> {
+fn full_plan(inv: &Inventory, p: &Prepared, opts: &UpOptions) -> anyhow::Result<Vec<Change>> {
     let have = Actual::read(&p.conn, &p.desired)?;
     let mut changes = libvirt::plan(&p.desired, &have, opts);
     changes.extend(egress_change(inv, p.local)?);
     Ok(changes)
+}
+
+/// True when the services VM's domain exists and runs.
+fn services_running(p: &Prepared) -> anyhow::Result<bool> {
+    let have = Actual::read(&p.conn, &p.desired)?;
+    Ok(p.desired
+        .domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| have.domains.get(&d.plan.name).is_some_and(|s| s.active)))
+}
+
+/// What the live half of `plan`/`up` starts from: the host side, the route
+/// and, when the services VM runs and answers, its state.
+struct LiveView {
+    host: HostSide,
+    route: Route,
+    conn: Option<Connection>,
+    vm: Option<bootlab_admin::wire::State>,
+    /// Why the VM's state is unknown, when it is.
+    unreached: Option<String>,
+}
+
+fn live_view(inv: &Inventory, p: &Prepared, a: &ApplianceArgs) -> anyhow::Result<LiveView> {
+    let host = HostSide::read(inv, &p.state, a.assets.as_deref())?;
+    let route = live::route(inv, &p.uri);
+    let mut view = LiveView {
+        host,
+        route: route.clone(),
+        conn: None,
+        vm: None,
+        unreached: None,
+    };
+    if let InstallMethod::Kickstart { .. } = inv.services().install {
+        view.unreached = Some("the kickstart method is not installed by `up` yet".into());
+        return Ok(view);
+    }
+    if !services_running(p)? {
+        view.unreached = Some("the services VM is not running".into());
+        return Ok(view);
+    }
+    let Some(pki) = &p.pki else {
+        view.unreached =
+            Some("no certificates for this lab yet (the first `up` makes them)".into());
+        return Ok(view);
+    };
+    if let Route::Refused(why) = &route {
+        view.unreached = Some(why.clone());
+        return Ok(view);
+    }
+    match Connection::open(inv, &route, pki) {
+        Ok(conn) => {
+            match conn.client.state() {
+                Ok(s) => view.vm = Some(s),
+                Err(e) => view.unreached = Some(format!("{e}")),
+            }
+            view.conn = Some(conn);
+        }
+        Err(e) => view.unreached = Some(format!("{e:#}")),
+    }
+    Ok(view)
+}
+
+/// The live plan from `view`: exact when the VM answered; everything
+/// otherwise (the inventory only when the VM will not boot from a fresh
+/// payload).
+fn live_plan(view: &LiveView, fresh_boot: bool) -> LivePlan {
+    match &view.vm {
+        Some(vm) => live::compare(&view.host, vm),
+        None => live::unreached(&view.host, fresh_boot),
+    }
 }
 
 /// `bootlab doctor`
@@ -244,6 +407,8 @@ pub fn doctor(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
 struct PlanJson<'a> {
     virt_type: &'static str,
     changes: &'a [Change],
+    /// The services VM's admin API, when it could not be read.
+    services_unreached: Option<&'a str>,
 }
 
 fn virt_name(v: VirtType) -> &'static str {
@@ -264,7 +429,21 @@ pub fn plan(
     color: ColorChoice,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Optional)?;
-    let changes = full_plan(inv, &p, opts)?;
+    let view = live_view(inv, &p, a)?;
+    let mut opts = opts;
+    opts.services_restart_for = view
+        .vm
+        .as_ref()
+        .map(|vm| vm.services.restart_needed(&view.host.services))
+        .unwrap_or_default();
+    let mut changes = full_plan(inv, &p, &opts)?;
+    let boots = libvirt::services_boots(&p.desired, &changes);
+    let lp = live_plan(&view, boots);
+    let why_not = match &view.route {
+        Route::Refused(w) if !lp.is_empty() => Some(w.as_str()),
+        _ => None,
+    };
+    changes.extend(live::changes(&lp, &view.host, boots, why_not));
     match output {
         Output::Text => {
             println!("virt type: {}", virt_name(p.virt_type));
@@ -272,22 +451,35 @@ pub fn plan(
                 "{}",
                 libvirt::plan_text(&changes, Palette::new(color.for_stdout()))
             );
+            if let Some(why) = &view.unreached {
+                if !lp.is_empty() {
+                    println!(
+                        "  (the services VM's state is unknown: {why}; `up` pushes once it answers)"
+                    );
+                }
+            }
+            for f in &lp.only_on_vm {
+                println!("  on the services VM only (left alone): {f}");
+            }
         }
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&PlanJson {
                 virt_type: virt_name(p.virt_type),
                 changes: &changes,
+                services_unreached: view.unreached.as_deref(),
             })?
         ),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bootlab up`: applies the plan step by step; a progress bar on a
-/// terminal (the step's name, bytes during uploads), one plain line per
-/// step otherwise, nothing with `quiet` (errors and notes still go to
-/// stderr).
+/// `bootlab up`: libvirt first (node VMs not started yet), then the live
+/// push to the services VM, then the node VMs: they boot once the services
+/// VM serves the current inventory and assets. Each libvirt step shows on
+/// a progress bar on a terminal (the step's name, bytes during uploads),
+/// one plain line per step otherwise, nothing with `quiet` (errors and
+/// notes still go to stderr).
 pub fn up(
     inv: &Inventory,
     c: &ConnectArgs,
@@ -296,16 +488,65 @@ pub fn up(
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Required)?;
-    let changes = full_plan(inv, &p, opts)?;
+    let view = live_view(inv, &p, a)?;
+    let mut opts = opts;
+    opts.services_restart_for = view
+        .vm
+        .as_ref()
+        .map(|vm| vm.services.restart_needed(&view.host.services))
+        .unwrap_or_default();
+    let changes = full_plan(inv, &p, &opts)?;
     if !quiet {
         println!("virt type: {}", virt_name(p.virt_type));
     }
-    if changes.is_empty() {
-        if !quiet {
-            println!("nothing to do: libvirt matches the inventory");
-        }
-        return Ok(ExitCode::SUCCESS);
+    let is_node_start = |c: &Change| {
+        c.object == Object::Domain
+            && c.action == Action::Start
+            && p.desired
+                .domains
+                .iter()
+                .any(|d| !d.is_services && d.plan.name == c.name)
+    };
+    let (node_starts, now): (Vec<Change>, Vec<Change>) =
+        changes.iter().cloned().partition(is_node_start);
+    if !now.is_empty() {
+        apply_steps(inv, &p, &now, quiet)?;
+    } else if node_starts.is_empty() && !quiet {
+        println!("nothing to do: libvirt matches the inventory");
     }
+    let booted = libvirt::services_boots(&p.desired, &changes);
+    // A running services VM whose definition is not the current one was
+    // probably installed by an older bootlab (no admin API).
+    let definition_pending = changes.iter().any(|c| {
+        c.object == Object::Domain
+            && c.action == Action::Update
+            && p.desired
+                .domains
+                .iter()
+                .any(|d| d.is_services && d.plan.name == c.name)
+    });
+    let facts = UpFacts {
+        booted,
+        definition_pending,
+        nodes_follow: !node_starts.is_empty(),
+        quiet,
+    };
+    let code = push_live(inv, &p, a, view, &facts)?;
+    if !node_starts.is_empty() {
+        apply_steps(inv, &p, &node_starts, quiet)?;
+    }
+    Ok(code)
+}
+
+/// Applies libvirt changes (and the host egress rule) step by step,
+/// reporting each: a bar on a terminal, plain lines elsewhere, nothing
+/// with `quiet`.
+fn apply_steps(
+    inv: &Inventory,
+    p: &Prepared,
+    changes: &[Change],
+    quiet: bool,
+) -> anyhow::Result<()> {
     // libvirt first, the host egress rule last (a refused egress rule is
     // only a note: it belongs on the hypervisor).
     let (egress, rest): (Vec<Change>, Vec<Change>) = changes
@@ -355,8 +596,114 @@ pub fn up(
             );
         }
     }
+    Ok(())
+}
+
+/// What `up` learnt from libvirt before its live half.
+#[derive(Debug, Clone, Copy)]
+struct UpFacts {
+    /// The services VM (re)starts in this `up`.
+    booted: bool,
+    /// The running services VM's definition is not the current one.
+    definition_pending: bool,
+    /// Node VMs start after the push.
+    nodes_follow: bool,
+    /// `up --quiet`.
+    quiet: bool,
+}
+
+/// The live half of `up`: wait for a services VM that just booted (when
+/// there is something to push, or nodes about to boot from it), compare,
+/// push.
+fn push_live(
+    inv: &Inventory,
+    p: &Prepared,
+    a: &ApplianceArgs,
+    view: LiveView,
+    facts: &UpFacts,
+) -> anyhow::Result<ExitCode> {
+    let UpFacts {
+        booted,
+        definition_pending,
+        nodes_follow,
+        quiet,
+    } = *facts;
+    if let InstallMethod::Kickstart { .. } = inv.services().install {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let has_assets = view
+        .host
+        .assets
+        .as_ref()
+        .is_some_and(|a| !a.entries.is_empty());
+    if booted && !has_assets && !nodes_follow {
+        if quiet {
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "services VM: boots with the current inventory (install payload); no assets to push"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let conn = match view.conn {
+        Some(c) if !booted => c,
+        _ => {
+            let pki = p.pki.as_ref().context("the lab's certificates")?;
+            if let Route::Refused(why) = &view.route {
+                bail!("cannot push to the services VM: {why}");
+            }
+            Connection::open(inv, &view.route, pki)?
+        }
+    };
+    let vm = match &view.vm {
+        Some(s) if !booted => s.clone(),
+        // just started, or still booting from an earlier `up`
+        _ if booted || !definition_pending => {
+            let wait = Duration::from_secs(a.wait);
+            eprintln!(
+                "waiting up to {wait:?} for the services VM's admin API at {}",
+                conn.client.endpoint()
+            );
+            conn.wait_state(wait)
+                .context("the services VM's admin API did not answer")?
+        }
+        _ => conn.wait_state(Duration::from_secs(15)).context(
+            "the services VM runs but its admin API does not answer; if an older bootlab \
+             installed it, restart it on the new appliance: bootlab up --restart-services",
+        )?,
+    };
+    let lp = live::compare(&view.host, &vm);
+    if !lp.restart.is_empty() {
+        eprintln!(
+            "! held: these changes need a restart of the services VM: {}; run `bootlab up --restart-services`",
+            lp.restart.join("; ")
+        );
+        return Ok(ExitCode::from(EXIT_HELD));
+    }
+    let pushes = live::changes(&lp, &view.host, false, None);
+    if !quiet && !pushes.is_empty() {
+        print!(
+            "{}",
+            libvirt::plan_text(&pushes, Palette::new(ColorChoice::Auto.for_stdout()))
+        );
+    }
+    let pushed = live::apply(&conn, &view.host, &lp)?;
+    if !quiet {
+        println!("services VM: {}", live::summary(&pushed));
+    }
+    if let Some(applied) = &pushed.inventory {
+        for w in &applied.warnings {
+            eprintln!("{w}");
+        }
+    }
+    for f in &lp.only_on_vm {
+        println!("  on the services VM only (left alone): {f}");
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `up`'s exit code when changes wait for `--restart-services`.
+pub const EXIT_HELD: u8 = 3;
 
 /// `bootlab down`: disks are deleted only after a yes on the terminal or
 /// with `--yes`; without a terminal and without `--yes` it refuses (exit 2)
@@ -372,7 +719,7 @@ pub fn down(
     let local = libvirt::is_local_uri(&uri);
     let conn = libvirt::connect(&uri)?;
     // Names do not depend on the appliance's content or the virt type.
-    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None, None)?;
     let disks = if keep_disks {
         vec![]
     } else {
@@ -537,6 +884,93 @@ pub struct StatusJson {
     pub balancers: Vec<bootlab_lb::BalancerStatus>,
     /// Refused egress destinations, newest first.
     pub egress_refused: Vec<RefusedEgress>,
+    /// The inventory the services VM serves vs the host's.
+    pub inventory: InventoryStatus,
+}
+
+/// `bootlab status`'s inventory line: generations on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryStatus {
+    /// The host's lab.toml generation (SHA-256).
+    pub host: String,
+    /// The services VM's, when its admin API answered.
+    pub services_vm: Option<String>,
+    /// `installed` or `pushed`.
+    pub source: Option<bootlab_admin::wire::InventorySource>,
+    /// Both equal.
+    pub in_sync: bool,
+    /// Why the VM's is unknown.
+    pub unknown_because: Option<String>,
+    /// The services VM's boot id and uptime.
+    pub machine: Option<bootlab_admin::wire::MachineFacts>,
+    /// Its data disk.
+    pub data_fs: Option<bootlab_admin::wire::FsFacts>,
+}
+
+/// `status`'s inventory and data disk lines.
+fn inventory_text(i: &InventoryStatus) -> String {
+    let short = |g: &str| g[..g.len().min(12)].to_owned();
+    let mut out = match (&i.services_vm, i.in_sync) {
+        (Some(vm), true) => format!(
+            "inventory: in sync, generation {} ({} on the services VM)\n",
+            short(vm),
+            i.source.map_or("?", |s| match s {
+                bootlab_admin::wire::InventorySource::Installed => "installed",
+                bootlab_admin::wire::InventorySource::Pushed => "pushed",
+            })
+        ),
+        (Some(vm), false) => format!(
+            "inventory: the services VM serves generation {}, the host has {} (run `bootlab up`)\n",
+            short(vm),
+            short(&i.host)
+        ),
+        (None, _) => format!(
+            "inventory: host generation {}; the services VM's is unknown: {}\n",
+            short(&i.host),
+            i.unknown_because.as_deref().unwrap_or("?")
+        ),
+    };
+    if let Some(m) = &i.machine {
+        // The packaged unit hides the boot id from bootlabd.
+        let boot = if m.boot_id.is_empty() {
+            "boot id hidden".to_owned()
+        } else {
+            format!("boot {}", short(&m.boot_id))
+        };
+        out.push_str(&format!("services VM: {boot}, up {}s\n", m.uptime_s as u64));
+    }
+    if let Some(f) = &i.data_fs {
+        out.push_str(&format!(
+            "data disk: {} {} at {}, {} free of {}\n",
+            f.device.as_deref().unwrap_or("?"),
+            f.fs_type.as_deref().unwrap_or("?"),
+            f.path,
+            libvirt::human_any(f.available),
+            libvirt::human_any(f.total)
+        ));
+    }
+    out
+}
+
+/// Reads the services VM's state for `status` (short timeouts).
+fn services_state(
+    inv: &Inventory,
+    uri: &str,
+    running: bool,
+) -> Result<bootlab_admin::wire::State, String> {
+    if !running {
+        return Err("the services VM is not running".into());
+    }
+    let pki = LabState::of(inv).pki().ok_or_else(|| {
+        "no certificates for this lab on this host (the first `up` makes them)".to_owned()
+    })?;
+    let route = live::route(inv, uri);
+    let mut conn = Connection::open(inv, &route, &pki).map_err(|e| format!("{e:#}"))?;
+    conn.client = conn
+        .client
+        .clone()
+        .with_timeouts(Duration::from_secs(3), Duration::from_secs(10));
+    conn.client.state().map_err(|e| e.to_string())
 }
 
 /// `bootlab status`'s text.
@@ -545,6 +979,7 @@ pub fn status_text(st: &StatusJson) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "network {}: {}", st.network, st.network_state);
     let _ = writeln!(out, "bootlabd: {}", st.bootlabd);
+    out.push_str(&inventory_text(&st.inventory));
     let _ = writeln!(
         out,
         "{:<24} {:<9} {:<18} {:<16} {:<8} last event",
@@ -654,14 +1089,45 @@ fn refused_egress(inv: &Inventory, local: bool, api: Option<SocketAddr>) -> Vec<
     out
 }
 
-/// One look at the lab: libvirt's view plus bootlabd's when it answers.
+/// One look at the lab: libvirt's view plus bootlabd's when it answers, and
+/// the services VM's inventory generation from its admin API.
 fn status_snapshot(
     inv: &Inventory,
     conn: &Connect,
     desired: &Desired,
+    uri: &str,
     local: bool,
 ) -> anyhow::Result<StatusJson> {
     let have = Actual::read(conn, desired)?;
+    let services_running = desired
+        .domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| have.domains.get(&d.plan.name).is_some_and(|s| s.active));
+    let host_gen = bootlab_admin::wire::generation(
+        &std::fs::read(inv.source())
+            .with_context(|| format!("reading {}", inv.source().display()))?,
+    );
+    let inventory = match services_state(inv, uri, services_running) {
+        Ok(s) => InventoryStatus {
+            in_sync: s.generation == host_gen,
+            host: host_gen,
+            services_vm: Some(s.generation),
+            source: Some(s.source),
+            unknown_because: None,
+            machine: Some(s.machine),
+            data_fs: s.data_fs,
+        },
+        Err(why) => InventoryStatus {
+            host: host_gen,
+            services_vm: None,
+            source: None,
+            in_sync: false,
+            unknown_because: Some(why),
+            machine: None,
+            data_fs: None,
+        },
+    };
     let addr = SocketAddr::new(inv.services().ip.into(), inv.services().listen.http.port());
     let (api, machines, reachable): (String, Vec<MachineSummary>, bool) =
         match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
@@ -725,6 +1191,7 @@ fn status_snapshot(
         vms,
         balancers,
         egress_refused,
+        inventory,
     })
 }
 
@@ -740,11 +1207,11 @@ pub fn status(
     let uri = uri(inv, c);
     let conn = libvirt::connect(&uri)?;
     let local = libvirt::is_local_uri(&uri);
-    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None, None)?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut first = true;
     loop {
-        let st = status_snapshot(inv, &conn, &desired, local)?;
+        let st = status_snapshot(inv, &conn, &desired, &uri, local)?;
         let block = match (output, watch) {
             (Output::Json, None) => format!("{}\n", serde_json::to_string_pretty(&st)?),
             (Output::Json, Some(_)) => format!("{}\n", serde_json::to_string(&st)?),
@@ -850,6 +1317,32 @@ pub fn services_ruleset_text(inv: &Inventory) -> anyhow::Result<Option<String>> 
     }
     out.push_str(&bootlab_firewall::render_nft(&rs));
     Ok(Some(out))
+}
+
+/// `bootlab console`: the services VM's serial console through `virsh
+/// console` on the same libvirt URI (the appliance has no sshd; its
+/// console shows the boot and bootlabd's log). Ctrl+] leaves.
+pub fn console(inv: &Inventory, c: &ConnectArgs, force: bool) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let domain = inv
+        .vm_specs()
+        .into_iter()
+        .find(|s| s.is_services)
+        .map(|s| s.domain)
+        .context("the inventory has no services VM")?;
+    let uri = uri(inv, c);
+    let virsh = std::env::var_os("BOOTLAB_VIRSH").unwrap_or_else(|| "virsh".into());
+    let mut cmd = std::process::Command::new(&virsh);
+    cmd.args(["-c", &uri, "console", &domain]);
+    if force {
+        cmd.arg("--force");
+    }
+    eprintln!("bootlab: the serial console of {domain} (Ctrl+] leaves)");
+    let err = cmd.exec();
+    bail!(
+        "cannot run {} console: {err} (install libvirt-clients / libvirt-client)",
+        virsh.to_string_lossy()
+    )
 }
 
 /// `bootlab egress apply|show|remove`
@@ -1029,8 +1522,21 @@ mod watch_tests {
             }],
             balancers: vec![],
             egress_refused: vec![],
+            inventory: InventoryStatus {
+                host: "5e1b77c0e2f4aa".into(),
+                services_vm: Some("5e1b77c0e2f4aa".into()),
+                source: Some(bootlab_admin::wire::InventorySource::Pushed),
+                in_sync: true,
+                unknown_because: None,
+                machine: None,
+                data_fs: None,
+            },
         };
         let t = status_text(&st);
+        assert!(
+            t.contains("inventory: in sync, generation 5e1b77c0e2f4 (pushed on the services VM)"),
+            "{t}"
+        );
         assert!(
             t.contains("e2e-bios                 running   52:54:00:00:00:10  10.0.0.10        kernel   11s ago: http kernel"),
             "{t}"

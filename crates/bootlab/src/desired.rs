@@ -3,8 +3,16 @@
 //!
 //! # Layout
 //! - [`Desired::from_inventory`]: pool, volumes, network and domains.
-//! - [`VolumeSpec`]: a disk (sized from the inventory, never shrunk) or an
-//!   appliance file uploaded into the pool.
+//! - [`VolumeSpec`]: a disk (sized from the inventory, never shrunk), an
+//!   appliance file uploaded into the pool, or the services VM's install
+//!   payload ([`crate::payload`]).
+//!
+//! The services VM's first disk is its data disk (`services.data_dir`:
+//! leases, state, the assets), serial `bootlab-data`; the install payload
+//! is the last disk, read-only, serial `bootlab-payload`. A cloud image's
+//! services VM has its root disk (an overlay of the image) before them and
+//! the NoCloud seed (serial `bootlab-cidata`) after them, and boots only
+//! from the root disk.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +27,26 @@ pub enum VolumeContent {
     Disk,
     /// A file uploaded from the host (appliance kernel or initramfs).
     Upload(PathBuf),
+    /// The install payload: uploaded when created, and again whenever the
+    /// services VM is about to boot (created, started, restarted), so it
+    /// boots with the current inventory and TLS material; never rewritten
+    /// under a running VM (live changes go through the admin API).
+    Payload(PathBuf),
+    /// A qcow2 overlay on the cloud image at this path (on the
+    /// hypervisor): the cloud-image services VM's root disk. A disk like
+    /// the others once created (never rewritten, kept by `down
+    /// --keep-disks`).
+    Overlay(PathBuf),
+    /// The NoCloud seed file: uploaded when created and whenever the
+    /// services VM is about to boot, like the payload.
+    Seed(PathBuf),
+}
+
+impl VolumeContent {
+    /// A disk the VM writes (its content is the VM's, not the host's).
+    pub fn is_disk(&self) -> bool {
+        matches!(self, VolumeContent::Disk | VolumeContent::Overlay(_))
+    }
 }
 
 /// One volume in the lab pool.
@@ -37,7 +65,12 @@ pub struct VolumeSpec {
 impl VolumeSpec {
     /// The volume's XML.
     pub fn xml(&self) -> String {
-        xml::volume_xml(&self.name, self.capacity, self.format)
+        match &self.content {
+            VolumeContent::Overlay(image) => {
+                xml::overlay_volume_xml(&self.name, self.capacity, &image.to_string_lossy())
+            }
+            _ => xml::volume_xml(&self.name, self.capacity, self.format),
+        }
     }
 }
 
@@ -83,6 +116,31 @@ pub struct Desired {
 /// Name of a VM's `i`-th disk volume.
 pub fn disk_volume(domain: &str, i: usize) -> String {
     format!("{domain}-disk{i}.qcow2")
+}
+
+/// Size of a cloud image's root disk: the overlay of the image is grown to
+/// it (cloud-init grows the root file system on first boot).
+pub const ROOT_DISK_SIZE: u64 = 10 << 30;
+
+/// Size of the NoCloud seed volume (a FAT file system labelled `cidata`).
+pub const SEED_SIZE: u64 = 4 << 20;
+
+/// Serial of the NoCloud seed disk.
+pub const SEED_SERIAL: &str = "bootlab-cidata";
+
+/// Name of a cloud-image services VM's root disk volume.
+pub fn root_volume(domain: &str) -> String {
+    format!("{domain}-root.qcow2")
+}
+
+/// Name of a cloud-image services VM's NoCloud seed volume.
+pub fn seed_volume(domain: &str) -> String {
+    format!("{domain}-cidata.img")
+}
+
+/// Name of the services VM's install payload volume.
+pub fn payload_volume(domain: &str) -> String {
+    format!("{domain}-payload.tar")
 }
 
 /// Name prefixes of the appliance kernel and initramfs volumes.
@@ -143,6 +201,8 @@ pub fn appliance_cmdline(inv: &Inventory) -> String {
         let dev = xml::disk_target(inv.libvirt().disk_bus, 0);
         c.push_str(&format!(" bootlab.data=/dev/{dev}"));
     }
+    let payload = xml::disk_target(inv.libvirt().disk_bus, s.disks.len());
+    c.push_str(&format!(" bootlab.payload=/dev/{payload}"));
     if let Some(u) = &s.uplink {
         c.push_str(&format!(" bootlab.uplink={}", u.mac));
     }
@@ -153,30 +213,135 @@ impl Desired {
     /// Derives the desired state. `virt_type` must already be resolved
     /// (never `Auto`). `appliance` is needed when the services VM's install
     /// method is `appliance`; without it the services VM gets no direct boot.
+    /// `payload` is the install payload file ([`crate::payload::write`]);
+    /// the services VM of the appliance gets its disk.
     pub fn from_inventory(
         inv: &Inventory,
         virt_type: VirtType,
         appliance: Option<&ApplianceFiles>,
+        payload: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        Self::with_seed(inv, virt_type, appliance, payload, None)
+    }
+
+    /// [`Desired::from_inventory`], with the NoCloud seed file of a
+    /// cloud-image services VM ([`crate::cloudinit::write_seed`]).
+    pub fn with_seed(
+        inv: &Inventory,
+        virt_type: VirtType,
+        appliance: Option<&ApplianceFiles>,
+        payload: Option<&Path>,
+        seed: Option<&Path>,
     ) -> std::io::Result<Self> {
         let pool_path: &Path = &inv.libvirt().pool_path;
         let mut volumes = Vec::new();
         let mut domains = Vec::new();
         for spec in inv.vm_specs() {
-            let disks: Vec<DiskPlan> = spec
+            let appliance_vm =
+                spec.is_services && inv.services().install == InstallMethod::Appliance;
+            let cloud_image_vm = spec.is_services
+                && matches!(inv.services().install, InstallMethod::CloudImage { .. });
+            let data_disks: Vec<DiskPlan> = spec
                 .disks
                 .iter()
                 .enumerate()
                 .map(|(i, &capacity)| DiskPlan {
                     volume: disk_volume(&spec.domain, i),
                     capacity,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: (spec.is_services && i == 0)
+                        .then(|| crate::payload::DATA_SERIAL.to_owned()),
                 })
                 .collect();
-            for d in &disks {
+            for d in &data_disks {
                 volumes.push(VolumeSpec {
                     name: d.volume.clone(),
                     capacity: d.capacity,
                     format: VolFormat::Qcow2,
                     content: VolumeContent::Disk,
+                });
+            }
+            // A cloud image's services VM boots its root disk (an overlay
+            // of the image) first.
+            let mut disks = Vec::new();
+            if let (true, InstallMethod::CloudImage { image }) =
+                (cloud_image_vm, &inv.services().install)
+            {
+                volumes.push(VolumeSpec {
+                    name: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    content: VolumeContent::Overlay(image.clone()),
+                });
+                disks.push(DiskPlan {
+                    volume: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: None,
+                });
+            }
+            disks.extend(data_disks);
+            if spec.is_services && inv.services().install != InstallMethod::Appliance {
+                let name = payload_volume(&spec.domain);
+                let capacity = match payload {
+                    Some(p) => std::fs::metadata(p)?.len(),
+                    None => 1 << 20,
+                };
+                if let Some(p) = payload {
+                    volumes.push(VolumeSpec {
+                        name: name.clone(),
+                        capacity,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Payload(p.to_path_buf()),
+                    });
+                }
+                disks.push(DiskPlan {
+                    volume: name,
+                    capacity,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(crate::payload::PAYLOAD_SERIAL.to_owned()),
+                });
+            }
+            if cloud_image_vm {
+                if let Some(seed) = seed {
+                    volumes.push(VolumeSpec {
+                        name: seed_volume(&spec.domain),
+                        capacity: SEED_SIZE,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Seed(seed.to_path_buf()),
+                    });
+                }
+                disks.push(DiskPlan {
+                    volume: seed_volume(&spec.domain),
+                    capacity: SEED_SIZE,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(SEED_SERIAL.to_owned()),
+                });
+            }
+            if appliance_vm {
+                let name = payload_volume(&spec.domain);
+                let capacity = match payload {
+                    Some(p) => std::fs::metadata(p)?.len(),
+                    None => 1 << 20,
+                };
+                if let Some(p) = payload {
+                    volumes.push(VolumeSpec {
+                        name: name.clone(),
+                        capacity,
+                        format: VolFormat::Raw,
+                        content: VolumeContent::Payload(p.to_path_buf()),
+                    });
+                }
+                disks.push(DiskPlan {
+                    volume: name,
+                    capacity,
+                    format: VolFormat::Raw,
+                    readonly: true,
+                    serial: Some(crate::payload::PAYLOAD_SERIAL.to_owned()),
                 });
             }
             let mut direct_boot = None;
@@ -221,6 +386,7 @@ impl Desired {
                     })
                     .collect(),
                 direct_boot,
+                network_boot: !spec.is_services,
                 serial_log: serial_log(&spec.domain),
             };
             domains.push(DomainSpec {

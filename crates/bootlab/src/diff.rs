@@ -385,6 +385,9 @@ mod tests {
             disks: vec![crate::xml::DiskPlan {
                 volume: "okd-master-0-disk0.qcow2".into(),
                 capacity: 120 << 30,
+                format: crate::xml::VolFormat::Qcow2,
+                readonly: false,
+                serial: None,
             }],
             pool: "okd".into(),
             disk_bus: bootlab_inventory::DiskBus::Virtio,
@@ -393,6 +396,7 @@ mod tests {
                 mac: "f8:75:a4:ac:03:00".into(),
             }],
             direct_boot: None,
+            network_boot: true,
             serial_log: "/var/log/libvirt/qemu/okd-master-0-serial0.log".into(),
         }
     }
@@ -422,6 +426,9 @@ mod tests {
         p.disks.push(crate::xml::DiskPlan {
             volume: "okd-master-0-disk1.qcow2".into(),
             capacity: 1 << 30,
+            format: crate::xml::VolFormat::Qcow2,
+            readonly: false,
+            serial: None,
         });
         let changes = diff(
             &domain_fields(&crate::xml::domain_xml(&p)),

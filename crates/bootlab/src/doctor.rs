@@ -119,6 +119,9 @@ pub struct HostFacts {
     pub modules_absent: Vec<String>,
     /// nft.
     pub nft: Option<PathBuf>,
+    /// e2fsprogs' mke2fs (the others are looked up with it), when every
+    /// tool the appliance carries is there.
+    pub e2fsprogs: Option<PathBuf>,
 }
 
 /// Reads [`HostFacts`] under `paths.root`.
@@ -165,6 +168,7 @@ pub fn host_facts(paths: &HostPaths) -> HostFacts {
         modules,
         modules_absent,
         nft,
+        e2fsprogs: paths.e2fsprogs().and_then(|t| t.into_iter().next()),
     }
 }
 
@@ -401,6 +405,26 @@ pub fn appliance_checks(inv: &Inventory, host: &HostFacts) -> Vec<Finding> {
             Level::Fail,
             format!("no module tree for {release} (/lib/modules/{release}/modules.dep)"),
             d.fix(Need::Modules),
+        ),
+    });
+    out.push(match &host.e2fsprogs {
+        Some(p) => f(
+            "e2fsprogs",
+            Level::Ok,
+            format!(
+                "{} and the rest of e2fsprogs (the appliance's ext4 data disk)",
+                p.display()
+            ),
+            "",
+        ),
+        None => f(
+            "e2fsprogs",
+            Level::Fail,
+            format!(
+                "no e2fsprogs ({}): the appliance formats and grows its ext4 data disk with them",
+                crate::host::E2FSPROGS_TOOLS.join(", ")
+            ),
+            d.fix(Need::E2fsprogs),
         ),
     });
     out

@@ -64,6 +64,8 @@ pub enum Need {
     Ovmf,
     /// nft (the host egress rule, the appliance's firewall).
     Nft,
+    /// e2fsprogs (the appliance formats, checks and grows its ext4 data disk).
+    E2fsprogs,
 }
 
 fn unquote(v: &str) -> String {
@@ -160,6 +162,9 @@ impl Distro {
             (Need::Qemu, Rhel) => "dnf install qemu-kvm (it installs /usr/libexec/qemu-kvm)",
             (Need::Ovmf, Debian | Ubuntu) => "apt-get install ovmf",
             (Need::Ovmf, Fedora | Rhel) => "dnf install edk2-ovmf",
+            (Need::E2fsprogs, Debian | Ubuntu) => "apt-get install e2fsprogs",
+            (Need::E2fsprogs, Fedora | Rhel) => "dnf install e2fsprogs",
+            (Need::E2fsprogs, Other) => "install e2fsprogs (mke2fs, tune2fs, resize2fs, e2fsck)",
             (Need::Nft, _) if apt => "apt-get install nftables",
             (Need::Nft, Fedora | Rhel) => "dnf install nftables",
             (Need::Busybox, Other) => "install a statically linked busybox and pass --busybox PATH",
@@ -210,6 +215,15 @@ pub const OVMF_PATHS: &[&str] = &[
 
 /// Where distributions put nft.
 pub const NFT_PATHS: &[&str] = &["usr/sbin/nft", "sbin/nft", "usr/bin/nft"];
+
+/// The e2fsprogs tools the appliance carries for its ext4 data disk:
+/// format once, add a journal to an old ext2 disk, grow with the volume,
+/// repair when a mount fails.
+pub const E2FSPROGS_TOOLS: &[&str] = &["mke2fs", "tune2fs", "resize2fs", "e2fsck"];
+
+/// Where distributions put e2fsprogs' tools (Debian's /sbin is /usr/sbin
+/// since the /usr merge; Fedora and RHEL use /usr/sbin).
+pub const E2FSPROGS_DIRS: &[&str] = &["usr/sbin", "sbin"];
 
 /// `paths` as the absolute paths a user would look at (`/usr/bin, /bin`).
 pub fn shown(paths: &[&str]) -> String {
@@ -270,6 +284,19 @@ impl HostPaths {
     /// nft.
     pub fn nft(&self) -> Option<PathBuf> {
         self.first_file(NFT_PATHS)
+    }
+
+    /// Every tool of [`E2FSPROGS_TOOLS`], or `None` when one is missing.
+    pub fn e2fsprogs(&self) -> Option<Vec<PathBuf>> {
+        E2FSPROGS_TOOLS
+            .iter()
+            .map(|t| {
+                let candidates: Vec<String> =
+                    E2FSPROGS_DIRS.iter().map(|d| format!("{d}/{t}")).collect();
+                let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
+                self.first_file(&refs)
+            })
+            .collect()
     }
 
     /// The user QEMU runs as under `qemu:///system`: `user = ` in

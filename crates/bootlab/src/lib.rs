@@ -12,7 +12,17 @@
 //!   [`diff`]: which fields of a domain or network differ from libvirt's.
 //! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
 //! - [`appliance`]: kernel + generated initramfs holding bootlabd.
-//! - [`commands`]: doctor, plan, up, status, down, egress.
+//! - [`payload`]: the services VM's install payload (inventory, `data_dir`,
+//!   the admin API's server certificate and key) on a small raw disk.
+//! - [`hoststate`]: the lab's state on the host (its CA, client key and the
+//!   assets hash cache).
+//! - [`live`]: live changes: pushing the inventory and the changed assets
+//!   to the running services VM through bootlabd's admin API.
+//! - [`commands`]: doctor, plan, up, status, down, console, egress.
+//! - [`cloudinit`]: the cloud-image method's NoCloud seed and the install
+//!   script that puts bootlabd on a full distribution from the payload.
+//! - [`kickstart`]: the kickstart method's kickstart.
+//! - [`review`]: `render`'s install files and libvirt definitions.
 //! - [`terminal`]: colours, the progress bar or plain lines, `down`'s
 //!   question: what changes when a stream is a terminal.
 
@@ -20,14 +30,20 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod cloudinit;
 pub mod commands;
 pub mod desired;
 pub mod diff;
 pub mod doctor;
 mod explain;
 pub mod host;
+pub mod hoststate;
+pub mod kickstart;
 pub mod libvirt;
+pub mod live;
+pub mod payload;
 pub mod procnet;
+pub mod review;
 pub mod terminal;
 pub mod xml;
 
@@ -138,8 +154,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
         color: terminal::ColorChoice,
     },
-    /// Converge libvirt to the inventory (idempotent): pool, volumes,
-    /// network, services VM, node VMs, host egress rule.
+    /// Converge the lab to the inventory (idempotent): pool, volumes,
+    /// network, services VM, node VMs, host egress rule; then push the
+    /// inventory and the new or changed assets to the running services VM
+    /// (no rebuild, no reboot).
     Up {
         /// The inventory.
         #[arg(default_value = DEFAULT_LAB)]
@@ -153,17 +171,19 @@ pub enum Command {
         /// Start the node VMs too (the services VM always starts).
         #[arg(long)]
         start: bool,
-        /// Restart the running services VM when its definition changed
-        /// (a new inventory or assets in the appliance, memory, disks):
-        /// without it those changes wait for its next boot.
+        /// Restart the running services VM for changes that cannot apply
+        /// live: its definition (appliance, memory, disks, address, MAC) or
+        /// what bootlabd reads only at start (listen addresses, data_dir,
+        /// assets_dir, interface). Without it those wait (exit 3 when the
+        /// inventory push is held for them).
         #[arg(long)]
         restart_services: bool,
         /// Print nothing but errors and notes (no progress, no summary).
         #[arg(long, short = 'q')]
         quiet: bool,
     },
-    /// Network, VMs, each node's boot stage and last event (from bootlabd
-    /// when reachable), balancers, refused egress destinations.
+    /// Network, VMs, each node's boot stage (from bootlabd when reachable),
+    /// and the inventory generation the services VM serves vs the host's.
     Status {
         /// The inventory.
         #[arg(default_value = DEFAULT_LAB)]
@@ -204,6 +224,20 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Attach to the services VM's serial console (`virsh console` on the
+    /// lab's URI; Ctrl+] leaves). The appliance has no sshd.
+    Console {
+        /// The inventory.
+        #[arg(default_value = DEFAULT_LAB)]
+        lab: PathBuf,
+        /// libvirt connection.
+        #[command(flatten)]
+        connect: commands::ConnectArgs,
+        /// Take the console over from another session.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The host egress rule (nat mode): `apply`, `show`, `remove`.
     /// The egress rules: `show` prints the host's (nat mode) and the
     /// services VM's (`services.firewall`, isolated mode too); `apply` and
     /// `remove` manage the host's (nat mode).
@@ -216,8 +250,12 @@ pub enum Command {
         lab: PathBuf,
     },
     /// Print a rendered boot script or per-MAC config (`boot.ipxe?mac=M`,
-    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), or `haproxy.cfg`: the
-    /// haproxy configuration equivalent to the inventory's balancers.
+    /// `grub.cfg-01-<mac>`, `pxelinux.cfg/01-<mac>`), `haproxy.cfg` (the
+    /// haproxy configuration equivalent to the inventory's balancers), or a
+    /// file of the services VM's install: `kickstart`, `user-data`, `meta-data`,
+    /// `network-config` (cloud-image seed), `unit`, `domain-xml` (the
+    /// services VM), `install-domain-xml`, `domain-xml:<node>`,
+    /// `network-xml`.
     Render {
         /// `[LAB.toml] FILE`: the inventory (default ./lab.toml) and the file.
         #[arg(num_args = 1..=2, value_name = "[LAB] FILE")]
@@ -446,6 +484,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = libvirt::UpOptions {
                 start_nodes: start,
                 restart_services,
+                services_restart_for: vec![],
             };
             commands::plan(inv, &connect, &appliance, opts, output, color)
         }),
@@ -460,6 +499,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = libvirt::UpOptions {
                 start_nodes: start,
                 restart_services,
+                services_restart_for: vec![],
             };
             commands::up(inv, &connect, &appliance, opts, quiet)
         }),
@@ -489,6 +529,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_disks,
             yes,
         } => with_inventory(&lab, |inv| commands::down(inv, &connect, keep_disks, yes)),
+        Command::Console {
+            lab,
+            connect,
+            force,
+        } => with_inventory(&lab, |inv| commands::console(inv, &connect, force)),
         Command::Egress { action, lab } => {
             with_inventory(&lab, |inv| commands::egress(inv, action))
         }
@@ -502,8 +547,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(inv) => inv,
                 Err(code) => return Ok(code),
             };
-            let text =
-                explain::render_file(&inv, &file).with_context(|| format!("rendering {file}"))?;
+            let text = match review::render(&inv, &file) {
+                Some(r) => r.with_context(|| format!("rendering {file}"))?,
+                None => explain::render_file(&inv, &file)
+                    .with_context(|| format!("rendering {file}"))?,
+            };
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }

@@ -193,6 +193,10 @@ pub enum Object {
     Domain,
     /// Host egress rule.
     Egress,
+    /// The inventory bootlabd serves (pushed through the admin API).
+    Inventory,
+    /// A file under the services VM's assets root (pushed through the admin API).
+    Asset,
 }
 
 /// One step `up` would take.
@@ -222,6 +226,17 @@ pub enum Action {
     /// Cannot be done; why and what to do.
     Refuse {
         /// The reason and the fix.
+        why: String,
+    },
+    /// Send it to the running services VM through its admin API (no
+    /// rebuild, no reboot).
+    Push {
+        /// Bytes sent.
+        bytes: u64,
+    },
+    /// Not pushed: it needs a restart of the services VM first.
+    Hold {
+        /// Why, and the flag that does it.
         why: String,
     },
 }
@@ -261,26 +276,64 @@ impl Change {
 }
 
 /// Options of `up` that change the plan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// Start node VMs too.
     pub start_nodes: bool,
     /// Restart the running services VM when its definition (appliance,
-    /// inventory, memory, disks) changed.
+    /// memory, disks, address, MAC) changed.
     pub restart_services: bool,
+    /// Restart the running services VM even when its definition is the
+    /// same: the inventory changed fields bootlabd reads only at start
+    /// (listen addresses, `data_dir`...), listed here. Only honoured with
+    /// `restart_services`.
+    pub services_restart_for: Vec<String>,
 }
 
-/// True for volumes bootlab's appliance step creates for these domains.
+/// True for volumes bootlab's appliance step creates for these domains
+/// (kernel, initramfs, install payload).
 fn is_appliance_volume(want: &Desired, name: &str) -> bool {
     want.domains.iter().filter(|d| d.is_services).any(|d| {
         let (k, i) = crate::desired::appliance_volume_prefixes(&d.plan.name);
-        name.starts_with(&k) || name.starts_with(&i)
+        name.starts_with(&k)
+            || name.starts_with(&i)
+            || name == crate::desired::payload_volume(&d.plan.name)
+            || name == crate::desired::seed_volume(&d.plan.name)
     })
 }
 
+/// True when the plan boots the services VM (creates, starts or restarts it).
+pub fn services_boots(want: &Desired, changes: &[Change]) -> bool {
+    want.domains.iter().filter(|d| d.is_services).any(|d| {
+        changes.iter().any(|c| {
+            c.object == Object::Domain
+                && c.name == d.plan.name
+                && matches!(c.action, Action::Start | Action::Restart)
+        })
+    })
+}
+
+/// Will the services VM boot in this plan (before the domains are planned)?
+fn services_will_boot(want: &Desired, have: &Actual, opts: &UpOptions) -> bool {
+    want.domains
+        .iter()
+        .filter(|d| d.is_services)
+        .any(|d| match have.domains.get(&d.plan.name) {
+            None => true,
+            Some(s) if s.digest.is_none() => false,
+            Some(s) if !s.active => true,
+            Some(s) => {
+                opts.restart_services
+                    && (s.digest != xml::stored_digest(&d.xml)
+                        || !opts.services_restart_for.is_empty())
+            }
+        })
+}
+
 /// Desired vs actual. Empty when everything is as the inventory says.
-pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
+pub fn plan(want: &Desired, have: &Actual, opts: &UpOptions) -> Vec<Change> {
     let mut out = Vec::new();
+    let boots = services_will_boot(want, have, opts);
     let no_vols = BTreeMap::new();
     let vols = match &have.pool {
         None => {
@@ -328,6 +381,40 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                 &v.name,
                 Action::Create,
                 format!("upload {} ({})", p.display(), human(v.capacity)),
+            )),
+            (None, VolumeContent::Payload(_)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                "install payload: the inventory and the admin API's TLS material",
+            )),
+            (None, VolumeContent::Overlay(image)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                format!(
+                    "qcow2 overlay of {}, {}",
+                    image.display(),
+                    human(v.capacity)
+                ),
+            )),
+            (None, VolumeContent::Seed(_)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                "NoCloud seed (cidata): user-data, meta-data, network-config",
+            )),
+            (Some(_), VolumeContent::Seed(_)) if boots => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Update,
+                "NoCloud seed refreshed: the services VM boots with the current seed",
+            )),
+            (Some(_), VolumeContent::Payload(_)) if boots => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Update,
+                "install payload refreshed: the services VM boots with the current inventory",
             )),
             (Some(&cap), VolumeContent::Disk) if cap < v.capacity => out.push(
                 ch(
@@ -439,6 +526,21 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                     ));
                     continue;
                 }
+                let forced = s.active
+                    && d.is_services
+                    && opts.restart_services
+                    && !opts.services_restart_for.is_empty();
+                if s.digest == xml::stored_digest(&d.xml) && forced {
+                    out.push(ch(
+                        Object::Domain,
+                        name,
+                        Action::Restart,
+                        format!(
+                            "bootlabd reads these only at start: {}",
+                            opts.services_restart_for.join("; ")
+                        ),
+                    ));
+                }
                 if s.digest != xml::stored_digest(&d.xml) {
                     let restart = s.active && d.is_services && opts.restart_services;
                     let fields = diff::diff(&diff::domain_fields(&d.xml), &s.fields);
@@ -506,6 +608,17 @@ pub fn human(b: u64) -> String {
     format!("{b} B")
 }
 
+/// Bytes for humans, any size (`1.5 GiB`, `12.0 MiB`, `300 B`).
+pub fn human_any(b: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (u, n) in UNITS {
+        if b >= n {
+            return format!("{:.1} {u}", b as f64 / n as f64);
+        }
+    }
+    format!("{b} B")
+}
+
 /// The plan as a readable diff: one line per change (`+` create, `~`
 /// update, `>` start, `-` remove, `!` refused), the fields that change
 /// under it; coloured with `palette`.
@@ -525,6 +638,8 @@ pub fn plan_text(changes: &[Change], palette: Palette) -> String {
             Action::Autostart => ("~", "autostart".to_string()),
             Action::Remove => ("-", "remove".to_string()),
             Action::Refuse { why } => ("!", format!("refused: {why}")),
+            Action::Push { bytes } => ("^", format!("push ({})", human_any(*bytes))),
+            Action::Hold { why } => ("!", format!("held: {why}")),
         };
         let paint = |t: &str| match sign {
             "+" => palette.added(t),
@@ -570,6 +685,8 @@ pub fn step_words(c: &Change) -> String {
         Action::Autostart => "autostart",
         Action::Remove => "remove",
         Action::Refuse { .. } => "skip",
+        Action::Push { .. } => "push",
+        Action::Hold { .. } => "hold",
     };
     let mut s = format!("{verb} {} {}", c.object.as_str(), c.name);
     if !c.note.is_empty() {
@@ -587,6 +704,8 @@ impl Object {
             Object::Network => "network",
             Object::Domain => "domain",
             Object::Egress => "egress",
+            Object::Inventory => "inventory",
+            Object::Asset => "asset",
         }
     }
 }
@@ -706,9 +825,32 @@ pub fn apply_one(
                 .context("volume not in the desired state")?;
             let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
                 .with_context(|| format!("creating volume {}", spec.name))?;
-            if let VolumeContent::Upload(path) = &spec.content {
+            if let VolumeContent::Upload(path)
+            | VolumeContent::Payload(path)
+            | VolumeContent::Seed(path) = &spec.content
+            {
                 upload(conn, &vol, spec, path, progress)?;
             }
+        }
+        (Object::Volume, Action::Update) => {
+            // The install payload, rewritten before the services VM boots.
+            let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+            let spec = want
+                .volumes
+                .iter()
+                .find(|v| v.name == c.name)
+                .context("volume not in the desired state")?;
+            let (VolumeContent::Payload(path) | VolumeContent::Seed(path)) = &spec.content else {
+                bail!("volume {} cannot be updated", c.name);
+            };
+            let mut vol = StorageVol::lookup_by_name(&pool, &c.name)?;
+            if vol.get_info()?.capacity != spec.capacity {
+                vol.delete(0)
+                    .with_context(|| format!("replacing volume {}", c.name))?;
+                vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
+                    .with_context(|| format!("creating volume {}", spec.name))?;
+            }
+            upload(conn, &vol, spec, path, progress)?;
         }
         (Object::Volume, Action::Grow { to, .. }) => {
             let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
@@ -820,7 +962,7 @@ pub fn disks_down_deletes(conn: &Connect, want: &Desired) -> anyhow::Result<Vec<
         if want
             .volumes
             .iter()
-            .any(|s| s.name == name && s.content == VolumeContent::Disk)
+            .any(|s| s.name == name && s.content.is_disk())
         {
             let info = v.get_info()?;
             out.push(DiskVolume {
@@ -884,7 +1026,7 @@ pub fn down(conn: &Connect, want: &Desired, keep_disks: bool) -> anyhow::Result<
             let ours_disk = want
                 .volumes
                 .iter()
-                .any(|s| s.name == name && s.content == VolumeContent::Disk);
+                .any(|s| s.name == name && s.content.is_disk());
             if is_appliance_volume(want, &name) || (ours_disk && !keep_disks) {
                 v.delete(0)
                     .with_context(|| format!("deleting volume {name}"))?;

@@ -191,6 +191,34 @@ pub fn volume_xml(name: &str, capacity: u64, format: VolFormat) -> String {
     })
 }
 
+/// A qcow2 volume whose backing store is the qcow2 image at `backing`
+/// (a cloud image on the hypervisor), grown to `capacity`.
+pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &str) -> String {
+    write_xml(|w| {
+        w.create_element("volume").write_inner_content(|w| {
+            text_el(w, "name", name)?;
+            w.create_element("capacity")
+                .with_attribute(("unit", "bytes"))
+                .write_text_content(BytesText::new(&capacity.to_string()))?;
+            w.create_element("target").write_inner_content(|w| {
+                w.create_element("format")
+                    .with_attribute(("type", "qcow2"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            w.create_element("backingStore").write_inner_content(|w| {
+                text_el(w, "path", backing)?;
+                w.create_element("format")
+                    .with_attribute(("type", "qcow2"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        Ok(())
+    })
+}
+
 /// One disk of a domain: a volume in the lab pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskPlan {
@@ -198,6 +226,12 @@ pub struct DiskPlan {
     pub volume: String,
     /// Capacity in bytes.
     pub capacity: u64,
+    /// qcow2 (VM disks) or raw (the install payload).
+    pub format: VolFormat,
+    /// Attached read-only.
+    pub readonly: bool,
+    /// The serial the guest sees (`/sys/block/vdX/serial`).
+    pub serial: Option<String>,
 }
 
 /// One NIC of a domain.
@@ -245,6 +279,10 @@ pub struct DomainPlan {
     pub nics: Vec<NicPlan>,
     /// Direct kernel boot, for the appliance.
     pub direct_boot: Option<DirectBoot>,
+    /// Without direct boot: the first NIC boots before the first disk
+    /// (nodes PXE-boot), or only the first disk boots (a services VM
+    /// installed from a cloud image or a kickstart).
+    pub network_boot: bool,
     /// File the serial console is logged to (on the hypervisor).
     pub serial_log: String,
 }
@@ -337,6 +375,11 @@ pub fn domain_xml(p: &DomainPlan) -> String {
 fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
     // With direct kernel boot there is no firmware boot order at all.
     let boot_orders = p.direct_boot.is_none();
+    let disk_order = if p.network_boot {
+        p.nics.len().max(1) + 1
+    } else {
+        1
+    };
     if p.disk_bus == DiskBus::Scsi && !p.disks.is_empty() {
         w.create_element("controller")
             .with_attribute(("type", "scsi"))
@@ -351,7 +394,7 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
             .write_inner_content(|w| {
                 w.create_element("driver")
                     .with_attribute(("name", "qemu"))
-                    .with_attribute(("type", "qcow2"))
+                    .with_attribute(("type", disk.format.as_str()))
                     .write_empty()?;
                 w.create_element("source")
                     .with_attribute(("pool", p.pool.as_str()))
@@ -361,9 +404,15 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                     .with_attribute(("dev", disk_target(p.disk_bus, i).as_str()))
                     .with_attribute(("bus", p.disk_bus.as_str()))
                     .write_empty()?;
+                if disk.readonly {
+                    w.create_element("readonly").write_empty()?;
+                }
+                if let Some(serial) = &disk.serial {
+                    text_el(w, "serial", serial)?;
+                }
                 if boot_orders && i == 0 {
                     w.create_element("boot")
-                        .with_attribute(("order", (p.nics.len().max(1) + 1).to_string().as_str()))
+                        .with_attribute(("order", disk_order.to_string().as_str()))
                         .write_empty()?;
                 }
                 Ok(())
@@ -382,7 +431,7 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                 w.create_element("model")
                     .with_attribute(("type", "virtio"))
                     .write_empty()?;
-                if boot_orders && i == 0 {
+                if boot_orders && p.network_boot && i == 0 {
                     w.create_element("boot")
                         .with_attribute(("order", "1"))
                         .write_empty()?;

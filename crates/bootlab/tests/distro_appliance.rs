@@ -243,6 +243,15 @@ fn a_fedora_layout_host_s_own_kernel_and_xz_modules_make_a_booting_appliance() {
     assert!(dep.contains("nf_tables.ko.xz:"), "depmod lists .ko.xz");
     std::fs::create_dir_all(host.at("usr/sbin")).unwrap();
     std::fs::copy("/bin/busybox", host.at("usr/sbin/busybox")).unwrap();
+    // Fedora's e2fsprogs lives in /usr/sbin too (Debian's binaries here).
+    for t in bootlab_bootlab::host::E2FSPROGS_TOOLS {
+        let real = ["/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(t))
+            .find(|p| p.is_file())
+            .expect("e2fsprogs is installed");
+        std::fs::copy(real, host.at(&format!("usr/sbin/{t}"))).unwrap();
+    }
 
     let lab = root.join("lab.toml");
     std::fs::write(&lab, lab_toml(&env, "fed", 125)).unwrap();

@@ -39,6 +39,7 @@ impl Default for Fed {
                 modules: Some("/lib/modules/6.1.0-37-amd64".into()),
                 modules_absent: vec![],
                 nft: Some("/usr/sbin/nft".into()),
+                e2fsprogs: Some("/usr/sbin/mke2fs".into()),
             },
             kvm: KvmState::GuestRuns,
             nested: Some(("kvm_intel".into(), true)),

@@ -268,11 +268,13 @@ fn appliance_inputs_resolve_from_each_layout_or_list_everything_missing() {
         };
         let d = bare.paths().distro();
         let whats: Vec<&str> = missing.iter().map(|m| m.what.as_str()).collect();
-        assert_eq!(missing.len(), 3, "{}: {whats:?}", l.name);
+        assert_eq!(missing.len(), 4, "{}: {whats:?}", l.name);
         assert!(whats[0].contains(l.release), "{whats:?}");
         assert_eq!(missing[0].fix, d.fix(Need::Kernel));
         assert_eq!(missing[1].fix, d.fix(Need::Modules));
         assert_eq!(missing[2].fix, d.fix(Need::Busybox));
+        assert_eq!(missing[3].fix, d.fix(Need::E2fsprogs));
+        assert!(missing[3].what.contains("mke2fs"), "{whats:?}");
         // the error text lists every one with its fix
         let e = InputsError::Missing(missing).to_string();
         assert!(e.contains("no busybox") && e.contains(installer(&l)), "{e}");

@@ -41,7 +41,17 @@ fn validate(kind: &str, text: &str) {
 }
 
 fn validate_all(inv: &Inventory, appliance: Option<&ApplianceFiles>) -> Desired {
-    let d = Desired::from_inventory(inv, VirtType::Qemu, appliance).unwrap();
+    // The install payload goes with the appliance (1 MiB, as payload::write pads it).
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.tar");
+    std::fs::write(&payload, vec![0u8; 1 << 20]).unwrap();
+    let d = Desired::from_inventory(
+        inv,
+        VirtType::Qemu,
+        appliance,
+        appliance.map(|_| payload.as_path()),
+    )
+    .unwrap();
     validate("network", &d.network_xml);
     validate("storagepool", &d.pool_xml);
     for v in &d.volumes {
@@ -236,6 +246,18 @@ fn appliance_boots_its_kernel_from_pool_volumes() {
         .map(|v| v.capacity)
         .collect();
     assert_eq!(sizes, vec![6, 7]);
+    // the data disk and the read-only install payload, found by serial
+    assert!(s.contains("<serial>bootlab-data</serial>"), "{s}");
+    assert!(s.contains("<serial>bootlab-payload</serial>"), "{s}");
+    assert!(s.contains("<readonly/>"), "{s}");
+    assert!(s.contains("<driver name=\"qemu\" type=\"raw\"/>"), "{s}");
+    assert!(s.contains("bootlab.payload=/dev/vdb"), "{s}");
+    let payload = d
+        .volumes
+        .iter()
+        .find(|v| v.name == "t-services-payload.tar")
+        .expect("the payload volume");
+    assert_eq!(payload.capacity, 1 << 20);
 }
 
 #[test]
@@ -244,7 +266,7 @@ fn kvm_domains_use_host_cpu() {
         "mode = \"nat\"\ngateway = \"10.9.0.1\"\nhost_ip = \"10.9.0.1\"",
         "",
     ));
-    let d = Desired::from_inventory(&inv, VirtType::Kvm, None).unwrap();
+    let d = Desired::from_inventory(&inv, VirtType::Kvm, None, None).unwrap();
     for dom in &d.domains {
         assert!(dom.xml.contains("<domain type=\"kvm\">"));
         validate("domain", &dom.xml);
@@ -257,7 +279,7 @@ fn digest_is_stored_and_read_back() {
         "mode = \"nat\"\ngateway = \"10.9.0.1\"\nhost_ip = \"10.9.0.1\"",
         "",
     ));
-    let d = Desired::from_inventory(&inv, VirtType::Qemu, None).unwrap();
+    let d = Desired::from_inventory(&inv, VirtType::Qemu, None, None).unwrap();
     let dg = xml::stored_digest(&d.domains[1].xml).expect("digest present");
     assert_eq!(dg.len(), 16);
     assert!(xml::stored_digest(&d.network_xml).is_some());
@@ -280,7 +302,7 @@ fn uuid_is_inserted_after_the_name_and_keeps_the_digest() {
         "mode = \"nat\"\ngateway = \"10.9.0.1\"\nhost_ip = \"10.9.0.1\"",
         "",
     ));
-    let d = Desired::from_inventory(&inv, VirtType::Qemu, None).unwrap();
+    let d = Desired::from_inventory(&inv, VirtType::Qemu, None, None).unwrap();
     let u = "d313464f-bae1-4383-a680-2cc5e6eba584";
     for x in [&d.domains[1].xml, &d.network_xml] {
         let y = xml::with_uuid(x, u);

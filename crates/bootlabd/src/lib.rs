@@ -10,7 +10,12 @@
 //! - `firewall`: applies `table inet bootlab` at start and on reload, feeds
 //!   DNS-learned addresses into its set, `--firewall-remove`.
 //! - `lifecycle`: signals — SIGHUP reloads (validate first, swap atomically,
-//!   keep state), SIGTERM/SIGINT stop with a grace deadline.
+//!   keep state), SIGTERM/SIGINT stop with a grace deadline; pushed
+//!   inventories reload through the same steps.
+//! - `source`: which inventory is served: `--config`, or the last one
+//!   pushed through the admin API while `--config` is unchanged.
+//! - `admin`: the admin API (`bootlab-admin`'s mutual-TLS server) on
+//!   `services.listen.admin` when `data_dir/admin/` holds its TLS material.
 //! - `notify`: systemd readiness, reload, stop, status and watchdog
 //!   notifications (`Type=notify`, deploy/systemd/bootlabd.service).
 
@@ -18,11 +23,13 @@
 #![forbid(unsafe_code)]
 
 mod activation;
+mod admin;
 mod balancers;
 mod firewall;
 mod lifecycle;
 mod notify;
 mod services;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,11 +111,11 @@ fn init_tracing(format: LogFormat) {
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let inv = match load_or_report(&args.config) {
-        Ok(inv) => inv,
-        Err(code) => return Ok(code),
-    };
     if args.check {
+        let inv = match load_or_report(&args.config) {
+            Ok(inv) => inv,
+            Err(code) => return Ok(code),
+        };
         println!(
             "{}: ok: lab {} ({}), {} nodes, {} DNS records, network {} ({})",
             args.config.display(),
@@ -123,14 +130,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     init_tracing(args.log_format);
     if args.firewall_remove {
+        if let Err(code) = load_or_report(&args.config) {
+            return Ok(code);
+        }
         firewall::remove_and_report(&args.config)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The installed inventory, or the last push over it (see `source`).
+    let source = source::ConfigSource::new(&args.config);
+    let loaded = match source.load() {
+        Ok(l) => l,
+        Err(LoadError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!("error: {e}\n  help: pass the inventory with --config PATH");
+            return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bootlabd")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(lifecycle::serve(args.config, inv))?;
+    runtime.block_on(lifecycle::serve(source, loaded))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,15 @@
 //! Start-up, reload and shutdown.
 //!
-//! SIGHUP re-reads the inventory; an invalid one is logged with every
-//! problem and the old one keeps serving; a valid one is published to every
-//! service at once (leases, timeline and in-flight transfers stay). Listen
-//! addresses are bound once: changing them needs a restart, which is logged.
+//! SIGHUP re-reads the inventory ([`crate::source`]: the installed file, or
+//! the last push while the installed file is the one it was pushed over);
+//! an invalid one is logged with every problem and the old one keeps
+//! serving; a valid one is published to every service at once (leases,
+//! timeline and in-flight transfers stay). An inventory pushed through the
+//! admin API takes the same steps here, one at a time with SIGHUPs: parsed
+//! as the `--config` file would be, its scripts rendered, then persisted on
+//! the data disk and published; a refusal answers with the diagnostics.
+//! Listen addresses are bound once: changing them needs a restart, which
+//! is logged (and a push that changes them is refused with 409).
 //! SIGTERM/SIGINT cancel every service and wait up to [`SHUTDOWN_GRACE`].
 //!
 //! systemd hears of each step ([`crate::notify`]): `READY=1` only after
@@ -12,21 +18,26 @@
 //! `READY=1` around each reload, `STOPPING=1` when a stop begins, and
 //! `WATCHDOG=1` on a tick while every service task is alive.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Context as _;
+use bootlab_admin::server::Refusal;
+use bootlab_admin::wire::{self, ApiError, InventoryApplied, InventorySource, ServicesView};
 use bootlab_http::Readiness;
 use bootlab_inventory::{Inventory, LoadError};
 use bootlab_state::{Generation, Shared};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::SHUTDOWN_GRACE;
+use crate::admin::{Current, PushRequest};
 use crate::firewall::DaemonFirewall;
 use crate::notify::{self, Liveness};
 use crate::services;
+use crate::source::{ConfigSource, Loaded};
 
 /// The `STATUS=` line while serving `inv`.
 fn serving_status(inv: &Inventory) -> String {
@@ -53,12 +64,13 @@ async fn next_tick(watchdog: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Serves `inv` until SIGTERM/SIGINT.
-pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()> {
+/// Serves `loaded` until SIGTERM/SIGINT.
+pub(crate) async fn serve(source: ConfigSource, loaded: Loaded) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
+    let inv = loaded.inv;
     std::fs::create_dir_all(&inv.services().data_dir).with_context(|| {
         format!(
             "creating services.data_dir {}",
@@ -69,6 +81,11 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
     let listen = inv.services().listen;
     let (shared, publisher) =
         Shared::new(inv).context("rendering the boot scripts of the inventory")?;
+    let (current, current_rx) = watch::channel(Current {
+        generation: loaded.generation,
+        source: loaded.source,
+    });
+    let (pushes, mut push_rx) = mpsc::channel::<PushRequest>(4);
     let firewall = DaemonFirewall::system();
     notify::status("applying the firewall and binding the services");
     firewall.apply(&shared.inventory(), &shared)?;
@@ -83,12 +100,25 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
         &firewall,
         &ready,
         &mut inherited,
+        services::AdminWiring {
+            current: current_rx,
+            pushes: pushes.clone(),
+        },
     )
     .await?;
     let mut liveness = Liveness::new(tasks.len());
     ready.set(true);
     notify::ready(&serving_status(&shared.inventory()));
-    info!(config = %config.display(), "bootlabd ready");
+    info!(config = %source.installed().display(), "bootlabd ready");
+    let reloader = Reloader {
+        source: &source,
+        shared: &shared,
+        publisher: &publisher,
+        listen,
+        firewall: &firewall,
+        running: &running,
+        current: &current,
+    };
     let mut watchdog = notify::watchdog_period().map(|period| {
         info!(
             ?period,
@@ -103,8 +133,14 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                reload(&config, &shared, &publisher, listen, &firewall, &running);
+                reloader.reload_from_disk();
                 notify::ready(&serving_status(&shared.inventory()));
+            }
+            Some(push) = push_rx.recv() => {
+                notify::reloading();
+                let answer = reloader.push(&push.text, push.name.as_deref());
+                notify::ready(&serving_status(&shared.inventory()));
+                let _ = push.reply.send(answer);
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
@@ -140,6 +176,7 @@ pub(crate) async fn serve(config: PathBuf, inv: Inventory) -> anyhow::Result<()>
             }
         }
     }
+    drop(pushes);
     stop_now(&ready, "stopping: draining the services");
     shutdown.cancel();
     drain(&mut tasks).await;
@@ -168,63 +205,184 @@ async fn drain(tasks: &mut JoinSet<(&'static str, std::io::Result<()>)>) {
     }
 }
 
-fn reload(
-    config: &std::path::Path,
-    shared: &Shared,
-    publisher: &bootlab_state::InventoryPublisher,
+/// What a reload touches.
+struct Reloader<'a> {
+    source: &'a ConfigSource,
+    shared: &'a Shared,
+    publisher: &'a bootlab_state::InventoryPublisher,
     listen: bootlab_inventory::Listen,
-    firewall: &DaemonFirewall,
-    running: &services::Running,
-) {
-    info!(config = %config.display(), "SIGHUP: reloading the inventory");
-    match bootlab_inventory::load(config) {
-        Ok(new) => {
-            if new.services().listen != listen {
-                warn!("services.listen changed; the new addresses take effect after a restart");
-            }
-            report_inventory(&new);
-            let nodes = new.nodes().len();
-            let generation = match Generation::new(new) {
-                Ok(g) => g,
-                Err(e) => {
-                    error!("reload failed, keeping the old inventory: {e}");
-                    return;
-                }
-            };
-            // The ruleset first: a rejected one leaves the old rules in force.
-            if let Err(e) = firewall.apply(&generation.inventory, shared) {
-                error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
-            }
-            let inv = generation.inventory.clone();
-            publisher.install(generation);
-            match &running.ntp {
-                Some(tx) if inv.ntp().enable => {
-                    tx.send_replace(services::ntp_config(&inv));
-                }
-                Some(_) => warn!("ntp.enable turned off; the NTP service stops after a restart"),
-                None if inv.ntp().enable => {
-                    warn!("ntp.enable turned on; the NTP service starts after a restart")
-                }
-                None => {}
-            }
-            match &running.lb {
-                Some(lbs) => crate::balancers::reload(lbs, shared, &inv),
-                None if !inv.balancers().is_empty() => warn!(
-                    "balancers were added to an inventory that had none; they start after a restart"
-                ),
-                None => {}
-            }
-            let serial = shared.inventory().zones().forward.serial;
-            info!(nodes, zone_serial = serial, "reloaded inventory");
-        }
-        Err(LoadError::Invalid(diags)) => {
-            error!(
-                "reload failed, keeping the old inventory: {} problem(s):\n{diags}",
-                diags.len()
-            );
-        }
-        Err(e) => error!("reload failed, keeping the old inventory: {e}"),
+    firewall: &'a DaemonFirewall,
+    running: &'a services::Running,
+    current: &'a watch::Sender<Current>,
+}
+
+fn refusal(status: u16, error: String, diagnostics: Option<String>) -> Refusal {
+    Refusal {
+        status,
+        error: ApiError { error, diagnostics },
     }
+}
+
+impl Reloader<'_> {
+    /// SIGHUP: re-read the inventory from disk.
+    fn reload_from_disk(&self) {
+        info!(config = %self.source.installed().display(), "SIGHUP: reloading the inventory");
+        match self.source.load() {
+            Ok(loaded) => {
+                report_inventory(&loaded.inv);
+                match Generation::new(loaded.inv) {
+                    Ok(g) => self.install(
+                        g,
+                        Current {
+                            generation: loaded.generation,
+                            source: loaded.source,
+                        },
+                    ),
+                    Err(e) => error!("reload failed, keeping the old inventory: {e}"),
+                }
+            }
+            Err(LoadError::Invalid(diags)) => {
+                error!(
+                    "reload failed, keeping the old inventory: {} problem(s):\n{diags}",
+                    diags.len()
+                );
+            }
+            Err(e) => error!("reload failed, keeping the old inventory: {e}"),
+        }
+    }
+
+    /// An inventory pushed through the admin API: validated as SIGHUP
+    /// validates, kept on the data disk, then published.
+    fn push(&self, text: &[u8], name: Option<&str>) -> Result<InventoryApplied, Refusal> {
+        let name = name.unwrap_or("lab.toml (pushed)");
+        info!(
+            name,
+            bytes = text.len(),
+            "admin API: reloading a pushed inventory"
+        );
+        let refuse = |r: Refusal| {
+            error!(
+                "pushed inventory refused, keeping the old one: {}{}",
+                r.error.error,
+                r.error
+                    .diagnostics
+                    .as_deref()
+                    .map(|d| format!(":\n{d}"))
+                    .unwrap_or_default()
+            );
+            Err(r)
+        };
+        let Ok(s) = std::str::from_utf8(text) else {
+            return refuse(refusal(422, "the inventory is not UTF-8".into(), None));
+        };
+        let inv = match self.source.parse(s, Path::new(name)) {
+            Ok(inv) => inv,
+            Err(diags) => {
+                return refuse(refusal(
+                    422,
+                    format!(
+                        "the inventory is invalid ({} problem(s)); the old one keeps serving",
+                        diags.len()
+                    ),
+                    Some(diags.render(false)),
+                ));
+            }
+        };
+        let running = self.shared.inventory();
+        let needs = ServicesView::of(&running).restart_needed(&ServicesView::of(&inv));
+        if !needs.is_empty() {
+            return refuse(refusal(
+                409,
+                format!(
+                    "these changes cannot apply to a running bootlabd; restart the services VM on the new inventory (bootlab up --restart-services): {}",
+                    needs.join("; ")
+                ),
+                None,
+            ));
+        }
+        let warnings = inventory_warnings(&inv);
+        report_inventory(&inv);
+        let generation = match Generation::new(inv) {
+            Ok(g) => g,
+            Err(e) => {
+                return refuse(refusal(
+                    422,
+                    "the inventory's boot scripts do not render; the old one keeps serving".into(),
+                    Some(e.to_string()),
+                ));
+            }
+        };
+        if let Err(e) = self.source.persist_push(&running.services().data_dir, text) {
+            return refuse(refusal(
+                500,
+                format!("cannot keep the inventory on the data disk ({e}); nothing changed"),
+                None,
+            ));
+        }
+        let gen_hash = wire::generation(text);
+        self.install(
+            generation,
+            Current {
+                generation: gen_hash.clone(),
+                source: InventorySource::Pushed,
+            },
+        );
+        Ok(InventoryApplied {
+            generation: gen_hash,
+            warnings,
+        })
+    }
+
+    /// Publishes a validated, rendered inventory to every service.
+    fn install(&self, generation: Generation, current: Current) {
+        let new = &generation.inventory;
+        if new.services().listen != self.listen {
+            warn!("services.listen changed; the new addresses take effect after a restart");
+        }
+        let nodes = new.nodes().len();
+        // The ruleset first: a rejected one leaves the old rules in force.
+        if let Err(e) = self.firewall.apply(&generation.inventory, self.shared) {
+            error!("reload: firewall not updated, the previous rules stay in force: {e:#}");
+        }
+        let inv = generation.inventory.clone();
+        self.publisher.install(generation);
+        self.current.send_replace(current);
+        match &self.running.ntp {
+            Some(tx) if inv.ntp().enable => {
+                tx.send_replace(services::ntp_config(&inv));
+            }
+            Some(_) => warn!("ntp.enable turned off; the NTP service stops after a restart"),
+            None if inv.ntp().enable => {
+                warn!("ntp.enable turned on; the NTP service starts after a restart")
+            }
+            None => {}
+        }
+        match &self.running.lb {
+            Some(lbs) => crate::balancers::reload(lbs, self.shared, &inv),
+            None if !inv.balancers().is_empty() => warn!(
+                "balancers were added to an inventory that had none; they start after a restart"
+            ),
+            None => {}
+        }
+        let serial = self.shared.inventory().zones().forward.serial;
+        info!(nodes, zone_serial = serial, "reloaded inventory");
+    }
+}
+
+/// What loads but may not work, as text: the inventory's warnings, and
+/// boot files the profiles need that `services.assets_dir` lacks.
+fn inventory_warnings(inv: &Inventory) -> Vec<String> {
+    let mut out: Vec<String> = inv.warnings().iter().map(|w| w.render(false)).collect();
+    let root = &inv.services().assets_dir;
+    if root.is_dir() {
+        for m in inv.missing_assets(root) {
+            out.push(format!(
+                "{m} under services.assets_dir {}: nodes of this profile will not boot",
+                root.display()
+            ));
+        }
+    }
+    out
 }
 
 /// Logs what loads but may not work: the inventory's warnings, and boot

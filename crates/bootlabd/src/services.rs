@@ -33,6 +33,15 @@ pub(crate) fn ntp_config(inv: &bootlab_inventory::Inventory) -> bootlab_ntp::Ntp
     }
 }
 
+/// What the admin API is wired to: the served generation, and the channel
+/// pushed inventories travel to the lifecycle loop on.
+pub(crate) struct AdminWiring {
+    /// The inventory being served.
+    pub current: tokio::sync::watch::Receiver<crate::admin::Current>,
+    /// Pushed inventories.
+    pub pushes: mpsc::Sender<crate::admin::PushRequest>,
+}
+
 /// Binds (or takes over from `inherited`) and spawns every service.
 pub(crate) async fn spawn_all(
     shared: &Shared,
@@ -41,6 +50,7 @@ pub(crate) async fn spawn_all(
     firewall: &DaemonFirewall,
     ready: &Readiness,
     inherited: &mut Inherited,
+    admin: AdminWiring,
 ) -> anyhow::Result<Running> {
     spawn_dhcp(shared, shutdown, tasks, inherited)?;
     spawn_dns(shared, shutdown, tasks, firewall, inherited).await?;
@@ -48,6 +58,15 @@ pub(crate) async fn spawn_all(
     spawn_http(shared, shutdown, tasks, ready, inherited).await?;
     let ntp = spawn_ntp(shared, shutdown, tasks, inherited).await?;
     let lb = crate::balancers::spawn(shared, shutdown, tasks, inherited).await?;
+    crate::admin::spawn(
+        shared,
+        admin.current,
+        admin.pushes,
+        shutdown,
+        tasks,
+        inherited,
+    )
+    .await?;
     inherited.warn_unused();
     Ok(Running { lb, ntp })
 }

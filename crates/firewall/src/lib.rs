@@ -49,7 +49,7 @@ pub use live::{CounterValue, DeniedEndpoint, LearnedElement, TableState, parse_t
 pub use metrics::register_firewall_metrics;
 pub use policy::{
     COUNTER_FORWARD_DENIED, COUNTER_LAB_EGRESS_DENIED, COUNTER_SERVICES_INPUT_DENIED, PolicyError,
-    ServicesInterfaces, hypervisor_ruleset, services_is_gateway, services_ruleset,
+    ServicesInterfaces, admin_source, hypervisor_ruleset, services_is_gateway, services_ruleset,
 };
 pub use render::{render_nft, strip_state};
 pub use ruleset::{DENIED_SET, LEARNED_SET, Ruleset, TABLE_NAME};

@@ -234,6 +234,18 @@ pub fn hypervisor_ruleset(inv: &Inventory) -> Result<Ruleset, PolicyError> {
     })
 }
 
+/// The one address the services VM's admin API is open to: the
+/// hypervisor's on the lab network (`network.host_ip`; in nat mode the
+/// gateway when it is not set, as the libvirt network gives the host the
+/// gateway address then). `None`: no host address, the admin port stays
+/// closed.
+pub fn admin_source(inv: &Inventory) -> Option<std::net::Ipv4Addr> {
+    match inv.network().mode {
+        NetworkMode::Nat => Some(inv.network().host_ip.unwrap_or(inv.network().gateway)),
+        _ => inv.network().host_ip,
+    }
+}
+
 /// The services VM's ruleset, or `None` when `services.firewall = false`.
 pub fn services_ruleset(
     inv: &Inventory,
@@ -311,6 +323,19 @@ pub fn services_ruleset(
                 .comment(format!("balancer {} from the uplink", b.name)),
             );
         }
+    }
+    if let Some(host_ip) = admin_source(inv) {
+        input.push(
+            Rule::new(
+                vec![
+                    iif(lab),
+                    Match::IpSource(vec![host(host_ip)]),
+                    Match::TcpDestinationPort(listen.admin.port()),
+                ],
+                ACCEPT,
+            )
+            .comment("admin API, from the hypervisor only"),
+        );
     }
     input.extend([
         Rule::new(from_lab(Match::TcpDestinationPort(SSH_PORT)), ACCEPT).comment("SSH"),

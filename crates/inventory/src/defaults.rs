@@ -48,6 +48,9 @@ pub const LISTEN_TFTP: &str = "0.0.0.0:69";
 pub const LISTEN_HTTP: &str = "0.0.0.0:8080";
 /// `services.listen.ntp`
 pub const LISTEN_NTP: &str = "0.0.0.0:123";
+/// `services.listen.admin`: the admin API (HTTPS, mutual TLS) the host
+/// tool pushes the inventory and assets through.
+pub const LISTEN_ADMIN: &str = "0.0.0.0:8443";
 
 /// `dns.records[].ttl`, and the TTL of derived A and PTR records.
 pub const TTL: u32 = 300;

@@ -166,6 +166,8 @@ pub struct Listen {
     pub http: SocketAddr,
     /// NTP.
     pub ntp: SocketAddr,
+    /// The admin API (HTTPS with mutual TLS; the host tool's pushes).
+    pub admin: SocketAddr,
 }
 
 /// Services VM install method.

@@ -182,6 +182,8 @@ pub struct ListenSection {
     pub http: Option<String>,
     /// NTP listen address.
     pub ntp: Option<String>,
+    /// Admin API listen address (HTTPS, mutual TLS).
+    pub admin: Option<String>,
 }
 
 /// `services.uplink`

@@ -70,6 +70,14 @@ impl Leases {
         g.by_mac.get(&mac).copied()
     }
 
+    /// Every binding, in address order.
+    pub fn snapshot(&self) -> Vec<(MacAddr, Ipv4Addr)> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(MacAddr, Ipv4Addr)> = g.by_ip.iter().map(|(ip, mac)| (*mac, *ip)).collect();
+        v.sort_by_key(|(_, ip)| *ip);
+        v
+    }
+
     /// How many bindings there are.
     pub fn len(&self) -> usize {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());

@@ -87,6 +87,15 @@ impl Sockets {
         }
     }
 
+    /// Binds one more TCP listener on 127.0.0.1 port 0, passed to the
+    /// daemon as `name` (e.g. `admin`); returns its address.
+    pub fn add_tcp(&mut self, name: &str) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+        let addr = l.local_addr().expect("local addr");
+        self.fds.push((name.to_owned(), l.into()));
+        addr
+    }
+
     /// The listen address of balancer `name`.
     pub fn balancer(&self, name: &str) -> SocketAddr {
         self.balancers

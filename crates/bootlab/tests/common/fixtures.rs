@@ -93,6 +93,7 @@ pub const ALL: [Layout; 4] = [DEBIAN, UBUNTU, FEDORA, RHEL];
 #[derive(Debug, Clone, Copy)]
 pub struct Parts {
     pub busybox: bool,
+    pub e2fsprogs: bool,
     pub kernel: bool,
     pub modules: bool,
     pub virt: bool,
@@ -101,12 +102,14 @@ pub struct Parts {
 impl Parts {
     pub const ALL: Parts = Parts {
         busybox: true,
+        e2fsprogs: true,
         kernel: true,
         modules: true,
         virt: true,
     };
     pub const NONE: Parts = Parts {
         busybox: false,
+        e2fsprogs: false,
         kernel: false,
         modules: false,
         virt: false,
@@ -180,6 +183,23 @@ impl FixtureHost {
                 put(
                     &root.join(b),
                     &std::fs::read("/bin/busybox").expect("busybox-static is installed"),
+                    0o755,
+                );
+            }
+        }
+        if parts.e2fsprogs {
+            // Every distribution here installs them in /usr/sbin (Debian's
+            // /sbin since the /usr merge); real copies, as the appliance
+            // build runs ldd on them.
+            for t in bootlab_bootlab::host::E2FSPROGS_TOOLS {
+                let real = ["/usr/sbin", "/sbin"]
+                    .iter()
+                    .map(|d| Path::new(d).join(t))
+                    .find(|p| p.is_file())
+                    .expect("e2fsprogs is installed");
+                put(
+                    &root.join("usr/sbin").join(t),
+                    &std::fs::read(real).unwrap(),
                     0o755,
                 );
             }

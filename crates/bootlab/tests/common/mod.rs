@@ -112,6 +112,7 @@ impl LibvirtNetns {
         let r = me.dir.path().display().to_string();
         let script = format!(
             "set -e; mkdir -p /run/libvirt /var/cache/libvirt /var/log/libvirt; \
+             mkdir -p {r}/run/lock; chmod 1777 {r}/run/lock; \
              mount --bind {r}/run /run; mount --bind {r}/etc /etc/libvirt; \
              mount --bind {r}/lib /var/lib/libvirt; mount --bind {r}/log /var/log/libvirt; \
              mount --bind {r}/cache /var/cache/libvirt; \

@@ -66,6 +66,7 @@ pub(crate) fn balancers(
     let own_tcp: Vec<(&str, SocketAddr)> = vec![
         ("services.listen.dns", listen.dns),
         ("services.listen.http", listen.http),
+        ("services.listen.admin", listen.admin),
     ];
     for (i, b) in file.balancers.iter().enumerate() {
         let bp = FieldPath::of("balancers").idx(i);

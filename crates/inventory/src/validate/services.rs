@@ -185,6 +185,7 @@ pub(crate) fn services(
         tftp: listen_addr("tftp", &l.tftp, defaults::LISTEN_TFTP),
         http: listen_addr("http", &l.http, defaults::LISTEN_HTTP),
         ntp: listen_addr("ntp", &l.ntp, defaults::LISTEN_NTP),
+        admin: listen_addr("admin", &l.admin, defaults::LISTEN_ADMIN),
     };
     let data_dir = c.dir(s.data_dir.as_deref().unwrap_or(defaults::DATA_DIR));
     let assets_dir = match &s.assets_dir {
