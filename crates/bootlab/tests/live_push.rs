@@ -86,7 +86,7 @@ fn only_changed_assets_and_the_changed_inventory_are_pushed() {
     pki::write_file_atomic(&tls.join(pki::SERVER_KEY), server.1.as_bytes(), 0o600).unwrap();
     std::fs::create_dir_all(&inv.services().assets_dir).unwrap();
     let mut daemon = Daemon::on_sockets(&bootlabd(), &installed, sockets);
-    daemon.wait_for("listening for admin");
+    daemon.wait_for_logged("listening for admin");
     let conn = Connection::open(&inv, &Route::Direct(admin), &lab_pki).unwrap();
     let boot_id = conn.client.state().unwrap().machine.boot_id;
     let uploads = || metric(http, "bootlab_admin_uploads_total");

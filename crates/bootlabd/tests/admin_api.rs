@@ -79,7 +79,7 @@ fn start(wrap: Option<Wrapper<'_>>) -> Lab {
         None => PathBuf::from(BIN),
     };
     let mut daemon = Daemon::on_sockets(&bin, &config, sockets);
-    daemon.wait_for("listening for admin");
+    daemon.wait_for_logged("listening for admin");
     Lab {
         dir,
         config,
@@ -526,7 +526,7 @@ fn pushed_inventories_are_validated_reloaded_in_place_and_kept() {
     lab.admin = admin;
     lab.http = sockets.listen.http;
     lab.daemon = Daemon::on_sockets(Path::new(BIN), &lab.config, sockets);
-    lab.daemon.wait_for("listening for admin");
+    lab.daemon.wait_for_logged("listening for admin");
     let st = lab.client().state().unwrap();
     assert_eq!(st.generation, applied.generation);
     assert_eq!(st.source, InventorySource::Pushed);

@@ -32,7 +32,7 @@ fn start_daemon(lab: &Lab, config: &Path) -> Daemon {
     let mut cmd = lab.server.command(bootlabd());
     cmd.arg("--config").arg(config);
     let mut daemon = Daemon::spawn(cmd);
-    daemon.wait_for("listening for dhcp");
+    daemon.wait_for_logged("listening for dhcp");
     daemon
 }
 

@@ -53,7 +53,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let config = dir.path().join("lab.toml");
     std::fs::write(&config, lab_text(&base, &[])).unwrap();
     let mut daemon = Daemon::on_sockets(&bootlabd(), &config, sockets);
-    daemon.wait_for("listening for dns on");
+    daemon.wait_for_logged("listening for dns on");
 
     assert_eq!(
         kdig(port, &["master-0.okd.example.com.", "A"]),

@@ -236,6 +236,20 @@ impl Daemon {
         );
     }
 
+    /// A log line containing `needle` logged at any time since the start:
+    /// from the lines already read (a wait for another line may have read
+    /// past it: services log "listening" before or after "bootlabd ready",
+    /// in either order), else the next one, as [`Daemon::wait_for`].
+    pub fn wait_for_logged(&mut self, needle: &str) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        self.wait_for(needle)
+    }
+
     /// Every line logged so far (those not waited for included), one per
     /// line.
     pub fn log(&mut self) -> String {
