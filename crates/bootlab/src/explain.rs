@@ -28,6 +28,14 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
         "client {mac} arch {arch}{}",
         if ipxe { " (iPXE)" } else { "" }
     );
+    let proxy = inv.network().dhcp == bootlab_inventory::DhcpMode::Proxy;
+    if proxy && reservation.is_none() {
+        let _ = writeln!(
+            out,
+            "  no reservation: in proxyDHCP mode bootlabd stays silent (the other DHCP server alone answers)"
+        );
+        return out;
+    }
     let hostname = match (&reservation, &inv.network().pool) {
         (Some(r), _) => {
             let _ = writeln!(out, "  reservation: {} -> {} ({})", r.name, r.ip, r.fqdn);
@@ -63,6 +71,9 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
     let has_asset = move |f: &str| assets.join(f).is_file();
     let decision = decide(inv, node, &client, &has_asset);
     let _ = writeln!(out, "  decision: {decision}");
+    if let Some(note) = &decision.note {
+        let _ = writeln!(out, "  note: {note}");
+    }
     if let Some(n) = node {
         let _ = writeln!(
             out,
@@ -73,7 +84,16 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
                 .map_or("?", |p| p.loader.as_str())
         );
     }
-    let plan = bootlab_boot::options::plan(inv, hostname.as_deref(), &decision, true);
+    let plan = if proxy {
+        let _ = writeln!(
+            out,
+            "  proxyDHCP (network.dhcp = \"proxy\"): the other DHCP server gives the address; \
+             bootlabd offers this boot information without one on port 67 and acks it on port 4011"
+        );
+        bootlab_boot::options::proxy_plan(inv, &decision)
+    } else {
+        bootlab_boot::options::plan(inv, hostname.as_deref(), &decision, true)
+    };
     if let Some(si) = plan.siaddr {
         let _ = writeln!(out, "  siaddr (next-server): {si}");
     }
@@ -88,6 +108,35 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> S
         if let Ok(script) = render::render(inv, n, render::ScriptKind::Ipxe) {
             let _ = writeln!(out, "  boot.ipxe:");
             for line in script.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    // GRUB loaders (grub, shim-grub, and every arm64 client) read the
+    // node's grub.cfg next.
+    let grub_next = decision.file.as_ref().is_some_and(|f| {
+        let f = f.as_str();
+        f.ends_with(bootlab_boot::decision::GRUB_LOADER)
+            || f.ends_with(bootlab_boot::decision::GRUB_HTTP_LOADER)
+            || f.ends_with(bootlab_boot::decision::SHIM_LOADER)
+            || f.ends_with(bootlab_boot::decision::ARM64_LOADER)
+    });
+    if let (Some(n), true, false) = (node, grub_next, ipxe) {
+        if let Ok(cfg) = render::render(inv, n, render::ScriptKind::Grub) {
+            if decision
+                .file
+                .as_ref()
+                .is_some_and(|f| f.as_str() == bootlab_boot::decision::SHIM_LOADER)
+            {
+                let _ = writeln!(
+                    out,
+                    "  then: shim loads {} (the signed GRUB) over TFTP from its own directory; \
+                     GRUB loads the signed kernel and the initrd over TFTP",
+                    bootlab_boot::decision::SHIM_SECOND_STAGE
+                );
+            }
+            let _ = writeln!(out, "  grub/grub.cfg (GRUB's config for this node):");
+            for line in cfg.lines() {
                 let _ = writeln!(out, "    {line}");
             }
         }
