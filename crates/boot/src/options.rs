@@ -137,12 +137,8 @@ pub fn proxy_plan(inv: &Inventory, decision: &BootDecision) -> ReplyPlan {
             value: OptionValue::Bytes(PXE_DISCOVERY_CONTROL_BOOTFILE.to_vec()),
         });
     }
-    let mut siaddr = None;
     let boot_file = decision.file.as_ref().map(|f| f.as_str().to_owned());
     if let Some(f) = &decision.file {
-        if matches!(f, BootFile::Tftp(_)) {
-            siaddr = Some(inv.services().ip);
-        }
         options.push(PlannedOption {
             code: code::BOOT_FILE,
             name: "bootfile-name",
@@ -150,7 +146,11 @@ pub fn proxy_plan(inv: &Inventory, decision: &BootDecision) -> ReplyPlan {
         });
     }
     ReplyPlan {
-        siaddr,
+        // Always the next server, also with an HTTP URL: iPXE takes a
+        // proxyDHCP answer only when it names both a next-server and a
+        // boot file (measured: with siaddr 0 the iPXE ROM ignored every
+        // ack to its ProxyDHCPREQUEST).
+        siaddr: Some(inv.services().ip),
         boot_file,
         options,
     }

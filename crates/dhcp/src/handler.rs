@@ -83,6 +83,11 @@ pub enum ReplyTo {
     /// Broadcast on the link, port 68 (no ciaddr, broadcast bit, NAK, or
     /// no ARP entry to unicast to `yiaddr`).
     Broadcast,
+    /// Broadcast on the link to the port the request came from: proxyDHCP
+    /// acks on port 4011. The client has its address but may not answer
+    /// ARP for it yet (iPXE applies its settings only when DHCP is done),
+    /// and bootlabd sets no ARP entries.
+    BroadcastToPeerPort,
 }
 
 /// A reply ready to send.
@@ -590,11 +595,16 @@ impl DhcpHandler {
             kind: kind_out,
             detail,
         });
+        let to = if boot_server && req.giaddr == Ipv4Addr::UNSPECIFIED {
+            ReplyTo::BroadcastToPeerPort
+        } else {
+            destination(req, msg_type)
+        };
         Outcome {
             reply: Some(Outgoing {
                 msg_type,
                 bytes,
-                to: destination(req, msg_type),
+                to,
                 dropped_options,
             }),
             events,

@@ -188,6 +188,10 @@ pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> Socket
             SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT).into(),
             SocketMode::Address => peer,
         },
+        ReplyTo::BroadcastToPeerPort => match mode {
+            SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, peer.port()).into(),
+            SocketMode::Address => peer,
+        },
     }
 }
 
