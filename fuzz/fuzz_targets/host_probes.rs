@@ -1,9 +1,10 @@
 //! The host tool's parsers: /proc/net/route, /proc/net/{udp,tcp}, a libvirt
-//! network's XML, a domain's stored digest, modules.dep, ldd output,
+//! network's XML, a domain's stored digest, the fields `plan` compares in a
+//! domain's and a network's XML, modules.dep, ldd output,
 //! os-release and kernel release ordering. No panic on any input.
 #![no_main]
 
-use bootlab_bootlab::{appliance, host, procnet, xml};
+use bootlab_bootlab::{appliance, diff, host, procnet, xml};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = procnet::parse_sockets(&text, "tcp");
     let _ = procnet::parse_network_facts(&text);
     let _ = xml::stored_digest(&text);
+    let d = diff::domain_fields(&text);
+    let n = diff::network_fields(&text);
+    let _ = diff::diff(&d, &n);
     let dep = appliance::parse_modules_dep(&text);
     let _ = appliance::resolve_modules(&dep, &["virtio_net", "nf_tables"]);
     let _ = appliance::parse_ldd(&text);

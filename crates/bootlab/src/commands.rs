@@ -19,6 +19,9 @@ use crate::desired::Desired;
 use crate::doctor::{self, Probes as _, SystemProbes};
 use crate::host::HostPaths;
 use crate::libvirt::{self, Action, Actual, Change, Object, UpOptions};
+use crate::terminal::{
+    BarSteps, ColorChoice, Palette, PlainSteps, ProgressMode, QuietSteps, StepReporter,
+};
 
 /// `--output`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -192,6 +195,7 @@ fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>>
                 why: "a remote URI: the host egress rule belongs on the hypervisor; run `bootlab egress apply` there".into(),
             },
             note: String::new(),
+            fields: vec![],
         }));
     }
     let rs = hypervisor_ruleset(inv)?;
@@ -206,6 +210,7 @@ fn egress_change(inv: &Inventory, local: bool) -> anyhow::Result<Option<Change>>
             Action::Create
         },
         note: "host egress rule".into(),
+        fields: vec![],
     }))
 }
 
@@ -219,9 +224,8 @@ fn full_plan(inv: &Inventory, p: &Prepared, opts: UpOptions) -> anyhow::Result<V
 /// `bootlab doctor`
 pub fn doctor(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Result<ExitCode> {
     let uri = uri(inv, c);
-    let local = libvirt::is_local_uri(&uri);
-    let probes = SystemProbes { uri };
-    let findings = doctor::run_checks(inv, &probes, local);
+    let probes = SystemProbes { uri: uri.clone() };
+    let findings = doctor::run_checks(inv, &probes, &uri);
     let failed = match output {
         Output::Text => doctor::print_findings(&findings),
         Output::Json => {
@@ -249,25 +253,25 @@ fn virt_name(v: VirtType) -> &'static str {
     }
 }
 
-/// `bootlab plan`
+/// `bootlab plan`: the changes `up` would make, with the fields that change
+/// inside each domain and network; coloured on a terminal (`--color`).
 pub fn plan(
     inv: &Inventory,
     c: &ConnectArgs,
     a: &ApplianceArgs,
-    start: bool,
-    restart_services: bool,
+    opts: UpOptions,
     output: Output,
+    color: ColorChoice,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Optional)?;
-    let opts = UpOptions {
-        start_nodes: start,
-        restart_services,
-    };
     let changes = full_plan(inv, &p, opts)?;
     match output {
         Output::Text => {
             println!("virt type: {}", virt_name(p.virt_type));
-            libvirt::print_plan(&changes);
+            print!(
+                "{}",
+                libvirt::plan_text(&changes, Palette::new(color.for_stdout()))
+            );
         }
         Output::Json => println!(
             "{}",
@@ -280,61 +284,121 @@ pub fn plan(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bootlab up`
+/// `bootlab up`: applies the plan step by step; a progress bar on a
+/// terminal (the step's name, bytes during uploads), one plain line per
+/// step otherwise, nothing with `quiet` (errors and notes still go to
+/// stderr).
 pub fn up(
     inv: &Inventory,
     c: &ConnectArgs,
     a: &ApplianceArgs,
-    start: bool,
-    restart_services: bool,
+    opts: UpOptions,
+    quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let p = prepare(inv, c, a, Inputs::Required)?;
-    let opts = UpOptions {
-        start_nodes: start,
-        restart_services,
-    };
     let changes = full_plan(inv, &p, opts)?;
-    println!("virt type: {}", virt_name(p.virt_type));
+    if !quiet {
+        println!("virt type: {}", virt_name(p.virt_type));
+    }
     if changes.is_empty() {
-        println!("nothing to do: libvirt matches the inventory");
+        if !quiet {
+            println!("nothing to do: libvirt matches the inventory");
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = indicatif::ProgressBar::new(changes.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:40} [{bar:30}] {pos}/{len}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("converging libvirt");
+    // libvirt first, the host egress rule last (a refused egress rule is
+    // only a note: it belongs on the hypervisor).
     let (egress, rest): (Vec<Change>, Vec<Change>) = changes
         .iter()
         .cloned()
         .partition(|c| c.object == Object::Egress);
-    libvirt::apply(&p.conn, &p.desired, &rest)?;
-    bar.inc(rest.len() as u64);
-    for e in &egress {
-        match &e.action {
-            Action::Refuse { why } => eprintln!("note: egress rule skipped: {why}"),
+    if let Some(why) = libvirt::refusal(&rest) {
+        bail!("{why}");
+    }
+    let steps: Vec<Change> = rest.into_iter().chain(egress).collect();
+    let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mode = ProgressMode::choose(quiet, stderr_tty);
+    let mut reporter: Box<dyn StepReporter> = match mode {
+        ProgressMode::Quiet => Box::new(QuietSteps),
+        ProgressMode::Bar => Box::new(BarSteps::new(steps.len())),
+        ProgressMode::Plain => Box::new(PlainSteps::new(std::io::stdout())),
+    };
+    let mut notes = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        reporter.step(i + 1, steps.len(), &libvirt::step_words(step));
+        if step.object != Object::Egress {
+            libvirt::apply_one(&p.conn, &p.desired, step, reporter.as_mut())?;
+            continue;
+        }
+        match &step.action {
+            Action::Refuse { why } => notes.push(format!("note: egress rule skipped: {why}")),
             _ => {
                 BootlabTable::new(Nft::system())
                     .apply(&hypervisor_ruleset(inv)?)
                     .context("applying the host egress rule")?;
             }
         }
-        bar.inc(1);
     }
-    bar.finish_and_clear();
-    println!("done:");
-    libvirt::print_plan(&changes);
+    reporter.finish();
+    drop(reporter);
+    for n in &notes {
+        eprintln!("{n}");
+    }
+    match mode {
+        ProgressMode::Quiet => {}
+        ProgressMode::Plain => println!("done: {} steps", steps.len()),
+        ProgressMode::Bar => {
+            println!("done:");
+            print!(
+                "{}",
+                libvirt::plan_text(&steps, Palette::new(ColorChoice::Auto.for_stdout()))
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bootlab down`
-pub fn down(inv: &Inventory, c: &ConnectArgs, keep_disks: bool) -> anyhow::Result<ExitCode> {
+/// `bootlab down`: disks are deleted only after a yes on the terminal or
+/// with `--yes`; without a terminal and without `--yes` it refuses (exit 2)
+/// before removing anything.
+pub fn down(
+    inv: &Inventory,
+    c: &ConnectArgs,
+    keep_disks: bool,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::terminal::{DownConfirmation, down_question, down_refusal, is_yes};
     let uri = uri(inv, c);
     let local = libvirt::is_local_uri(&uri);
     let conn = libvirt::connect(&uri)?;
     // Names do not depend on the appliance's content or the virt type.
     let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let disks = if keep_disks {
+        vec![]
+    } else {
+        libvirt::disks_down_deletes(&conn, &desired)?
+    };
+    let stdin_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let lab = &inv.lab().name;
+    match DownConfirmation::decide(disks.len(), yes, keep_disks, stdin_tty) {
+        DownConfirmation::Proceed => {}
+        DownConfirmation::Refuse => {
+            eprintln!("{}", down_refusal(lab, &disks));
+            return Ok(ExitCode::from(2));
+        }
+        DownConfirmation::Ask => {
+            eprint!("{}", down_question(lab, &disks));
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !is_yes(&answer) {
+                eprintln!(
+                    "nothing was deleted (`bootlab down --keep-disks` removes the rest and keeps the disks)"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     let mut report = libvirt::down(&conn, &desired, keep_disks)?;
     let egress_is_ours = inv.network().mode == NetworkMode::Nat && local;
     if egress_is_ours && BootlabTable::new(Nft::system()).remove().unwrap_or(false) {
@@ -357,9 +421,49 @@ pub struct MachineSummary {
     /// Node name, if known.
     #[serde(default)]
     pub name: Option<String>,
+    /// Current address (reservation or lease).
+    #[serde(default)]
+    pub ip: Option<String>,
     /// Latest boot stage.
     #[serde(default)]
     pub stage: Option<String>,
+    /// Its events, oldest first.
+    #[serde(default)]
+    pub events: Vec<MachineEvent>,
+}
+
+/// One event of a machine's timeline (the fields `status` shows).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MachineEvent {
+    /// RFC 3339 time.
+    pub at: String,
+    /// `dhcp`, `tftp`, `http`...
+    pub service: String,
+    /// What happened (`ack`, `kernel`, `script`...).
+    pub kind: String,
+}
+
+/// `12s ago: http kernel` for a machine's latest event, `now` being the
+/// current time.
+pub fn last_event_words(m: &MachineSummary, now: std::time::SystemTime) -> Option<String> {
+    let e = m.events.last()?;
+    let age = humantime::parse_rfc3339_weak(&e.at)
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .map(|d| format!("{} ago", short_duration(d)))
+        .unwrap_or_else(|| e.at.clone());
+    Some(format!("{age}: {} {}", e.service, e.kind))
+}
+
+/// `5s`, `3m12s`, `2h05m`, `3d04h`.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 /// GET a small JSON document over plain HTTP/1.0, bounded in time.
@@ -385,12 +489,21 @@ pub fn http_get_json(
     Ok(serde_json::from_str(body)?)
 }
 
-#[derive(Serialize)]
-struct VmStatus {
-    domain: String,
-    state: String,
-    mac: String,
-    stage: Option<String>,
+/// One VM in `bootlab status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmStatus {
+    /// Domain name.
+    pub domain: String,
+    /// `running`, `shut off` or `absent`.
+    pub state: String,
+    /// Its lab NIC's MAC.
+    pub mac: String,
+    /// Its address, from bootlabd (lease or reservation).
+    pub ip: Option<String>,
+    /// Its boot stage, from bootlabd.
+    pub stage: Option<String>,
+    /// Its latest event (`12s ago: http kernel`), from bootlabd.
+    pub last_event: Option<String>,
 }
 
 /// A destination the egress policy refused recently.
@@ -409,16 +522,48 @@ pub struct RefusedEgress {
     pub by: String,
 }
 
-#[derive(Serialize)]
-struct StatusJson {
-    network: String,
-    network_state: String,
-    bootlabd: String,
-    vms: Vec<VmStatus>,
+/// Everything `bootlab status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusJson {
+    /// Network name.
+    pub network: String,
+    /// `active`, `inactive` or `absent`.
+    pub network_state: String,
+    /// Whether bootlabd answers, in words.
+    pub bootlabd: String,
+    /// The inventory's VMs.
+    pub vms: Vec<VmStatus>,
     /// bootlabd's `/api/v1/balancers`, when it has balancers.
-    balancers: Vec<bootlab_lb::BalancerStatus>,
+    pub balancers: Vec<bootlab_lb::BalancerStatus>,
     /// Refused egress destinations, newest first.
-    egress_refused: Vec<RefusedEgress>,
+    pub egress_refused: Vec<RefusedEgress>,
+}
+
+/// `bootlab status`'s text.
+pub fn status_text(st: &StatusJson) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "network {}: {}", st.network, st.network_state);
+    let _ = writeln!(out, "bootlabd: {}", st.bootlabd);
+    let _ = writeln!(
+        out,
+        "{:<24} {:<9} {:<18} {:<16} {:<8} last event",
+        "VM", "state", "MAC", "IP", "stage"
+    );
+    for v in &st.vms {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<9} {:<18} {:<16} {:<8} {}",
+            v.domain,
+            v.state,
+            v.mac,
+            v.ip.as_deref().unwrap_or("-"),
+            v.stage.as_deref().unwrap_or("-"),
+            v.last_event.as_deref().unwrap_or("-")
+        );
+    }
+    out.push_str(&status_extras_text(&st.balancers, &st.egress_refused));
+    out
 }
 
 /// The balancers and refused destinations as `bootlab status` prints them.
@@ -509,11 +654,14 @@ fn refused_egress(inv: &Inventory, local: bool, api: Option<SocketAddr>) -> Vec<
     out
 }
 
-/// `bootlab status`
-pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Result<ExitCode> {
-    let conn = libvirt::connect(&uri(inv, c))?;
-    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
-    let have = Actual::read(&conn, &desired)?;
+/// One look at the lab: libvirt's view plus bootlabd's when it answers.
+fn status_snapshot(
+    inv: &Inventory,
+    conn: &Connect,
+    desired: &Desired,
+    local: bool,
+) -> anyhow::Result<StatusJson> {
+    let have = Actual::read(conn, desired)?;
     let addr = SocketAddr::new(inv.services().ip.into(), inv.services().listen.http.port());
     let (api, machines, reachable): (String, Vec<MachineSummary>, bool) =
         match http_get_json(addr, "/api/v1/machines", Duration::from_secs(3)) {
@@ -539,8 +687,8 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
     } else {
         vec![]
     };
-    let local = libvirt::is_local_uri(&uri(inv, c));
     let egress_refused = refused_egress(inv, local, reachable.then_some(addr));
+    let now = std::time::SystemTime::now();
     let vms: Vec<VmStatus> = desired
         .domains
         .iter()
@@ -551,6 +699,7 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
                 .first()
                 .map(|n| n.mac.clone())
                 .unwrap_or_default();
+            let m = machines.iter().find(|m| m.mac.eq_ignore_ascii_case(&mac));
             VmStatus {
                 domain: d.plan.name.clone(),
                 state: match have.domains.get(&d.plan.name) {
@@ -558,15 +707,14 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
                     Some(s) if s.active => "running".into(),
                     Some(_) => "shut off".into(),
                 },
-                stage: machines
-                    .iter()
-                    .find(|m| m.mac.eq_ignore_ascii_case(&mac))
-                    .and_then(|m| m.stage.clone()),
+                ip: m.and_then(|m| m.ip.clone()),
+                stage: m.and_then(|m| m.stage.clone()),
+                last_event: m.and_then(|m| last_event_words(m, now)),
                 mac,
             }
         })
         .collect();
-    let st = StatusJson {
+    Ok(StatusJson {
         network: desired.network.clone(),
         network_state: match &have.network {
             None => "absent".into(),
@@ -577,34 +725,144 @@ pub fn status(inv: &Inventory, c: &ConnectArgs, output: Output) -> anyhow::Resul
         vms,
         balancers,
         egress_refused,
-    };
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-        Output::Text => {
-            println!("network {}: {}", st.network, st.network_state);
-            println!("bootlabd: {}", st.bootlabd);
-            println!("{:<28} {:<9} {:<18} stage", "VM", "state", "MAC");
-            for v in &st.vms {
-                println!(
-                    "{:<28} {:<9} {:<18} {}",
-                    v.domain,
-                    v.state,
-                    v.mac,
-                    v.stage.as_deref().unwrap_or("-")
-                );
-            }
-            print!("{}", status_extras_text(&st.balancers, &st.egress_refused));
+    })
+}
+
+/// `bootlab status`; with `watch`, again every interval until interrupted:
+/// on a terminal the screen is cleared before each block, elsewhere the
+/// blocks follow one another (JSON: one document a line).
+pub fn status(
+    inv: &Inventory,
+    c: &ConnectArgs,
+    output: Output,
+    watch: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let uri = uri(inv, c);
+    let conn = libvirt::connect(&uri)?;
+    let local = libvirt::is_local_uri(&uri);
+    let desired = Desired::from_inventory(inv, VirtType::Qemu, None)?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut first = true;
+    loop {
+        let st = status_snapshot(inv, &conn, &desired, local)?;
+        let block = match (output, watch) {
+            (Output::Json, None) => format!("{}\n", serde_json::to_string_pretty(&st)?),
+            (Output::Json, Some(_)) => format!("{}\n", serde_json::to_string(&st)?),
+            (Output::Text, None) => status_text(&st),
+            (Output::Text, Some(every)) => watch_block(
+                &inv.lab().name,
+                every,
+                &status_text(&st),
+                tty,
+                first,
+                std::time::SystemTime::now(),
+            ),
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(block.as_bytes())?;
+        out.flush()?;
+        drop(out);
+        first = false;
+        match watch {
+            Some(every) => std::thread::sleep(every),
+            None => return Ok(ExitCode::SUCCESS),
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// One block of `status --watch` text: on a terminal the screen is cleared
+/// first; elsewhere blocks are separated by a blank line. A header names
+/// the lab, the time and the interval.
+pub fn watch_block(
+    lab: &str,
+    every: Duration,
+    body: &str,
+    terminal: bool,
+    first: bool,
+    now: std::time::SystemTime,
+) -> String {
+    let mut s = String::new();
+    if terminal {
+        s.push_str(crate::terminal::CLEAR_SCREEN);
+    } else if !first {
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "lab {lab} at {} (every {}{})\n",
+        humantime::format_rfc3339_seconds(now),
+        short_interval(every),
+        if terminal { "; Ctrl-C stops" } else { "" }
+    ));
+    s.push_str(body);
+    s
+}
+
+fn short_interval(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The names `egress show` gives the services VM's NICs: `services.interface`
+/// when set, else what the appliance's kernel calls them (no udev there:
+/// `eth0` for the lab NIC, the domain's first, `eth1` for the uplink).
+/// bootlabd itself finds them by MAC when it starts.
+pub fn shown_services_interfaces(inv: &Inventory) -> bootlab_firewall::ServicesInterfaces {
+    bootlab_firewall::ServicesInterfaces {
+        lab: inv
+            .services()
+            .interface
+            .clone()
+            .unwrap_or_else(|| "eth0".into()),
+        uplink: inv.services().uplink.as_ref().map(|_| "eth1".into()),
+    }
+}
+
+/// `egress show`'s text for the services VM: its ruleset with comments
+/// saying whose it is and where the interface names come from; `None`
+/// when `services.firewall = false`.
+pub fn services_ruleset_text(inv: &Inventory) -> anyhow::Result<Option<String>> {
+    let ifaces = shown_services_interfaces(inv);
+    let Some(rs) = bootlab_firewall::services_ruleset(inv, &ifaces)? else {
+        return Ok(None);
+    };
+    let s = inv.services();
+    let mut out = format!(
+        "# services VM {} ({}): bootlabd applies this table inside it (services.firewall = true)\n",
+        s.name, s.ip
+    );
+    let names = match &s.interface {
+        Some(i) => format!("# lab NIC {i} (services.interface, MAC {})", s.mac),
+        None => format!("# lab NIC eth0 (MAC {})", s.mac),
+    };
+    out.push_str(&names);
+    if let Some(u) = &s.uplink {
+        out.push_str(&format!(", uplink eth1 (MAC {})", u.mac));
+    }
+    out.push('\n');
+    if s.interface.is_none() {
+        out.push_str(
+            "# eth0/eth1: the names the appliance's kernel gives its NICs (lab NIC first);\n\
+             # bootlabd finds the real ones by MAC when it starts (set services.interface to pin the lab NIC)\n",
+        );
+    }
+    out.push_str(&bootlab_firewall::render_nft(&rs));
+    Ok(Some(out))
 }
 
 /// `bootlab egress apply|show|remove`
 pub fn egress(inv: &Inventory, action: EgressAction) -> anyhow::Result<ExitCode> {
-    let rs = hypervisor_ruleset(inv)?;
-    let table = BootlabTable::new(Nft::system());
-    match action {
-        EgressAction::Show => {
+    let nat = inv.network().mode == NetworkMode::Nat;
+    if action == EgressAction::Show {
+        if nat {
+            let rs = hypervisor_ruleset(inv)?;
+            let table = BootlabTable::new(Nft::system());
+            println!(
+                "# hypervisor (this host): the host egress rule for the lab bridge {} (network.mode = \"nat\")",
+                inv.network().bridge
+            );
             print!("{}", bootlab_firewall::render_nft(&rs));
             match table.listing_without_state()? {
                 Some(_) if table.matches(&rs)? => println!("# live: table inet bootlab matches"),
@@ -613,7 +871,39 @@ pub fn egress(inv: &Inventory, action: EgressAction) -> anyhow::Result<ExitCode>
                 }
                 None => println!("# live: no table inet bootlab"),
             }
+        } else {
+            println!(
+                "# hypervisor (this host): no rule: network.mode = {:?} does not forward the lab through this host",
+                inv.network().mode.as_str()
+            );
         }
+        match services_ruleset_text(inv)? {
+            Some(text) => {
+                println!();
+                print!("{text}");
+            }
+            None if !nat => println!(
+                "# services VM: services.firewall = false: no ruleset; the lab's egress is not filtered"
+            ),
+            None => {}
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !nat {
+        bail!(
+            "`bootlab egress {}` manages the host egress rule, which exists in nat mode only; network.mode is {:?}: bootlabd applies the services VM's ruleset itself (`bootlab egress show` prints it)",
+            if action == EgressAction::Apply {
+                "apply"
+            } else {
+                "remove"
+            },
+            inv.network().mode.as_str()
+        );
+    }
+    let rs = hypervisor_ruleset(inv)?;
+    let table = BootlabTable::new(Nft::system());
+    match action {
+        EgressAction::Show => {}
         EgressAction::Apply => {
             let outcome = table.apply(&rs)?;
             println!("table inet bootlab: {outcome:?}");
@@ -634,7 +924,9 @@ pub fn egress(inv: &Inventory, action: EgressAction) -> anyhow::Result<ExitCode>
 pub enum EgressAction {
     /// Apply the host egress rule (nat mode) as one transaction.
     Apply,
-    /// Print the rule in nft syntax and whether the live table matches.
+    /// Print the rules in nft syntax, each under a comment saying whose
+    /// it is: the host's (nat mode, with whether the live table matches)
+    /// and the services VM's (`services.firewall = true`; isolated mode too).
     Show,
     /// Remove bootlab's table (nothing else).
     Remove,
@@ -683,5 +975,90 @@ mod status_tests {
             "{text}"
         );
         assert!(status_extras_text(&[], &[]).contains("egress refused: none"));
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn machine(events: &[(&str, &str, &str)]) -> MachineSummary {
+        MachineSummary {
+            mac: "52:54:00:00:00:10".into(),
+            name: Some("bios".into()),
+            ip: Some("10.0.0.10".into()),
+            stage: Some("kernel".into()),
+            events: events
+                .iter()
+                .map(|(at, service, kind)| MachineEvent {
+                    at: at.to_string(),
+                    service: service.to_string(),
+                    kind: kind.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn last_event_says_how_long_ago() {
+        let now = humantime::parse_rfc3339("2025-01-01T10:00:12Z").unwrap();
+        let m = machine(&[
+            ("2025-01-01T09:59:00.000Z", "dhcp", "ack"),
+            ("2025-01-01T10:00:00.250Z", "http", "kernel"),
+        ]);
+        assert_eq!(last_event_words(&m, now).unwrap(), "11s ago: http kernel");
+        assert_eq!(last_event_words(&machine(&[]), now), None);
+        assert_eq!(short_duration(Duration::from_secs(192)), "3m12s");
+        assert_eq!(short_duration(Duration::from_secs(7500)), "2h05m");
+    }
+
+    #[test]
+    fn status_text_has_each_nodes_stage_and_last_event() {
+        let st = StatusJson {
+            network: "e2e".into(),
+            network_state: "active".into(),
+            bootlabd: "answering at http://10.0.0.254:8080".into(),
+            vms: vec![VmStatus {
+                domain: "e2e-bios".into(),
+                state: "running".into(),
+                mac: "52:54:00:00:00:10".into(),
+                ip: Some("10.0.0.10".into()),
+                stage: Some("kernel".into()),
+                last_event: Some("11s ago: http kernel".into()),
+            }],
+            balancers: vec![],
+            egress_refused: vec![],
+        };
+        let t = status_text(&st);
+        assert!(
+            t.contains("e2e-bios                 running   52:54:00:00:00:10  10.0.0.10        kernel   11s ago: http kernel"),
+            "{t}"
+        );
+        assert!(t.contains("egress refused: none"), "{t}");
+    }
+
+    #[test]
+    fn watch_blocks_clear_a_terminal_and_repeat_elsewhere() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let two = Duration::from_secs(2);
+        let tty = watch_block("okd", two, "body\n", true, false, now);
+        assert!(tty.starts_with("\x1b[H\x1b[2J"), "{tty:?}");
+        assert!(tty.contains("Ctrl-C"));
+        let first = watch_block("okd", two, "body\n", false, true, now);
+        assert_eq!(first, "lab okd at 2023-11-14T22:13:20Z (every 2s)\nbody\n");
+        let next = watch_block(
+            "okd",
+            Duration::from_millis(500),
+            "body\n",
+            false,
+            false,
+            now,
+        );
+        assert!(
+            next.starts_with("\nlab okd at") && next.contains("every 0.5s"),
+            "{next:?}"
+        );
+        assert!(!next.contains('\x1b'));
     }
 }

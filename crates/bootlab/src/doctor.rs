@@ -192,9 +192,11 @@ pub trait Probes {
     fn pool_dir(&self, path: &Path) -> PoolDirFacts;
 }
 
-/// Runs every check. `local` is false for remote URIs: host checks then say
-/// where to run them instead.
-pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Finding> {
+/// Runs every check against the libvirt at `uri` (the one `--connect`
+/// named, else the inventory's `libvirt.uri`: findings name it). For
+/// remote URIs the host checks say where to run them instead.
+pub fn run_checks(inv: &Inventory, probes: &dyn Probes, uri: &str) -> Vec<Finding> {
+    let local = crate::libvirt::is_local_uri(uri);
     let mut out = Vec::new();
     let host = probes.host();
     let distro = &host.distro;
@@ -203,13 +205,13 @@ pub fn run_checks(inv: &Inventory, probes: &dyn Probes, local: bool) -> Vec<Find
         Ok(l) => out.push(f(
             "libvirtd",
             Level::Ok,
-            format!("reachable, libvirt {}", l.version),
+            format!("{uri} reachable, libvirt {}", l.version),
             "",
         )),
         Err(e) => out.push(f(
             "libvirtd",
             Level::Fail,
-            format!("cannot connect to {}: {e}", inv.libvirt().uri),
+            format!("cannot connect to {uri}: {e}"),
             format!(
                 "{}; check the URI (--connect) and that you may use it (group libvirt)",
                 distro.fix(Need::Libvirt)

@@ -8,10 +8,13 @@
 //! - [`doctor`]: host checks behind a probe trait; [`procnet`]: /proc parsers.
 //! - [`host`]: the hypervisor's distribution (os-release) and where it keeps
 //!   busybox, kernels and modules, QEMU, OVMF, nft, with its fixes.
-//! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for.
+//! - [`xml`]: libvirt XML; [`desired`]: the objects the inventory asks for;
+//!   [`diff`]: which fields of a domain or network differ from libvirt's.
 //! - [`libvirt`]: read / plan / apply / down through the `virt` crate.
 //! - [`appliance`]: kernel + generated initramfs holding bootlabd.
 //! - [`commands`]: doctor, plan, up, status, down, egress.
+//! - [`terminal`]: colours, the progress bar or plain lines, `down`'s
+//!   question: what changes when a stream is a terminal.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -19,11 +22,13 @@
 pub mod appliance;
 pub mod commands;
 pub mod desired;
+pub mod diff;
 pub mod doctor;
 mod explain;
 pub mod host;
 pub mod libvirt;
 pub mod procnet;
+pub mod terminal;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -68,20 +73,34 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Show what bootlabd answers a client: the boot decision and the DHCP options.
+    /// Show what bootlabd answers a client, stage by stage in plain words:
+    /// firmware, loader, iPXE script or GRUB config, kernel and initrd; the
+    /// DHCP options of the reply.
+    ///
+    /// The client is a node by name (`bootlab explain LAB master-0`, or
+    /// `--node master-0`) or any MAC (`--mac`).
     Explain {
-        /// The inventory.
-        #[arg(default_value = DEFAULT_LAB)]
-        lab: PathBuf,
+        /// `[LAB.toml] [NODE]`: the inventory (default ./lab.toml) and a
+        /// node's name. A single argument is the inventory when it ends in
+        /// `.toml` or is a file, else the node.
+        #[arg(num_args = 0..=2, value_name = "[LAB] [NODE]")]
+        args: Vec<String>,
+        /// The node, by name (instead of the positional NODE).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
         /// The client's MAC (any of aa:bb:.., aa-bb-.., aabb..).
-        #[arg(long)]
-        mac: String,
+        #[arg(long, conflicts_with = "node")]
+        mac: Option<String>,
         /// Client architecture (option 93): a number (0 BIOS, 7/9 UEFI x64, 11 arm64, 16 UEFI HTTP) or bios | uefi | efi64 | arm64 | http.
-        #[arg(long, default_value = "bios")]
-        arch: String,
-        /// The client is iPXE (option 77 "iPXE").
+        /// Default: the node's firmware (bios or uefi), else bios.
+        #[arg(long)]
+        arch: Option<String>,
+        /// The client is iPXE (option 77 "iPXE"): also print the rendered boot.ipxe.
         #[arg(long)]
         ipxe: bool,
+        /// Output format (json: client, decision, options, stages).
+        #[arg(long, value_enum, default_value_t)]
+        output: commands::Output,
     },
     /// Check the host: KVM, libvirtd, QEMU/OVMF, CIDR/bridge/port clashes, pool directory.
     Doctor {
@@ -112,9 +131,12 @@ pub enum Command {
         /// Plan as if `up --restart-services`.
         #[arg(long)]
         restart_services: bool,
-        /// Output format.
+        /// Output format (json: every change with the fields that change).
         #[arg(long, value_enum, default_value_t)]
         output: commands::Output,
+        /// Colour: auto (a terminal, unless NO_COLOR is set), always, never.
+        #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+        color: terminal::ColorChoice,
     },
     /// Converge libvirt to the inventory (idempotent): pool, volumes,
     /// network, services VM, node VMs, host egress rule.
@@ -136,8 +158,12 @@ pub enum Command {
         /// without it those changes wait for its next boot.
         #[arg(long)]
         restart_services: bool,
+        /// Print nothing but errors and notes (no progress, no summary).
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
-    /// Network, VMs and each node's boot stage (from bootlabd when reachable).
+    /// Network, VMs, each node's boot stage and last event (from bootlabd
+    /// when reachable), balancers, refused egress destinations.
     Status {
         /// The inventory.
         #[arg(default_value = DEFAULT_LAB)]
@@ -145,9 +171,21 @@ pub enum Command {
         /// libvirt connection.
         #[command(flatten)]
         connect: commands::ConnectArgs,
-        /// Output format.
+        /// Output format (with --watch: one JSON document a line).
         #[arg(long, value_enum, default_value_t)]
         output: commands::Output,
+        /// Refresh until interrupted: the screen is redrawn on a terminal,
+        /// blocks are repeated otherwise.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 2.0,
+            requires = "watch"
+        )]
+        interval: f64,
     },
     /// Remove what `up` created, and only that.
     Down {
@@ -157,11 +195,18 @@ pub enum Command {
         /// libvirt connection.
         #[command(flatten)]
         connect: commands::ConnectArgs,
-        /// Keep the VMs' disk volumes (and so the pool).
+        /// Keep the VMs' disk volumes (and so the pool); nothing is asked.
         #[arg(long)]
         keep_disks: bool,
+        /// Delete the disk volumes without asking (for scripts: without a
+        /// terminal on stdin, `down` refuses to delete disks unless given
+        /// `--yes` or `--keep-disks`).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
-    /// The host egress rule (nat mode): `apply`, `show`, `remove`.
+    /// The egress rules: `show` prints the host's (nat mode) and the
+    /// services VM's (`services.firewall`, isolated mode too); `apply` and
+    /// `remove` manage the host's (nat mode).
     Egress {
         /// What to do.
         #[command(subcommand)]
@@ -326,28 +371,62 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Explain {
-            lab,
+            args,
+            node,
             mac,
             arch,
             ipxe,
+            output,
         } => {
+            let (lab, who) =
+                match explain::explain_target(&args, node, mac, |p| Path::new(p).is_file()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
             let inv = match load_or_report(&lab) {
                 Ok(inv) => inv,
                 Err(code) => return Ok(code),
             };
-            let Some(mac) = bootlab_boot::decision::parse_mac(&mac) else {
-                eprintln!(
-                    "error: {mac:?} is not a MAC address\n  help: write e.g. --mac 52:54:00:12:34:56"
-                );
-                return Ok(ExitCode::from(2));
+            let (mac, firmware) = match &who {
+                explain::Who::Node(name) => match inv.nodes().iter().find(|n| &n.name == name) {
+                    Some(n) => (n.mac, Some(n.firmware)),
+                    None => {
+                        eprintln!("{}", explain::unknown_node(&inv, name));
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                explain::Who::Mac(m) => match bootlab_boot::decision::parse_mac(m) {
+                    Some(mac) => (mac, inv.node_by_mac(mac).map(|n| n.firmware)),
+                    None => {
+                        eprintln!(
+                            "error: {m:?} is not a MAC address\n  help: write e.g. --mac 52:54:00:12:34:56"
+                        );
+                        return Ok(ExitCode::from(2));
+                    }
+                },
             };
-            let Some(arch) = explain::parse_arch(&arch) else {
-                eprintln!(
-                    "error: unknown architecture {arch:?}\n  help: use a number (0, 7, 9, 11, 16) or bios, uefi, efi64, arm64, http"
-                );
-                return Ok(ExitCode::from(2));
+            let arch = match arch.as_deref().map(explain::parse_arch) {
+                Some(Some(a)) => a,
+                Some(None) => {
+                    eprintln!(
+                        "error: unknown architecture {:?}\n  help: use a number (0, 7, 9, 11, 16) or bios, uefi, efi64, arm64, http",
+                        arch.unwrap_or_default()
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                None => match firmware {
+                    Some(bootlab_inventory::Firmware::Uefi) => 7,
+                    _ => 0,
+                },
             };
-            print!("{}", explain::explain(&inv, mac, arch, ipxe));
+            let e = explain::explain(&inv, mac, arch, ipxe);
+            match output {
+                commands::Output::Text => print!("{}", e.text()),
+                commands::Output::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor {
@@ -362,8 +441,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             start,
             restart_services,
             output,
+            color,
         } => with_inventory(&lab, |inv| {
-            commands::plan(inv, &connect, &appliance, start, restart_services, output)
+            let opts = libvirt::UpOptions {
+                start_nodes: start,
+                restart_services,
+            };
+            commands::plan(inv, &connect, &appliance, opts, output, color)
         }),
         Command::Up {
             lab,
@@ -371,19 +455,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             appliance,
             start,
             restart_services,
+            quiet,
         } => with_inventory(&lab, |inv| {
-            commands::up(inv, &connect, &appliance, start, restart_services)
+            let opts = libvirt::UpOptions {
+                start_nodes: start,
+                restart_services,
+            };
+            commands::up(inv, &connect, &appliance, opts, quiet)
         }),
         Command::Status {
             lab,
             connect,
             output,
-        } => with_inventory(&lab, |inv| commands::status(inv, &connect, output)),
+            watch,
+            interval,
+        } => {
+            let every = match std::time::Duration::try_from_secs_f64(interval) {
+                Ok(d) if d >= std::time::Duration::from_millis(100) => d,
+                _ => {
+                    eprintln!(
+                        "error: --interval {interval} is not a number of seconds of at least 0.1"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            with_inventory(&lab, |inv| {
+                commands::status(inv, &connect, output, watch.then_some(every))
+            })
+        }
         Command::Down {
             lab,
             connect,
             keep_disks,
-        } => with_inventory(&lab, |inv| commands::down(inv, &connect, keep_disks)),
+            yes,
+        } => with_inventory(&lab, |inv| commands::down(inv, &connect, keep_disks, yes)),
         Command::Egress { action, lab } => {
             with_inventory(&lab, |inv| commands::egress(inv, action))
         }

@@ -12,7 +12,6 @@
 //! - [`down`]: removes what `up` created, only objects that are bootlab's.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
@@ -25,6 +24,8 @@ use virt::stream::Stream;
 use virt::sys;
 
 use crate::desired::{Desired, VolumeContent, VolumeSpec};
+use crate::diff::{self, FieldChange, Fields};
+use crate::terminal::{Palette, StepReporter};
 use crate::xml;
 
 /// Opens a connection.
@@ -59,6 +60,8 @@ pub struct DomainState {
     pub digest: Option<String>,
     /// Running.
     pub active: bool,
+    /// The fields bootlab sets, read from the persistent definition.
+    pub fields: Fields,
 }
 
 /// The network as libvirt has it.
@@ -72,6 +75,10 @@ pub struct NetworkState {
     pub active: bool,
     /// Starts with libvirtd.
     pub autostart: bool,
+    /// The fields bootlab sets, from the persistent definition.
+    pub fields: Fields,
+    /// The same from the running definition.
+    pub live_fields: Fields,
 }
 
 /// The pool as libvirt has it.
@@ -144,22 +151,26 @@ impl Actual {
             });
         }
         if let Ok(net) = Network::lookup_by_name(conn, &want.network) {
+            let persistent = net.get_xml_desc(sys::VIR_NETWORK_XML_INACTIVE)?;
+            let live = net.get_xml_desc(0)?;
             a.network = Some(NetworkState {
-                digest: xml::stored_digest(&net.get_xml_desc(sys::VIR_NETWORK_XML_INACTIVE)?),
-                live_digest: xml::stored_digest(&net.get_xml_desc(0)?),
+                digest: xml::stored_digest(&persistent),
+                live_digest: xml::stored_digest(&live),
                 active: net.is_active()?,
                 autostart: net.get_autostart()?,
+                fields: diff::network_fields(&persistent),
+                live_fields: diff::network_fields(&live),
             });
         }
         for d in &want.domains {
             if let Ok(dom) = Domain::lookup_by_name(conn, &d.plan.name) {
+                let persistent = dom.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)?;
                 a.domains.insert(
                     d.plan.name.clone(),
                     DomainState {
-                        digest: xml::stored_digest(
-                            &dom.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)?,
-                        ),
+                        digest: xml::stored_digest(&persistent),
                         active: dom.is_active()?,
+                        fields: diff::domain_fields(&persistent),
                     },
                 );
             }
@@ -227,6 +238,9 @@ pub struct Change {
     pub action: Action,
     /// Extra words for humans.
     pub note: String,
+    /// What changes inside the object (updates of a domain or network, a
+    /// grown volume); empty otherwise.
+    pub fields: Vec<FieldChange>,
 }
 
 fn ch(object: Object, name: &str, action: Action, note: impl Into<String>) -> Change {
@@ -235,6 +249,14 @@ fn ch(object: Object, name: &str, action: Action, note: impl Into<String>) -> Ch
         name: name.to_string(),
         action,
         note: note.into(),
+        fields: Vec::new(),
+    }
+}
+
+impl Change {
+    fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
+        self.fields = fields;
+        self
     }
 }
 
@@ -307,15 +329,22 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                 Action::Create,
                 format!("upload {} ({})", p.display(), human(v.capacity)),
             )),
-            (Some(&cap), VolumeContent::Disk) if cap < v.capacity => out.push(ch(
-                Object::Volume,
-                &v.name,
-                Action::Grow {
-                    from: cap,
-                    to: v.capacity,
-                },
-                format!("{} -> {}", human(cap), human(v.capacity)),
-            )),
+            (Some(&cap), VolumeContent::Disk) if cap < v.capacity => out.push(
+                ch(
+                    Object::Volume,
+                    &v.name,
+                    Action::Grow {
+                        from: cap,
+                        to: v.capacity,
+                    },
+                    format!("{} -> {}", human(cap), human(v.capacity)),
+                )
+                .with_fields(vec![FieldChange {
+                    field: "capacity".into(),
+                    from: Some(human(cap)),
+                    to: Some(human(v.capacity)),
+                }]),
+            ),
             _ => {}
         }
     }
@@ -340,6 +369,7 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
         }
         Some(n) => {
             let wanted = xml::stored_digest(&want.network_xml);
+            let want_net_fields = diff::network_fields(&want.network_xml);
             if n.digest.is_none() {
                 out.push(ch(
                     Object::Network,
@@ -353,17 +383,21 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                     "",
                 ));
             } else if n.digest != wanted {
-                out.push(ch(
-                    Object::Network,
-                    &want.network,
-                    Action::Update,
-                    "definition differs",
-                ));
+                out.push(
+                    ch(
+                        Object::Network,
+                        &want.network,
+                        Action::Update,
+                        "definition differs",
+                    )
+                    .with_fields(diff::diff(&want_net_fields, &n.fields)),
+                );
             }
             if !n.active {
                 out.push(ch(Object::Network, &want.network, Action::Start, ""));
             } else if n.digest.is_some() && n.digest == wanted && n.live_digest != wanted {
-                out.push(ch(
+                out.push(
+                    ch(
                     Object::Network,
                     &want.network,
                     Action::Refuse {
@@ -373,7 +407,9 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                         ),
                     },
                     "",
-                ));
+                )
+                    .with_fields(diff::diff(&want_net_fields, &n.live_fields)),
+                );
             }
             if !n.autostart {
                 out.push(ch(Object::Network, &want.network, Action::Autostart, ""));
@@ -405,6 +441,7 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                 }
                 if s.digest != xml::stored_digest(&d.xml) {
                     let restart = s.active && d.is_services && opts.restart_services;
+                    let fields = diff::diff(&diff::domain_fields(&d.xml), &s.fields);
                     out.push(ch(
                         Object::Domain,
                         name,
@@ -418,7 +455,7 @@ pub fn plan(want: &Desired, have: &Actual, opts: UpOptions) -> Vec<Change> {
                         } else {
                             "definition differs"
                         },
-                    ));
+                    ).with_fields(fields));
                     if restart {
                         out.push(ch(
                             Object::Domain,
@@ -469,12 +506,15 @@ pub fn human(b: u64) -> String {
     format!("{b} B")
 }
 
-/// Prints the plan as a readable diff.
-pub fn print_plan(changes: &[Change]) {
+/// The plan as a readable diff: one line per change (`+` create, `~`
+/// update, `>` start, `-` remove, `!` refused), the fields that change
+/// under it; coloured with `palette`.
+pub fn plan_text(changes: &[Change], palette: Palette) -> String {
+    use std::fmt::Write as _;
     if changes.is_empty() {
-        println!("nothing to do: libvirt matches the inventory");
-        return;
+        return "nothing to do: libvirt matches the inventory\n".into();
     }
+    let mut out = String::new();
     for c in changes {
         let (sign, verb) = match &c.action {
             Action::Create => ("+", "create".to_string()),
@@ -486,19 +526,97 @@ pub fn print_plan(changes: &[Change]) {
             Action::Remove => ("-", "remove".to_string()),
             Action::Refuse { why } => ("!", format!("refused: {why}")),
         };
-        let obj = match c.object {
+        let paint = |t: &str| match sign {
+            "+" => palette.added(t),
+            "~" => palette.changed(t),
+            ">" => palette.started(t),
+            "-" => palette.removed(t),
+            _ => palette.refused(t),
+        };
+        let head = format!("{sign} {:<7} {:<28}", c.object.as_str(), c.name);
+        let _ = write!(out, "{} {}", paint(&head), paint(&verb));
+        if c.note.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, " {}", palette.dim(&format!("({})", c.note)));
+        }
+        for f in &c.fields {
+            let line = match (&f.from, &f.to) {
+                (Some(a), Some(b)) => format!(
+                    "{}: {} -> {}",
+                    f.field,
+                    palette.removed(a),
+                    palette.added(b)
+                ),
+                (None, Some(b)) => palette.added(&format!("+ {}: {b}", f.field)),
+                (Some(a), None) => palette.removed(&format!("- {}: {a}", f.field)),
+                (None, None) => f.field.clone(),
+            };
+            let _ = writeln!(out, "      {line}");
+        }
+    }
+    out
+}
+
+/// What one step is, in words (`create volume x (qcow2, 1 GiB)`): the
+/// progress bar's message and the plain step line.
+pub fn step_words(c: &Change) -> String {
+    let verb = match &c.action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Grow { .. } => "grow",
+        Action::Start => "start",
+        Action::Restart => "restart",
+        Action::Autostart => "autostart",
+        Action::Remove => "remove",
+        Action::Refuse { .. } => "skip",
+    };
+    let mut s = format!("{verb} {} {}", c.object.as_str(), c.name);
+    if !c.note.is_empty() {
+        s.push_str(&format!(" ({})", c.note));
+    }
+    s
+}
+
+impl Object {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Object::Pool => "pool",
             Object::Volume => "volume",
             Object::Network => "network",
             Object::Domain => "domain",
             Object::Egress => "egress",
-        };
-        if c.note.is_empty() {
-            println!("{sign} {obj:<7} {:<28} {verb}", c.name);
-        } else {
-            println!("{sign} {obj:<7} {:<28} {verb} ({})", c.name, c.note);
         }
     }
+}
+
+/// Copies `src` into a libvirt stream (`send` returns how many bytes it
+/// took), reporting every chunk to `progress`. Returns the bytes sent.
+pub fn copy_reporting(
+    src: &mut dyn std::io::Read,
+    mut send: impl FnMut(&[u8]) -> anyhow::Result<usize>,
+    progress: &mut dyn StepReporter,
+) -> anyhow::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off < n {
+            let sent = send(&buf[off..n])?;
+            if sent == 0 {
+                bail!("the stream refused data");
+            }
+            off += sent;
+            progress.upload_bytes(sent as u64);
+        }
+        total += n as u64;
+    }
+    Ok(total)
 }
 
 fn upload(
@@ -506,146 +624,154 @@ fn upload(
     vol: &StorageVol,
     spec: &VolumeSpec,
     path: &std::path::Path,
+    progress: &mut dyn StepReporter,
 ) -> anyhow::Result<()> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let stream = Stream::new(conn, 0)?;
     vol.upload(&stream, 0, spec.capacity, 0)
         .with_context(|| format!("uploading into volume {}", spec.name))?;
-    let bar =
-        indicatif::ProgressBar::new(spec.capacity).with_message(format!("upload {}", spec.name));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:30} {bar:30} {bytes}/{total_bytes}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        let mut off = 0;
-        while off < n {
-            let sent = stream.send(&buf[off..n])?;
-            if sent == 0 {
-                bail!("libvirt stream refused data for {}", spec.name);
-            }
-            off += sent;
-        }
-        bar.inc(n as u64);
-    }
+    progress.upload_start(&spec.name, spec.capacity);
+    let sent = copy_reporting(&mut file, |b| Ok(stream.send(b)?), progress)
+        .with_context(|| format!("uploading into volume {}", spec.name));
+    progress.upload_done();
+    sent?;
     stream.finish()?;
-    bar.finish_and_clear();
     Ok(())
 }
 
-/// Carries out a plan. Refusals stop before anything is changed.
-pub fn apply(conn: &Connect, want: &Desired, changes: &[Change]) -> anyhow::Result<()> {
-    if let Some(why) = changes.iter().find_map(|c| match &c.action {
+/// The refusal that stops a plan before anything is changed, if any (a
+/// running network with an old definition is only a note).
+pub fn refusal(changes: &[Change]) -> Option<String> {
+    changes.iter().find_map(|c| match &c.action {
         Action::Refuse { why }
             if c.object != Object::Network || !why.contains("still has the old") =>
         {
             Some(why.clone())
         }
         _ => None,
-    }) {
+    })
+}
+
+/// Carries out a plan, one step after the other, reporting each to
+/// `progress`. Refusals stop before anything is changed.
+pub fn apply(
+    conn: &Connect,
+    want: &Desired,
+    changes: &[Change],
+    progress: &mut dyn StepReporter,
+) -> anyhow::Result<()> {
+    if let Some(why) = refusal(changes) {
         bail!("{why}");
     }
-    for c in changes {
-        match (c.object, &c.action) {
-            (Object::Pool, Action::Create) => {
-                let pool = StoragePool::define_xml(conn, &want.pool_xml, 0)
-                    .context("defining the storage pool")?;
-                pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
-                    .or_else(|_| pool.build(0))
-                    .context("building the pool directory")?;
-                pool.create(0).context("starting the storage pool")?;
-                pool.set_autostart(true)?;
-            }
-            (Object::Pool, Action::Start) => {
-                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
-                let _ = pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE);
-                pool.create(0).context("starting the storage pool")?;
-            }
-            (Object::Pool, Action::Autostart) => {
-                StoragePool::lookup_by_name(conn, &want.pool)?.set_autostart(true)?;
-            }
-            (Object::Volume, Action::Create) => {
-                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
-                let spec = want
-                    .volumes
-                    .iter()
-                    .find(|v| v.name == c.name)
-                    .context("volume not in the desired state")?;
-                let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
-                    .with_context(|| format!("creating volume {}", spec.name))?;
-                if let VolumeContent::Upload(path) = &spec.content {
-                    upload(conn, &vol, spec, path)?;
-                }
-            }
-            (Object::Volume, Action::Grow { to, .. }) => {
-                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
-                StorageVol::lookup_by_name(&pool, &c.name)?
-                    .resize(*to, 0)
-                    .with_context(|| format!("growing volume {}", c.name))?;
-            }
-            (Object::Volume, Action::Remove) => {
-                let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
-                StorageVol::lookup_by_name(&pool, &c.name)?.delete(0)?;
-            }
-            (Object::Network, Action::Create) => {
-                let net =
-                    Network::define_xml(conn, &want.network_xml).context("defining the network")?;
-                net.create().context("starting the network")?;
-                net.set_autostart(true)?;
-            }
-            (Object::Network, Action::Update) => {
-                // Redefining (same UUID) updates the persistent definition in
-                // place; a running network is never destroyed for it.
-                let uuid = Network::lookup_by_name(conn, &want.network)?.get_uuid_string()?;
-                Network::define_xml(conn, &xml::with_uuid(&want.network_xml, &uuid))
-                    .context("updating the network")?;
-            }
-            (Object::Network, Action::Start) => {
-                Network::lookup_by_name(conn, &want.network)?
-                    .create()
-                    .context("starting the network")?;
-            }
-            (Object::Network, Action::Autostart) => {
-                Network::lookup_by_name(conn, &want.network)?.set_autostart(true)?;
-            }
-            (Object::Domain, Action::Create | Action::Update) => {
-                let d = want
-                    .domains
-                    .iter()
-                    .find(|d| d.plan.name == c.name)
-                    .context("domain not in the desired state")?;
-                let xml = match c.action {
-                    Action::Update => {
-                        let uuid = Domain::lookup_by_name(conn, &c.name)?.get_uuid_string()?;
-                        xml::with_uuid(&d.xml, &uuid)
-                    }
-                    _ => d.xml.clone(),
-                };
-                Domain::define_xml(conn, &xml)
-                    .with_context(|| format!("defining domain {}", c.name))?;
-            }
-            (Object::Domain, Action::Start) => {
-                Domain::lookup_by_name(conn, &c.name)?
-                    .create()
-                    .with_context(|| format!("starting domain {}", c.name))?;
-            }
-            (Object::Domain, Action::Restart) => {
-                let dom = Domain::lookup_by_name(conn, &c.name)?;
-                if dom.is_active().unwrap_or(false) {
-                    dom.destroy()
-                        .with_context(|| format!("stopping domain {}", c.name))?;
-                }
-                dom.create()
-                    .with_context(|| format!("starting domain {}", c.name))?;
-            }
-            _ => {}
+    for (i, c) in changes.iter().enumerate() {
+        progress.step(i + 1, changes.len(), &step_words(c));
+        apply_one(conn, want, c, progress)?;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Carries out one change (egress changes are the caller's).
+pub fn apply_one(
+    conn: &Connect,
+    want: &Desired,
+    c: &Change,
+    progress: &mut dyn StepReporter,
+) -> anyhow::Result<()> {
+    match (c.object, &c.action) {
+        (Object::Pool, Action::Create) => {
+            let pool = StoragePool::define_xml(conn, &want.pool_xml, 0)
+                .context("defining the storage pool")?;
+            pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
+                .or_else(|_| pool.build(0))
+                .context("building the pool directory")?;
+            pool.create(0).context("starting the storage pool")?;
+            pool.set_autostart(true)?;
         }
+        (Object::Pool, Action::Start) => {
+            let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+            let _ = pool.build(sys::VIR_STORAGE_POOL_BUILD_NO_OVERWRITE);
+            pool.create(0).context("starting the storage pool")?;
+        }
+        (Object::Pool, Action::Autostart) => {
+            StoragePool::lookup_by_name(conn, &want.pool)?.set_autostart(true)?;
+        }
+        (Object::Volume, Action::Create) => {
+            let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+            let spec = want
+                .volumes
+                .iter()
+                .find(|v| v.name == c.name)
+                .context("volume not in the desired state")?;
+            let vol = StorageVol::create_xml(&pool, &spec.xml(), 0)
+                .with_context(|| format!("creating volume {}", spec.name))?;
+            if let VolumeContent::Upload(path) = &spec.content {
+                upload(conn, &vol, spec, path, progress)?;
+            }
+        }
+        (Object::Volume, Action::Grow { to, .. }) => {
+            let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+            StorageVol::lookup_by_name(&pool, &c.name)?
+                .resize(*to, 0)
+                .with_context(|| format!("growing volume {}", c.name))?;
+        }
+        (Object::Volume, Action::Remove) => {
+            let pool = StoragePool::lookup_by_name(conn, &want.pool)?;
+            StorageVol::lookup_by_name(&pool, &c.name)?.delete(0)?;
+        }
+        (Object::Network, Action::Create) => {
+            let net =
+                Network::define_xml(conn, &want.network_xml).context("defining the network")?;
+            net.create().context("starting the network")?;
+            net.set_autostart(true)?;
+        }
+        (Object::Network, Action::Update) => {
+            // Redefining (same UUID) updates the persistent definition in
+            // place; a running network is never destroyed for it.
+            let uuid = Network::lookup_by_name(conn, &want.network)?.get_uuid_string()?;
+            Network::define_xml(conn, &xml::with_uuid(&want.network_xml, &uuid))
+                .context("updating the network")?;
+        }
+        (Object::Network, Action::Start) => {
+            Network::lookup_by_name(conn, &want.network)?
+                .create()
+                .context("starting the network")?;
+        }
+        (Object::Network, Action::Autostart) => {
+            Network::lookup_by_name(conn, &want.network)?.set_autostart(true)?;
+        }
+        (Object::Domain, Action::Create | Action::Update) => {
+            let d = want
+                .domains
+                .iter()
+                .find(|d| d.plan.name == c.name)
+                .context("domain not in the desired state")?;
+            let xml = match c.action {
+                Action::Update => {
+                    let uuid = Domain::lookup_by_name(conn, &c.name)?.get_uuid_string()?;
+                    xml::with_uuid(&d.xml, &uuid)
+                }
+                _ => d.xml.clone(),
+            };
+            Domain::define_xml(conn, &xml)
+                .with_context(|| format!("defining domain {}", c.name))?;
+        }
+        (Object::Domain, Action::Start) => {
+            Domain::lookup_by_name(conn, &c.name)?
+                .create()
+                .with_context(|| format!("starting domain {}", c.name))?;
+        }
+        (Object::Domain, Action::Restart) => {
+            let dom = Domain::lookup_by_name(conn, &c.name)?;
+            if dom.is_active().unwrap_or(false) {
+                dom.destroy()
+                    .with_context(|| format!("stopping domain {}", c.name))?;
+            }
+            dom.create()
+                .with_context(|| format!("starting domain {}", c.name))?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -657,6 +783,54 @@ pub struct DownReport {
     pub removed: Vec<String>,
     /// Kept objects and why.
     pub kept: Vec<String>,
+}
+
+/// A disk volume `down` would delete (without `--keep-disks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskVolume {
+    /// Volume name.
+    pub name: String,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Bytes allocated on the host.
+    pub allocation: u64,
+}
+
+/// The inventory's disk volumes that exist in the lab pool: what `down`
+/// deletes unless `--keep-disks` (appliance volumes are not listed: they
+/// are rebuilt by every `up`). Reads only; an inactive pool is started to
+/// list them, as `down` does.
+pub fn disks_down_deletes(conn: &Connect, want: &Desired) -> anyhow::Result<Vec<DiskVolume>> {
+    let Ok(pool) = StoragePool::lookup_by_name(conn, &want.pool) else {
+        return Ok(vec![]);
+    };
+    if path_of_pool_xml(&pool.get_xml_desc(0)?).trim_end_matches('/')
+        != want.pool_path.trim_end_matches('/')
+    {
+        return Ok(vec![]);
+    }
+    if !pool.is_active()? {
+        pool.create(0)
+            .context("starting the pool to list its volumes")?;
+    }
+    let _ = pool.refresh(0);
+    let mut out = Vec::new();
+    for v in pool.list_all_volumes(0)? {
+        let name = v.get_name()?;
+        if want
+            .volumes
+            .iter()
+            .any(|s| s.name == name && s.content == VolumeContent::Disk)
+        {
+            let info = v.get_info()?;
+            out.push(DiskVolume {
+                name,
+                capacity: info.capacity,
+                allocation: info.allocation,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Removes what `up` created, only objects that are bootlab's: domains and

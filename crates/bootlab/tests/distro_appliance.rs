@@ -312,6 +312,6 @@ fn a_fedora_layout_host_s_own_kernel_and_xz_modules_make_a_booting_appliance() {
         || has("firewall applied") && has("listening for dhcp"),
     );
     println!("services VM from the Fedora-layout host: bootlabd serving {took:?} after `up`");
-    let o = run(&env, host.root(), &["down", lab]);
+    let o = run(&env, host.root(), &["down", lab, "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
 }

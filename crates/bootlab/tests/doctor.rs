@@ -167,7 +167,7 @@ fn has_fail(findings: &[bootlab_bootlab::doctor::Finding]) -> bool {
 
 #[test]
 fn a_healthy_host_passes_every_check() {
-    let f = run_checks(&inv("nat", "auto"), &Fed::default(), true);
+    let f = run_checks(&inv("nat", "auto"), &Fed::default(), "qemu:///system");
     assert!(!has_fail(&f), "{f:#?}");
     for c in [
         "libvirtd",
@@ -190,14 +190,14 @@ fn kvm_present_but_unusable_warns_with_auto_and_fails_with_kvm() {
         kvm: KvmState::GuestFails("a test guest did not finish within 20s".into()),
         ..Fed::default()
     };
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "kvm"), Level::Warn, "{f:#?}");
     assert!(
         f.iter()
             .any(|x| x.check == "kvm" && x.message.contains("KVM present but unusable"))
     );
     assert!(!has_fail(&f));
-    let f = run_checks(&inv("nat", "kvm"), &fed, true);
+    let f = run_checks(&inv("nat", "kvm"), &fed, "qemu:///system");
     assert_eq!(level(&f, "kvm"), Level::Fail);
     assert!(
         f.iter()
@@ -225,7 +225,10 @@ fn no_kvm_device_warns() {
         ..Fed::default()
     };
     assert_eq!(
-        level(&run_checks(&inv("nat", "auto"), &fed, true), "kvm"),
+        level(
+            &run_checks(&inv("nat", "auto"), &fed, "qemu:///system"),
+            "kvm"
+        ),
         Level::Warn
     );
     let fed = Fed {
@@ -233,7 +236,10 @@ fn no_kvm_device_warns() {
         ..Fed::default()
     };
     assert_eq!(
-        level(&run_checks(&inv("nat", "auto"), &fed, true), "kvm"),
+        level(
+            &run_checks(&inv("nat", "auto"), &fed, "qemu:///system"),
+            "kvm"
+        ),
         Level::Warn
     );
 }
@@ -244,7 +250,7 @@ fn nested_off_warns() {
         nested: Some(("kvm_amd".into(), false)),
         ..Fed::default()
     };
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "nested"), Level::Warn);
     assert!(f.iter().any(|x| x.fix.contains("nested=1")));
 }
@@ -256,7 +262,7 @@ fn cidr_clash_with_a_host_route_fails() {
         iface: "wlan0".into(),
         net: "10.50.0.0/16".parse().unwrap(),
     });
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "cidr"), Level::Fail, "{f:#?}");
     assert!(f.iter().any(|x| x.message.contains("wlan0")));
     // the lab's own bridge route is no clash (after `up`)
@@ -266,7 +272,10 @@ fn cidr_clash_with_a_host_route_fails() {
         net: "10.50.0.0/24".parse().unwrap(),
     });
     assert_eq!(
-        level(&run_checks(&inv("nat", "auto"), &fed, true), "cidr"),
+        level(
+            &run_checks(&inv("nat", "auto"), &fed, "qemu:///system"),
+            "cidr"
+        ),
         Level::Ok
     );
 }
@@ -287,7 +296,7 @@ fn cidr_or_bridge_clash_with_another_libvirt_network_fails() {
             nets: vec!["10.50.0.0/24".parse().unwrap()],
         });
     }
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "cidr"), Level::Fail, "{f:#?}");
     assert_eq!(level(&f, "bridge"), Level::Fail, "{f:#?}");
     assert_eq!(
@@ -299,12 +308,15 @@ fn cidr_or_bridge_clash_with_another_libvirt_network_fails() {
 
 #[test]
 fn bridge_mode_needs_the_host_bridge() {
-    let f = run_checks(&inv("bridge", "auto"), &Fed::default(), true);
+    let f = run_checks(&inv("bridge", "auto"), &Fed::default(), "qemu:///system");
     assert_eq!(level(&f, "bridge"), Level::Fail);
     let mut fed = Fed::default();
     fed.ifaces.push("virbr-d".into());
     assert_eq!(
-        level(&run_checks(&inv("bridge", "auto"), &fed, true), "bridge"),
+        level(
+            &run_checks(&inv("bridge", "auto"), &fed, "qemu:///system"),
+            "bridge"
+        ),
         Level::Ok
     );
 }
@@ -322,7 +334,7 @@ fn port_clash_on_the_lab_address_fails() {
             addr,
             port,
         });
-        let f = run_checks(&inv("nat", "auto"), &fed, true);
+        let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
         assert_eq!(level(&f, "ports"), Level::Fail, "{addr}:{port} {f:#?}");
         assert!(
             f.iter()
@@ -337,7 +349,10 @@ fn port_clash_on_the_lab_address_fails() {
         port: 67,
     });
     assert_eq!(
-        level(&run_checks(&inv("nat", "auto"), &fed, true), "ports"),
+        level(
+            &run_checks(&inv("nat", "auto"), &fed, "qemu:///system"),
+            "ports"
+        ),
         Level::Ok
     );
 }
@@ -348,12 +363,29 @@ fn libvirtd_unreachable_fails_with_a_fix() {
         libvirt: Err("Failed to connect socket".into()),
         ..Fed::default()
     };
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "libvirtd"), Level::Fail);
     assert!(
         f.iter()
             .any(|x| x.check == "libvirtd" && x.fix.contains("libvirtd"))
     );
+}
+
+/// Regression (issue 17): `doctor --connect URI` reported the inventory's
+/// `libvirt.uri` instead of the URI it used.
+#[test]
+fn findings_name_the_uri_that_was_used() {
+    let used = "qemu:///system?socket=/nonexistent/libvirt-sock";
+    let fed = Fed {
+        libvirt: Err("Failed to connect socket".into()),
+        ..Fed::default()
+    };
+    let f = run_checks(&inv("nat", "auto"), &fed, used);
+    let msg = &f.iter().find(|x| x.check == "libvirtd").unwrap().message;
+    assert!(msg.contains(used), "{msg}");
+    let f = run_checks(&inv("nat", "auto"), &Fed::default(), used);
+    let msg = &f.iter().find(|x| x.check == "libvirtd").unwrap().message;
+    assert!(msg.starts_with(used) && msg.contains("reachable"), "{msg}");
 }
 
 #[test]
@@ -363,7 +395,7 @@ fn missing_qemu_or_ovmf_for_uefi_nodes_fails() {
         ovmf: None,
         ..Fed::default()
     };
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "qemu"), Level::Fail);
     assert_eq!(level(&f, "ovmf"), Level::Fail);
 }
@@ -373,7 +405,7 @@ fn pool_directory_space_and_access() {
     let mut fed = Fed::default();
     fed.pool.free = Some(512 << 20);
     fed.pool.blocked = vec!["/var/lib/libvirt".into()];
-    let f = run_checks(&inv("nat", "auto"), &fed, true);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu:///system");
     assert_eq!(level(&f, "space"), Level::Fail);
     assert_eq!(level(&f, "qemu-access"), Level::Fail);
     assert!(
@@ -383,7 +415,10 @@ fn pool_directory_space_and_access() {
     fed.pool.free = Some(15 << 30); // less than the 30 GiB the disks may grow to
     fed.pool.blocked.clear();
     assert_eq!(
-        level(&run_checks(&inv("nat", "auto"), &fed, true), "space"),
+        level(
+            &run_checks(&inv("nat", "auto"), &fed, "qemu:///system"),
+            "space"
+        ),
         Level::Warn
     );
 }
@@ -395,7 +430,7 @@ fn remote_uri_skips_host_checks_and_says_where_to_run_them() {
         qemu: None,
         ..Fed::default()
     };
-    let f = run_checks(&inv("nat", "auto"), &fed, false);
+    let f = run_checks(&inv("nat", "auto"), &fed, "qemu+ssh://root@hv/system");
     assert!(!f.iter().any(|x| x.check == "kvm" || x.check == "qemu"));
     assert!(
         f.iter()

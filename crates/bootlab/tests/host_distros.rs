@@ -177,7 +177,7 @@ fn each_distribution_s_layout_is_found_where_it_puts_things() {
 fn a_bare_host_gets_its_own_distribution_s_fix_on_every_failing_line() {
     for l in ALL {
         let host = FixtureHost::new(l, Parts::NONE);
-        let f = doctor::run_checks(&inv(), &FixtureProbes(&host), true);
+        let f = doctor::run_checks(&inv(), &FixtureProbes(&host), "qemu:///system");
         let text = format!("{}: {f:#?}", l.name);
         for c in [
             "busybox", "kernel", "modules", "libvirtd", "qemu", "ovmf", "nft",

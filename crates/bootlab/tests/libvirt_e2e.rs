@@ -438,8 +438,18 @@ fn appliance_lab_up_is_idempotent_boots_nodes_and_down_leaves_nothing() {
         );
     }
 
-    // down leaves nothing of ours, and the foreign network
-    let out = ok(run(&["down", lab_s]), "bootlab down");
+    // without a terminal and without --yes, down refuses and removes nothing
+    let o = run(&["down", lab_s]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--yes"), "{}", text(&o));
+    assert_eq!(
+        conn.list_all_domains(0).unwrap().len(),
+        3,
+        "nothing removed"
+    );
+
+    // down --yes leaves nothing of ours, and the foreign network
+    let out = ok(run(&["down", lab_s, "--yes"]), "bootlab down --yes");
     println!("--- bootlab down\n{out}");
     let left: Vec<String> = conn
         .list_all_domains(0)
@@ -574,7 +584,17 @@ fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
     // the running network keeps its old definition until restarted: plan says so
     let plan = ok(cmd("plan", &[]), "plan after up");
     assert!(plan.contains("does not destroy a network"), "{plan}");
-    assert!(!plan.contains("domain"), "{plan}");
+    // ... and what the restart will change
+    assert!(
+        plan.contains("domain: e2e.lab.test -> e2e.lab2.test"),
+        "{plan}"
+    );
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("domain")),
+        "no domain changes left: {plan}"
+    );
 
     // back to the smaller disk: never shrunk
     std::fs::write(
@@ -603,6 +623,9 @@ fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
             "e2e-uefi-disk0.qcow2"
         ]
     );
-    ok(env.exec(&bootlab(), &["down", &lab_s]), "down");
+    ok(
+        env.exec(&bootlab(), &["down", &lab_s, "--yes"]),
+        "down --yes",
+    );
     assert!(conn.list_all_storage_pools(0).unwrap().is_empty());
 }

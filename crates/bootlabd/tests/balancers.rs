@@ -8,15 +8,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use bootlab_testkit::lab::{free_port, wire};
+use bootlab_testkit::lab::wire;
+use bootlab_testkit::net::tcp_on_one_port;
 use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
-/// A backend on `addr` that greets each connection with `name\n`, then
+/// A backend on `l` that greets each connection with `name\n`, then
 /// echoes lines.
-fn backend(name: &'static str, addr: SocketAddr) {
-    let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+fn backend(name: &'static str, l: TcpListener) {
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             std::thread::spawn(move || {
@@ -109,15 +109,11 @@ fn drained_node_leaves_on_sighup_while_its_open_connection_completes() {
     let dir = tempfile::tempdir().unwrap();
     let sockets = Sockets::loopback(&["api"]);
     let (listen, lb) = (sockets.listen, sockets.balancer("api"));
-    let backend_port = free_port();
-    backend(
-        "node-bios",
-        SocketAddr::from(([127, 0, 0, 10], backend_port)),
-    );
-    backend(
-        "node-uefi",
-        SocketAddr::from(([127, 0, 0, 11], backend_port)),
-    );
+    // The nodes' addresses on one port, bound before bootlabd checks them.
+    let (backend_port, mut listeners) =
+        tcp_on_one_port(&[[127, 0, 0, 10].into(), [127, 0, 0, 11].into()]);
+    backend("node-uefi", listeners.pop().unwrap());
+    backend("node-bios", listeners.pop().unwrap());
     let config = dir.path().join("lab.toml");
     let base = lab(dir.path(), &sockets, backend_port);
     std::fs::write(&config, base.toml()).unwrap();

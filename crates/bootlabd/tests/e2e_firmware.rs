@@ -152,7 +152,9 @@ impl Lab {
         let other = format!("{}o", self.ns);
         run(Command::new("ip").args(["netns", "add", &other]));
         self.other = Some(other.clone());
-        self.ip(&["link", "add", "vpeer", "type", "veth", "peer", "name", "lan0"]);
+        self.ip(&[
+            "link", "add", "vpeer", "type", "veth", "peer", "name", "lan0",
+        ]);
         self.ip(&["link", "set", "lan0", "netns", &other]);
         self.ip(&["link", "set", "vpeer", "master", "br0"]);
         self.ip(&["link", "set", "vpeer", "up"]);
@@ -190,9 +192,7 @@ impl Lab {
     }
 
     fn curl(&self, url: &str) -> String {
-        run(self
-            .command("curl")
-            .args(["-sS", "--max-time", "10", url]))
+        run(self.command("curl").args(["-sS", "--max-time", "10", url]))
     }
 
     /// Starts tcpdump on br0 for the DHCP ports; returns the capture file.
@@ -202,7 +202,9 @@ impl Lab {
         let mut c = self.command("tcpdump");
         c.args(["-i", "br0", "-U", "-s", "0", "-w"])
             .arg(&file)
-            .args(["udp", "and", "(port", "67", "or", "port", "68", "or", "port", "4011)"])
+            .args([
+                "udp", "and", "(port", "67", "or", "port", "68", "or", "port", "4011)",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.spawn(c);
@@ -232,7 +234,12 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self
             .command("curl")
-            .args(["-sf", "--max-time", "2", &format!("http://{SERVICES}:8080/metrics")])
+            .args([
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://{SERVICES}:8080/metrics"),
+            ])
             .stdout(Stdio::null())
             .status()
             .map(|s| !s.success())
@@ -264,7 +271,10 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [Some(self.ns.clone()), self.other.clone()].into_iter().flatten() {
+        for ns in [Some(self.ns.clone()), self.other.clone()]
+            .into_iter()
+            .flatten()
+        {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
@@ -367,7 +377,10 @@ impl Guest {
             // No option ROM: the firmware's own network stack boots.
             c.args([
                 "-device",
-                &format!("virtio-net-pci,netdev=n0,mac={},romfile=,bootindex=1", self.mac),
+                &format!(
+                    "virtio-net-pci,netdev=n0,mac={},romfile=,bootindex=1",
+                    self.mac
+                ),
             ]);
             let copy = lab.path(&format!("{}-vars.fd", self.name));
             std::fs::copy(vars, &copy).unwrap();
@@ -430,10 +443,7 @@ impl Guest {
             "{} booted another node's profile: {line}",
             self.name
         );
-        assert!(
-            line.contains(&format!("bootlab.token={token}")),
-            "{line}"
-        );
+        assert!(line.contains(&format!("bootlab.token={token}")), "{line}");
         let took = started.elapsed();
         eprintln!("{} ({:?}): marker after {took:?}", self.name, self.firmware);
         let _ = lab.children[child].kill();
@@ -444,7 +454,12 @@ impl Guest {
 
 /// The lab inventory: `nodes` as (name, mac, ip, profile, token);
 /// `profiles` as TOML tables; `dhcp` the DHCP mode.
-fn lab_toml(lab: &Lab, dhcp: &str, profiles: &str, nodes: &[(&str, &str, &str, &str, &str)]) -> String {
+fn lab_toml(
+    lab: &Lab,
+    dhcp: &str,
+    profiles: &str,
+    nodes: &[(&str, &str, &str, &str, &str)],
+) -> String {
     let mut t = format!(
         r#"[lab]
 name = "fw"
@@ -515,7 +530,8 @@ impl Dhcp {
     }
 
     fn text(&self, code: u8) -> Option<String> {
-        self.opt(code).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.opt(code)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The boot file: option 67, else the `file` field.
@@ -533,7 +549,11 @@ fn read_pcap(path: &Path) -> Vec<Dhcp> {
     let le = b[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
     let u32_at = |o: usize| {
         let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
     };
     assert_eq!(u32_at(20), 1, "capture is not Ethernet");
     let mut out = Vec::new();
@@ -715,7 +735,10 @@ fn check_exchange(capture: &Path, want: &Expect<'_>) {
     }
     if !want.with_address {
         // proxyDHCP: always the next server (iPXE needs it with a URL too).
-        assert_eq!(a.siaddr, services, "siaddr (next-server) in a proxyDHCP answer");
+        assert_eq!(
+            a.siaddr, services,
+            "siaddr (next-server) in a proxyDHCP answer"
+        );
     } else if want.file.starts_with("http") {
         assert_eq!(a.siaddr, Ipv4Addr::UNSPECIFIED, "siaddr with an HTTP URL");
     } else {
@@ -780,7 +803,13 @@ fn uefi_http_boot_ipxe() {
         &lab,
         "server",
         &amd64_profile("testos", "ipxe"),
-        &[("http-ipxe", HTTP_IPXE_MAC, "10.77.0.21", "testos", "hi-3c1f")],
+        &[(
+            "http-ipxe",
+            HTTP_IPXE_MAC,
+            "10.77.0.21",
+            "testos",
+            "hi-3c1f",
+        )],
     );
     lab.bootlabd(&toml);
     let pcap = lab.capture();
@@ -824,7 +853,13 @@ fn uefi_http_boot_grub() {
         &lab,
         "server",
         &amd64_profile("grubos", "grub"),
-        &[("http-grub", HTTP_GRUB_MAC, "10.77.0.22", "grubos", "hg-81d0")],
+        &[(
+            "http-grub",
+            HTTP_GRUB_MAC,
+            "10.77.0.22",
+            "grubos",
+            "hg-81d0",
+        )],
     );
     lab.bootlabd(&toml);
     let pcap = lab.capture();
@@ -853,7 +888,10 @@ fn uefi_http_boot_grub() {
     assert!(!k.iter().any(|k| k.starts_with("tftp:")), "no TFTP: {k:?}");
     let p = paths(&m);
     assert!(p.iter().any(|p| p.ends_with("grubx64-http.efi")), "{p:?}");
-    assert!(p.iter().any(|p| p.contains("grub.cfg")), "GRUB read its config: {p:?}");
+    assert!(
+        p.iter().any(|p| p.contains("grub.cfg")),
+        "GRUB read its config: {p:?}"
+    );
 }
 
 const PROXY_BIOS_MAC: &str = "52:54:00:77:00:31";
@@ -898,8 +936,20 @@ fn proxy_dhcp_bios_and_uefi() {
         "proxy",
         &amd64_profile("testos", "ipxe"),
         &[
-            ("proxy-bios", PROXY_BIOS_MAC, "10.77.0.31", "testos", "pb-0d2e"),
-            ("proxy-uefi", PROXY_UEFI_MAC, "10.77.0.32", "testos", "pu-7a41"),
+            (
+                "proxy-bios",
+                PROXY_BIOS_MAC,
+                "10.77.0.31",
+                "testos",
+                "pb-0d2e",
+            ),
+            (
+                "proxy-uefi",
+                PROXY_UEFI_MAC,
+                "10.77.0.32",
+                "testos",
+                "pu-7a41",
+            ),
         ],
     );
     lab.bootlabd(&toml);
@@ -933,9 +983,16 @@ fn proxy_dhcp_bios_and_uefi() {
     let all = read_pcap(&pcap);
     // Never an address from bootlabd, never a NAK, nothing to the stranger.
     for d in all.iter().filter(|d| d.op == 2 && d.src.0 == services) {
-        assert_eq!(d.yiaddr, Ipv4Addr::UNSPECIFIED, "bootlabd handed out an address: {d:?}");
+        assert_eq!(
+            d.yiaddr,
+            Ipv4Addr::UNSPECIFIED,
+            "bootlabd handed out an address: {d:?}"
+        );
         assert_ne!(d.msg_type, 6, "bootlabd NAKed in proxy mode: {d:?}");
-        assert_ne!(d.mac, PROXY_STRANGER_MAC, "an unknown MAC got an answer: {d:?}");
+        assert_ne!(
+            d.mac, PROXY_STRANGER_MAC,
+            "an unknown MAC got an answer: {d:?}"
+        );
     }
     // BIOS: the iPXE ROM is iPXE already: the script URL in the proxy
     // offer on 67 (iPXE boots from an offer that names next-server and
@@ -973,9 +1030,9 @@ fn proxy_dhcp_bios_and_uefi() {
     // firmwares boot from the offer when it names next-server and file;
     // the handler tests cover port 4011 either way).
     for d in all.iter().filter(|d| d.op == 1 && d.dst.1 == 4011) {
-        let acked = all.iter().any(|a| {
-            a.op == 2 && a.src.1 == 4011 && a.mac == d.mac && a.msg_type == 5
-        });
+        let acked = all
+            .iter()
+            .any(|a| a.op == 2 && a.src.1 == 4011 && a.mac == d.mac && a.msg_type == 5);
         assert!(acked, "a boot request on port 4011 went unanswered: {d:?}");
         eprintln!("{}: boot request on port 4011 acked", d.mac);
     }
@@ -990,7 +1047,10 @@ fn proxy_dhcp_bios_and_uefi() {
         .filter(|d| d.boot_file() == script)
         .count();
     assert!(script_answers >= 1, "iPXE (snponly) got its script");
-    assert!(snponly_answers <= 4, "no iPXE loop: {snponly_answers} snponly answers");
+    assert!(
+        snponly_answers <= 4,
+        "no iPXE loop: {snponly_answers} snponly answers"
+    );
 
     // The addresses came from dnsmasq; bootlabd learned them.
     let leases = std::fs::read_to_string(lab.path("dnsmasq.leases")).unwrap();
@@ -1005,26 +1065,39 @@ fn proxy_dhcp_bios_and_uefi() {
     assert_eq!(m["ip"], uefi_ip.as_str(), "the learned address: {m}");
     let k = kinds(&m);
     assert!(k.iter().any(|k| k == "dhcp:learned"), "{k:?}");
-    assert!(k.iter().any(|k| k == "http:kernel"), "the timeline follows the learned address: {k:?}");
+    assert!(
+        k.iter().any(|k| k == "http:kernel"),
+        "the timeline follows the learned address: {k:?}"
+    );
     let m = lab.machine(PROXY_BIOS_MAC);
     assert_eq!(m["ip"], "10.77.0.31", "{m}");
     // DNS answers for the node.
     need("kdig");
-    let a = run(lab
-        .command("kdig")
-        .args(["+short", &format!("@{SERVICES}"), "proxy-bios.fw.lab.test", "A"]));
+    let a = run(lab.command("kdig").args([
+        "+short",
+        &format!("@{SERVICES}"),
+        "proxy-bios.fw.lab.test",
+        "A",
+    ]));
     assert_eq!(a.trim(), "10.77.0.31", "DNS in proxy mode");
     // The stranger: dnsmasq answered it, bootlabd counted it.
     let metrics = lab.curl(&format!("http://{SERVICES}:8080/metrics"));
     let dropped = |reason: &str| -> u64 {
         metrics
             .lines()
-            .find(|l| l.starts_with(&format!("bootlab_dhcp_dropped_total{{reason=\"{reason}\"}}")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "bootlab_dhcp_dropped_total{{reason=\"{reason}\"}}"
+                ))
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    assert!(dropped("unknown_mac") > 0, "the stranger was counted:\n{metrics}");
+    assert!(
+        dropped("unknown_mac") > 0,
+        "the stranger was counted:\n{metrics}"
+    );
 }
 
 const ARM64_MAC: &str = "52:54:00:77:00:41";
@@ -1107,13 +1180,17 @@ fn secure_boot_shim_grub() {
     // The kernel really ran under Secure Boot.
     let console = g.console(&lab);
     assert!(
-        console.contains("Secure boot enabled") || console.contains("secureboot: Secure boot enabled"),
+        console.contains("Secure boot enabled")
+            || console.contains("secureboot: Secure boot enabled"),
         "the kernel did not report Secure Boot:\n{console}"
     );
     let m = lab.machine(SB_MAC);
     let p = paths(&m);
     for want in ["shimx64.efi", "grubx64.efi", "vmlinuz", "initrd.img"] {
-        assert!(p.iter().any(|p| p.ends_with(want)), "{want} not fetched: {p:?}");
+        assert!(
+            p.iter().any(|p| p.ends_with(want)),
+            "{want} not fetched: {p:?}"
+        );
     }
     assert!(
         kinds(&m).iter().all(|k| !k.starts_with("http:")),
@@ -1130,7 +1207,13 @@ fn secure_boot_refuses_an_unsigned_loader() {
         &lab,
         "server",
         &amd64_profile("unsigned", "ipxe"),
-        &[("sb-unsigned", SB_UNSIGNED_MAC, "10.77.0.52", "unsigned", "su-0000")],
+        &[(
+            "sb-unsigned",
+            SB_UNSIGNED_MAC,
+            "10.77.0.52",
+            "unsigned",
+            "su-0000",
+        )],
     );
     lab.bootlabd(&toml);
     let g = Guest {
@@ -1145,7 +1228,10 @@ fn secure_boot_refuses_an_unsigned_loader() {
     eprintln!("firmware: {line}");
     let console = g.console(&lab);
     assert!(!console.contains("BOOTLAB-MARKER"), "{console}");
-    assert!(!console.contains("iPXE initialising"), "iPXE ran: {console}");
+    assert!(
+        !console.contains("iPXE initialising"),
+        "iPXE ran: {console}"
+    );
     let p = paths(&lab.machine(SB_UNSIGNED_MAC));
     assert!(
         p.iter().any(|p| p.ends_with("snponly.efi")),

@@ -3,98 +3,37 @@
 //! -> HTTP) QEMU guests PXE-boot a Debian cloud kernel and a busybox
 //! initramfs from bootlabd inside a network namespace.
 //!
-//! Topology: namespace `bl-e2e-<pid>` with bridge `br0` (10.77.0.254/24, the
-//! services address) and one tap per guest. Everything is removed on drop,
-//! also when an assertion fails. Needs root, QEMU, OVMF, ipxe-qemu,
+//! Topology: a testkit namespace (`bltk-<pid>-<seq>-e2e`) with bridge `br0`
+//! (10.77.0.254/24, the services address) and one tap per guest. Everything
+//! is removed on drop, also when an assertion fails. Needs root, QEMU, OVMF, ipxe-qemu,
 //! busybox-static, cpio and the packages `boot-assets/gather.sh` copies from.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use bootlab_testkit::lab::wire;
+use bootlab_testkit::tools::{run, run_text};
+use bootlab_testkit::{Daemon, LabBuilder, Netns, repo_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 const SERVICES: &str = "10.77.0.254";
 const BOOT_DEADLINE: Duration = Duration::from_secs(240);
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
+/// The namespace: bridge `br0` with the services address and one tap per
+/// guest.
+fn netns(taps: &[&str]) -> Netns {
+    let ns = Netns::new("e2e");
+    ns.add_bridge("br0");
+    ns.add_addr("br0", &format!("{SERVICES}/24"));
+    for tap in taps {
+        ns.add_tap(tap, "br0");
+    }
+    ns
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace with a bridge and taps; removed on drop.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new(taps: &[&str]) -> Self {
-        let name = format!("bl-e2e-{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self {
-            name,
-            children: Vec::new(),
-        };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&["addr", "add", &format!("{SERVICES}/24"), "dev", "br0"]);
-        ns.ip(&["link", "set", "br0", "up"]);
-        for tap in taps {
-            ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
-            ns.ip(&["link", "set", tap, "master", "br0"]);
-            ns.ip(&["link", "set", tap, "up"]);
-        }
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name, "ip"])
-            .args(args));
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    fn spawn(&mut self, mut cmd: Command) {
-        self.children
-            .push(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")));
-    }
-
-    fn curl(&self, url: &str) -> String {
-        run(self.command("curl").args(["-sS", "--max-time", "10", url]))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+fn curl(ns: &Netns, url: &str) -> String {
+    run_text(ns.command("curl").args(["-sS", "--max-time", "10", url]))
 }
 
 struct Guest {
@@ -155,52 +94,54 @@ fn qemu(ns: &Netns, g: &Guest, work: &Path) -> Command {
     c
 }
 
-fn lab_toml(assets: &Path, data: &Path) -> String {
-    format!(
-        r#"[lab]
-name = "e2e"
-domain = "lab.test"
-
-[network]
-cidr = "10.77.0.0/24"
-mode = "bridge"
-bridge = "br0"
-gateway = "10.77.0.1"
-lease = "1h"
-
-[services]
-ip = "{SERVICES}"
-mac = "52:54:00:77:00:fe"
-interface = "br0"
-listen = {{ dhcp = "0.0.0.0:67", dns = "{SERVICES}:53", tftp = "0.0.0.0:69", http = "0.0.0.0:8080" }}
-data_dir = "{data}"
-assets_dir = "{assets}"
-firewall = false
-
-[profiles.testos]
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-args = "console=ttyS0 panic=-1 bootlab.node={{{{ node.name }}}} bootlab.token={{{{ vars.token }}}}"
-
-[[nodes]]
-name = "bios-0"
-profile = "testos"
-firmware = "bios"
-mac = "52:54:00:77:00:10"
-ip = "10.77.0.10"
-vars = {{ token = "bios-e9c1" }}
-
-[[nodes]]
-name = "uefi-0"
-profile = "testos"
-firmware = "uefi"
-mac = "52:54:00:77:00:11"
-ip = "10.77.0.11"
-vars = {{ token = "uefi-47ad" }}
-"#,
-        data = data.display(),
-        assets = assets.display()
-    )
+/// Bridge mode on br0, services 10.77.0.254, two reserved nodes booting
+/// the test OS with their own name and token on the kernel line.
+fn lab(dir: &Path) -> LabBuilder {
+    LabBuilder::netns().dirs(dir).edit(|f| {
+        f.lab.name = "e2e".into();
+        f.network.mode = "bridge".into();
+        f.network.bridge = Some("br0".into());
+        f.network.host_ip = None;
+        f.libvirt = Default::default();
+        let s = &mut f.services;
+        s.ip = SERVICES.into();
+        s.mac = Some("52:54:00:77:00:fe".into());
+        s.interface = Some("br0".into());
+        s.listen.dhcp = Some("0.0.0.0:67".into());
+        s.listen.dns = Some(format!("{SERVICES}:53"));
+        s.listen.tftp = Some("0.0.0.0:69".into());
+        s.listen.http = Some("0.0.0.0:8080".into());
+        f.profiles.clear();
+        f.profiles.insert(
+            "testos".into(),
+            wire::ProfileSection {
+                loader: "ipxe".into(),
+                kernel: "vmlinuz".into(),
+                initrd: vec!["initrd.img".into()],
+                args: "console=ttyS0 panic=-1 bootlab.node={{ node.name }} bootlab.token={{ vars.token }}"
+                    .into(),
+                template: None,
+            },
+        );
+        f.roles.clear();
+        let base = f.nodes[0].clone();
+        f.nodes = [
+            ("bios-0", "bios", "52:54:00:77:00:10", "10.77.0.10", "bios-e9c1"),
+            ("uefi-0", "uefi", "52:54:00:77:00:11", "10.77.0.11", "uefi-47ad"),
+        ]
+        .into_iter()
+        .map(|(name, firmware, mac, ip, token)| wire::NodeSection {
+            name: name.into(),
+            role: None,
+            profile: Some("testos".into()),
+            firmware: Some(firmware.into()),
+            mac: Some(mac.into()),
+            ip: ip.into(),
+            vars: [("token".to_owned(), wire::VarValue::Str(token.into()))].into(),
+            ..base.clone()
+        })
+        .collect();
+    })
 }
 
 fn marker(serial: &Path) -> Option<String> {
@@ -244,12 +185,10 @@ fn position(kinds: &[String], want: &str) -> usize {
 fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
     let work = tempfile::tempdir().unwrap();
     let assets = work.path().join("assets");
-    let data = work.path().join("data");
     std::fs::create_dir_all(&assets).unwrap();
-    run(Command::new(repo("tests/e2e/build-test-os.sh")).arg(&assets));
-    run(Command::new(repo("boot-assets/gather.sh")).arg(&assets));
-    let config = work.path().join("lab.toml");
-    std::fs::write(&config, lab_toml(&assets, &data)).unwrap();
+    run(Command::new(repo_root().join("tests/e2e/build-test-os.sh")).arg(&assets));
+    run(Command::new(repo_root().join("boot-assets/gather.sh")).arg(&assets));
+    let config = lab(work.path()).write(&work.path().join("lab.toml"));
 
     let guests = [
         Guest {
@@ -274,37 +213,14 @@ fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
             serial: work.path().join("stranger.log"),
         },
     ];
-    let mut ns = Netns::new(&["tap0", "tap1", "tap2"]);
-    let log = std::fs::File::create(work.path().join("bootlabd.log")).unwrap();
+    let mut ns = netns(&["tap0", "tap1", "tap2"]);
+    // Ready once every service is bound.
     let mut daemon = ns.command(BIN);
     daemon
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info,bootlab=debug");
-    daemon.stdout(Stdio::null()).stderr(log);
-    ns.spawn(daemon);
-    // Wait until HTTP answers: the daemon binds every service before that.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ns
-        .command("curl")
-        .args([
-            "-sf",
-            "--max-time",
-            "2",
-            &format!("http://{SERVICES}:8080/metrics"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "bootlabd did not come up: {}",
-            std::fs::read_to_string(work.path().join("bootlabd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut daemon = Daemon::spawn(daemon);
 
     let started = Instant::now();
     for g in &guests {
@@ -324,7 +240,7 @@ fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
                     g.name,
                     BOOT_DEADLINE,
                     String::from_utf8_lossy(&std::fs::read(&g.serial).unwrap_or_default()),
-                    std::fs::read_to_string(work.path().join("bootlabd.log")).unwrap_or_default()
+                    daemon.log()
                 );
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -342,7 +258,10 @@ fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
     eprintln!("boot times (QEMU start to marker): {times:?}");
 
     for g in known {
-        let body = ns.curl(&format!("http://{SERVICES}:8080/api/v1/machines/{}", g.mac));
+        let body = curl(
+            &ns,
+            &format!("http://{SERVICES}:8080/api/v1/machines/{}", g.mac),
+        );
         let m: serde_json::Value = serde_json::from_str(&body).unwrap();
         let reserved = if g.uefi { "10.77.0.11" } else { "10.77.0.10" };
         assert_eq!(m["ip"], reserved, "{body}");
@@ -365,8 +284,11 @@ fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
     // Reservation-only: the stranger asked and got nothing — no lease, no
     // timeline entry with an offer or an address, counted as unknown_mac.
     let stranger = guests[2].mac;
-    let all: serde_json::Value =
-        serde_json::from_str(&ns.curl(&format!("http://{SERVICES}:8080/api/v1/machines"))).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&curl(
+        &ns,
+        &format!("http://{SERVICES}:8080/api/v1/machines"),
+    ))
+    .unwrap();
     if let Some(m) = all
         .as_array()
         .unwrap()
@@ -380,7 +302,7 @@ fn bios_and_uefi_guests_pxe_boot_their_own_profiles() {
         );
         assert!(m["ip"].is_null(), "{m}");
     }
-    let metrics = ns.curl(&format!("http://{SERVICES}:8080/metrics"));
+    let metrics = curl(&ns, &format!("http://{SERVICES}:8080/metrics"));
     let dropped: u64 = metrics
         .lines()
         .find(|l| l.starts_with("bootlab_dhcp_dropped_total{reason=\"unknown_mac\"}"))

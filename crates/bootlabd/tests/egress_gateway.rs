@@ -11,22 +11,25 @@
 //!                                                   (allow_cidrs), 198.51.100.200 (not allowed), .80, .81
 //! ```
 //!
-//! Every namespace is named `blegw-<pid>-<seq>-<role>` and deleted on drop
-//! (also when an assertion fails); servers and the daemon are killed first.
+//! The namespaces are testkit's (`bltk-<pid>-<seq>-<role>`, the topology
+//! is `testkit::netns::Gateway`), deleted on drop (also when an assertion
+//! fails); servers and the daemon are killed first.
 //! Every `ip`/`nft` command runs under `ip netns exec`; the "internet"
 //! addresses (documentation ranges) exist only inside these namespaces.
 //! Needs root, `ip`, `nft`, `curl`, `python3` and `kdig` (knot-dnsutils); a
 //! missing one fails the test, nothing skips.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bootlab_firewall::{BootlabTable, LearnedSet, Nft};
 
-use bootlab_testkit::Daemon;
-use bootlab_testkit::daemon::PATIENCE as READY;
+use bootlab_testkit::PATIENCE as READY;
+use bootlab_testkit::lab::wire;
+use bootlab_testkit::netns::Gateway;
+use bootlab_testkit::tools::{require_all, require_root};
+use bootlab_testkit::{Daemon, LabBuilder, Netns, veth, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -45,8 +48,6 @@ const REGISTRY_TTL: u64 = 5;
 /// `mirror.registry.lab.test` (under `allow_domains`), long TTL.
 const MIRROR: &str = "203.0.113.81";
 const MIRROR_TTL: u64 = 300;
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Upstream DNS stand-in: answers A questions from a fixed table, NODATA for
 /// other types of known names, NXDOMAIN otherwise; appends every question
@@ -90,85 +91,28 @@ while True:
     s.sendto(header + question + answer, peer)
 "#;
 
-/// A network namespace, deleted on drop after its background processes.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
+/// What the test does in its namespaces beyond testkit's: bootlab's nft
+/// table and counters, and kdig.
+trait LabNs {
+    fn nft(&self) -> Nft;
+    fn table(&self) -> BootlabTable;
+    /// The packet count of one of bootlab's named counters.
+    fn counter(&self, name: &str) -> u64;
+    /// `kdig @server name A` from here: (status, answer addresses).
+    fn dig(&self, server: &str, name: &str) -> (String, Vec<String>);
+    /// `kdig @server name A` from here: (status, answer (address, TTL)s).
+    fn dig_ttl(&self, server: &str, name: &str) -> (String, Vec<(String, u64)>);
 }
 
-impl Netns {
-    fn new(role: &str) -> Self {
-        let name = format!(
-            "blegw-{}-{}-{role}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run `ip netns add` (iproute2 is required)");
-        assert!(
-            out.status.success(),
-            "cannot create network namespace {name} (root needed): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = Self {
-            name,
-            children: Vec::new(),
-        };
-        ns.sh("ip link set lo up");
-        ns
-    }
-
-    /// `program` run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// `sh -c script` inside the namespace; panics on failure.
-    fn sh(&self, script: &str) -> String {
-        self.try_sh(script)
-            .unwrap_or_else(|e| panic!("in {}: `{script}` failed: {e}", self.name))
-    }
-
-    fn try_sh(&self, script: &str) -> Result<String, String> {
-        let out = self
-            .command("sh")
-            .args(["-c", script])
-            .output()
-            .expect("run ip netns exec");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "exit {:?}: {}{}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    /// Starts a background process that lives until the namespace is dropped.
-    fn spawn(&mut self, mut cmd: Command) {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        self.children.push(child);
-    }
-
+impl LabNs for Netns {
     fn nft(&self) -> Nft {
-        Nft::in_netns(&self.name)
+        Nft::in_netns(self.name())
     }
 
     fn table(&self) -> BootlabTable {
         BootlabTable::new(self.nft())
     }
 
-    /// The packet count of one of bootlab's named counters.
     fn counter(&self, name: &str) -> u64 {
         self.table()
             .state()
@@ -179,51 +123,11 @@ impl Netns {
             .packets
     }
 
-    /// `python3 -m http.server` on `addr:80` serving `dir`; waits until it answers.
-    fn http_server(&mut self, addr: &str, port: u16, dir: &Path) {
-        let mut c = self.command("python3");
-        c.args(["-m", "http.server", "--bind", addr, &port.to_string()])
-            .arg("--directory")
-            .arg(dir);
-        self.spawn(c);
-        let url = format!("http://{addr}:{port}/");
-        wait_until(&format!("HTTP server {url} in {}", self.name), || {
-            self.try_sh(&format!(
-                "curl -s -o /dev/null --connect-timeout 1 --max-time 5 {url}"
-            ))
-            .is_ok()
-        });
-    }
-
-    /// An HTTP GET from here gets an answer (generous limits; a lost first
-    /// SYN is retransmitted within the connect timeout).
-    fn http_reachable(&self, addr: &str, port: u16) -> bool {
-        self.try_sh(&format!(
-            "curl -s -o /dev/null --connect-timeout 15 --max-time 30 http://{addr}:{port}/"
-        ))
-        .is_ok()
-    }
-
-    /// The connection attempt goes unanswered (curl exit 28): the SYN was
-    /// dropped. Paired with a drop counter that must have grown, so a slow
-    /// answer cannot pass as a drop.
-    fn http_dropped(&self, addr: &str, port: u16) -> bool {
-        let status = self
-            .command("curl")
-            .args(["-s", "-o", "/dev/null", "--connect-timeout", "2"])
-            .arg(format!("http://{addr}:{port}/"))
-            .status()
-            .expect("run curl");
-        status.code() == Some(28)
-    }
-
-    /// `kdig @server name A` from here: (status, answer addresses).
     fn dig(&self, server: &str, name: &str) -> (String, Vec<String>) {
         let (status, answers) = self.dig_ttl(server, name);
         (status, answers.into_iter().map(|(a, _)| a).collect())
     }
 
-    /// `kdig @server name A` from here: (status, answer (address, TTL)s).
     fn dig_ttl(&self, server: &str, name: &str) -> (String, Vec<(String, u64)>) {
         let out = self.sh(&format!(
             "kdig @{server} {name} A +timeout=5 +retry=2 +noall +header +answer"
@@ -247,60 +151,11 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Polls `ready` until it holds; panics after [`READY`].
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + READY;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not ready after {READY:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A veth pair: `a_if` in `a`, `b_if` (with `b_mac`) in `b`, both up.
-fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str, b_mac: &str) {
-    a.sh(&format!(
-        "ip link add {a_if} type veth peer name {b_if} netns {} && ip link set {a_if} up",
-        b.name
-    ));
-    b.sh(&format!(
-        "ip link set {b_if} address {b_mac} && ip link set {b_if} up"
-    ));
-}
-
+/// `nft` and `kdig`, and root (testkit checks `ip`, and `curl` and
+/// `python3` where its HTTP helpers use them).
 fn require_tools() {
-    for (tool, arg) in [
-        ("ip", "-V"),
-        ("nft", "--version"),
-        ("curl", "--version"),
-        ("python3", "--version"),
-        ("kdig", "--version"),
-    ] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "`{tool}` is required (apt-get install -y $(grep -v '^#' tests/apt-packages.txt))"
-        );
-    }
+    require_root();
+    require_all(&[("nft", "nftables"), ("kdig", "knot-dnsutils")]);
 }
 
 /// `bootlabd` inside a namespace.
@@ -310,61 +165,49 @@ fn start_daemon(ns: &Netns, config: &Path) -> Daemon {
     Daemon::spawn(cmd)
 }
 
+/// What both inventories share: the one-node lab on 10.77.0.0/24 named
+/// `name`, bootlabd on the services address (DHCP, TFTP on high ports),
+/// state under `dir`, nftables managed.
+fn lab(dir: &Path, name: &str) -> LabBuilder {
+    let name = name.to_owned();
+    LabBuilder::netns().dirs(dir).edit(|f| {
+        f.lab.name = name.clone();
+        f.network.bridge = Some(format!("virbr-{name}"));
+        f.libvirt = Default::default();
+        let l = &mut f.services.listen;
+        l.dhcp = Some(format!("{SERVICES}:6767"));
+        l.dns = Some(format!("{SERVICES}:53"));
+        l.tftp = Some(format!("{SERVICES}:6969"));
+        l.http = Some(format!("{SERVICES}:8080"));
+        f.services.firewall = true;
+        f.nodes[0].name = "node-0".into();
+    })
+}
+
 /// The isolated-mode inventory; `changed` adds a node and a CIDR (a valid,
 /// different policy for the SIGHUP test).
-fn isolated_lab(dir: &Path, changed: bool) -> String {
-    let extra_cidr = if changed { ", \"192.0.2.128/25\"" } else { "" };
-    let extra_node = if changed {
-        "\n[[nodes]]\nname = \"node-1\"\nrole = \"worker\"\nmac = \"52:54:00:4d:00:11\"\nip = \"10.77.0.11\"\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"[lab]
-name   = "egw"
-domain = "lab.test"
-
-[network]
-cidr    = "10.77.0.0/24"
-mode    = "isolated"
-gateway = "{SERVICES}"
-bridge  = "virbr-egw"
-upstream_dns = ["{UPSTREAM_DNS}:53"]
-lease   = "1h"
-
-[services]
-name   = "services"
-ip     = "{SERVICES}"
-mac    = "{LAB_MAC}"
-uplink = {{ network = "default", mac = "{UPLINK_MAC}" }}
-listen = {{ dhcp = "{SERVICES}:6767", dns = "{SERVICES}:53", tftp = "{SERVICES}:6969", http = "{SERVICES}:8080" }}
-data_dir   = "{data}"
-assets_dir = "{assets}"
-firewall = true
-
-[profiles.tiny]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-args   = "console=ttyS0"
-
-[roles.worker]
-profile = "tiny"
-
-[[nodes]]
-name = "node-0"
-role = "worker"
-mac  = "52:54:00:4d:00:10"
-ip   = "{NODE}"
-{extra_node}
-[egress]
-allow_hosts   = ["services"]
-allow_cidrs   = ["{ALLOWED}/32"{extra_cidr}]
-allow_domains = ["registry.lab.test"]
-"#,
-        data = dir.join("data").display(),
-        assets = dir.join("assets").display(),
-    )
+fn isolated_lab(dir: &Path, changed: bool) -> LabBuilder {
+    lab(dir, "egw").edit(|f| {
+        f.network.mode = "isolated".into();
+        f.network.gateway = SERVICES.into();
+        f.network.host_ip = None;
+        f.network.upstream_dns = vec![format!("{UPSTREAM_DNS}:53")];
+        f.services.uplink = Some(wire::UplinkSection {
+            network: "default".into(),
+            mac: UPLINK_MAC.into(),
+        });
+        f.egress.allow_hosts = Some(vec!["services".into()]);
+        f.egress.allow_cidrs = vec![format!("{ALLOWED}/32")];
+        f.egress.allow_domains = vec!["registry.lab.test".into()];
+        if changed {
+            f.egress.allow_cidrs.push("192.0.2.128/25".into());
+            let mut n = f.nodes[0].clone();
+            n.name = "node-1".into();
+            n.mac = Some("52:54:00:4d:00:11".into());
+            n.ip = "10.77.0.11".into();
+            f.nodes.push(n);
+        }
+    })
 }
 
 /// internet + services (bootlabd) + node, wired as in the module docs.
@@ -384,22 +227,15 @@ impl GatewayLab {
     fn new() -> Self {
         require_tools();
         let dir = tempfile::tempdir().unwrap();
-        let mut internet = Netns::new("inet");
-        let services = Netns::new("svc");
-        let node = Netns::new("node");
-        veth(&node, "eth0", &services, "eth0", LAB_MAC);
-        veth(&internet, "in0", &services, "eth1", UPLINK_MAC);
-        node.sh(&format!(
-            "ip addr add {NODE}/24 dev eth0 && ip route add default via {SERVICES}"
-        ));
-        services.sh(&format!(
-            "sysctl -qw net.ipv4.ip_forward=1 && ip addr add {SERVICES}/24 dev eth0 && \
-             ip addr add 192.0.2.2/24 dev eth1 && ip route add default via 192.0.2.1"
-        ));
-        internet.sh("ip addr add 192.0.2.1/24 dev in0");
-        for addr in [UPSTREAM_DNS, ALLOWED, DENIED, REGISTRY, MIRROR] {
-            internet.sh(&format!("ip addr add {addr}/32 dev lo"));
-        }
+        let Gateway {
+            services,
+            node,
+            mut internet,
+        } = Gateway::new(
+            LAB_MAC,
+            UPLINK_MAC,
+            &[UPSTREAM_DNS, ALLOWED, DENIED, REGISTRY, MIRROR],
+        );
 
         // Upstream DNS.
         let script = dir.path().join("dns.py");
@@ -411,7 +247,10 @@ impl GatewayLab {
             .arg(&dns_log)
             .arg(format!("registry.lab.test={REGISTRY}={REGISTRY_TTL}"))
             .arg(format!("mirror.registry.lab.test={MIRROR}={MIRROR_TTL}"))
-            .arg(format!("example.org={DENIED}=300"));
+            .arg(format!("example.org={DENIED}=300"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         internet.spawn(c);
         wait_until("upstream DNS", || {
             internet
@@ -442,8 +281,7 @@ impl GatewayLab {
              }\n\
              EOF");
 
-        let config = dir.path().join("lab.toml");
-        std::fs::write(&config, isolated_lab(dir.path(), false)).unwrap();
+        let config = isolated_lab(dir.path(), false).write(&dir.path().join("lab.toml"));
         let daemon = start_daemon(&services, &config);
         Self {
             daemon,
@@ -584,7 +422,7 @@ fn gateway_mode_learns_from_dns_forgets_after_ttl_and_keeps_across_sighup() {
     let before = lab.learned_element(MIRROR).expect("mirror learned");
     assert_eq!(before.timeout, Some(Duration::from_secs(MIRROR_TTL)));
     let denied_before_hup = lab.egress_denied();
-    std::fs::write(&lab.config, isolated_lab(lab.dir.path(), true)).unwrap();
+    isolated_lab(lab.dir.path(), true).write(&lab.config);
     lab.daemon.signal("HUP");
     let applied = lab.daemon.wait_for("firewall applied");
     assert!(applied.contains("Replaced"), "{applied}");
@@ -676,47 +514,8 @@ fn gateway_mode_learns_from_dns_forgets_after_ttl_and_keeps_across_sighup() {
 
 /// The nat-mode inventory: bootlabd with `services.firewall = true` and no
 /// uplink applies only the input filter.
-fn nat_lab(dir: &Path) -> String {
-    format!(
-        r#"[lab]
-name   = "egwn"
-domain = "lab.test"
-
-[network]
-cidr    = "10.77.0.0/24"
-mode    = "nat"
-gateway = "10.77.0.1"
-host_ip = "10.77.0.1"
-bridge  = "virbr-egwn"
-lease   = "1h"
-
-[services]
-name   = "services"
-ip     = "{SERVICES}"
-mac    = "{LAB_MAC}"
-listen = {{ dhcp = "{SERVICES}:6767", dns = "{SERVICES}:53", tftp = "{SERVICES}:6969", http = "{SERVICES}:8080" }}
-data_dir   = "{data}"
-assets_dir = "{assets}"
-firewall = true
-
-[profiles.tiny]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-args   = "console=ttyS0"
-
-[roles.worker]
-profile = "tiny"
-
-[[nodes]]
-name = "node-0"
-role = "worker"
-mac  = "52:54:00:4d:00:10"
-ip   = "{NODE}"
-"#,
-        data = dir.join("data").display(),
-        assets = dir.join("assets").display(),
-    )
+fn nat_lab(dir: &Path) -> LabBuilder {
+    lab(dir, "egwn")
 }
 
 #[test]
@@ -726,14 +525,13 @@ fn nat_mode_applies_only_the_input_filter() {
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
     std::fs::write(assets.join("hello.txt"), "hello from tftp\n").unwrap();
-    let config = dir.path().join("lab.toml");
-    std::fs::write(&config, nat_lab(dir.path())).unwrap();
+    let config = nat_lab(dir.path()).write(&dir.path().join("lab.toml"));
 
     let mut services = Netns::new("natsvc");
     let node = Netns::new("natnode");
-    veth(&node, "eth0", &services, "eth0", LAB_MAC);
-    node.sh(&format!("ip addr add {NODE}/24 dev eth0"));
-    services.sh(&format!("ip addr add {SERVICES}/24 dev eth0"));
+    veth(&node, "eth0", &services, "eth0").b_mac(LAB_MAC).up();
+    node.add_addr("eth0", &format!("{NODE}/24"));
+    services.add_addr("eth0", &format!("{SERVICES}/24"));
     // Something bootlabd does not serve, on the services address.
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, READY, lab_on, ports};
+use common::{Daemon, READY, lab_builder_on, lab_on, ports};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -214,7 +214,7 @@ fn a_port_clash_never_says_ready() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success(), "{status}");
-    d.wait_for("interfaces for the firewall");
+    d.wait_for("binding http");
     let seen = notify.drain();
     assert!(
         !seen.iter().any(|m| m.lines().any(|l| l == "READY=1")),
@@ -300,11 +300,11 @@ impl Drop for Netns {
 fn ready_only_once_the_firewall_is_applied_and_never_when_it_cannot_be() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lab.toml");
-    let lab = lab_on(dir.path(), ports(), 0);
-    assert!(lab.contains("firewall   = false"));
     std::fs::write(
         &config,
-        lab.replace("firewall   = false", "firewall   = true"),
+        lab_builder_on(dir.path(), ports(), 0)
+            .edit(|f| f.services.firewall = true)
+            .toml(),
     )
     .unwrap();
     let ns = Netns::new("fw");

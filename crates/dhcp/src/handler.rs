@@ -544,7 +544,11 @@ impl DhcpHandler {
             }
         };
         let Some(reserved) = reserved else {
-            return silent(DropReason::UnknownMac, "proxyDHCP: not in the inventory", events);
+            return silent(
+                DropReason::UnknownMac,
+                "proxyDHCP: not in the inventory",
+                events,
+            );
         };
         let info = req.client_info();
         if !info.is_netboot() {
@@ -583,8 +587,16 @@ impl DhcpHandler {
             max_message_size: req.max_message_size,
         };
         let (bytes, dropped_options) = reply.encode();
-        let kind_in = if boot_server { "proxy-request" } else { "discover" };
-        let kind_out = if boot_server { "proxy-ack" } else { "proxy-offer" };
+        let kind_in = if boot_server {
+            "proxy-request"
+        } else {
+            "discover"
+        };
+        let kind_out = if boot_server {
+            "proxy-ack"
+        } else {
+            "proxy-offer"
+        };
         events.push(MachineEvent::Dhcp {
             mac: req.mac,
             kind: kind_in,

@@ -252,7 +252,16 @@ pub async fn serve_with(
         shared.leases.bind(l.mac, l.ip);
     }
     metrics.set_lease_addresses(handler.leases().len());
-    run_loops(socket, shared, shutdown, handler, metrics, Some(store), "dhcp").await
+    run_loops(
+        socket,
+        shared,
+        shutdown,
+        handler,
+        metrics,
+        Some(store),
+        "dhcp",
+    )
+    .await
 }
 
 /// Serves the PXE boot server port (4011) on `socket` until `shutdown`:

@@ -12,11 +12,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bootlab_inventory::MacAddr;
+use bootlab_testkit::Daemon;
+use bootlab_testkit::daemon::bootlabd;
+use bootlab_testkit::lab::wire::PoolSection;
 use common::{Lab, SERVICES_IP, require, run};
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
@@ -24,61 +27,13 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 const PERF_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const CHECK_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
 
-fn bootlabd_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    let p = target.join("debug/bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: cargo build -p bootlab-bootlabd",
-        p.display()
-    );
-    p
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    // The child is owned by `Daemon`, whose Drop kills and waits for it.
-    #[allow(clippy::zombie_processes)]
-    fn start(lab: &Lab, config: &Path) -> Self {
-        let log = std::fs::File::create(lab.dir.path().join("bootlabd.log")).unwrap();
-        let child = lab
-            .server_cmd(bootlabd_path().to_str().unwrap())
-            .arg("--config")
-            .arg(config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        // Ready when its log says DHCP is listening.
-        let log_path = lab.dir.path().join("bootlabd.log");
-        for _ in 0..200 {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if text.contains("listening for dhcp") {
-                return Self(child);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "bootlabd did not start: {}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-    }
-
-    fn kill9(mut self) {
-        run(Command::new("kill").args(["-9", &self.0.id().to_string()]));
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// bootlabd with `config` in the lab's server namespace, serving DHCP.
+fn start_daemon(lab: &Lab, config: &Path) -> Daemon {
+    let mut cmd = lab.server.command(bootlabd());
+    cmd.arg("--config").arg(config);
+    let mut daemon = Daemon::spawn(cmd);
+    daemon.wait_for("listening for dhcp");
+    daemon
 }
 
 /// (mac, yiaddr) of every DHCPACK in a pcap file (Ethernet, IPv4, UDP).
@@ -130,9 +85,9 @@ struct Relay(UdpSocket);
 
 impl Relay {
     fn new(lab: &Lab) -> Self {
-        let sock = Lab::in_netns(&lab.client_ns, || {
-            UdpSocket::bind((CHECK_IP, 67)).expect("bind relay")
-        });
+        let sock = lab
+            .client
+            .run_in(|| UdpSocket::bind((CHECK_IP, 67)).expect("bind relay"));
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         Self(sock)
     }
@@ -172,21 +127,21 @@ fn acked_leases_survive_kill_9_and_are_never_offered_to_another() {
     require("perfdhcp", "kea-admin");
     require("tcpdump", "tcpdump");
     let lab = Lab::new("02:00:00:4d:aa:02", Some(PERF_IP));
-    run(Command::new("ip").args([
-        "-n",
-        &lab.client_ns,
-        "addr",
-        "add",
-        &format!("{CHECK_IP}/24"),
-        "dev",
-        &lab.client_if,
-    ]));
-    let config = lab.inventory_with("10.77.0.0/16", Some(("10.77.1.0", "10.77.255.250")));
-    let daemon = Daemon::start(&lab, &config);
+    lab.client
+        .add_addr(&lab.client_if, &format!("{CHECK_IP}/24"));
+    let config = lab.write(&lab.lab(false).edit(|f| {
+        f.network.cidr = "10.77.0.0/16".into();
+        f.network.pool = Some(PoolSection {
+            start: "10.77.1.0".into(),
+            end: "10.77.255.250".into(),
+        });
+    }));
+    let mut daemon = start_daemon(&lab, &config);
 
     let pcap = lab.dir.path().join("acks.pcap");
     let mut tcpdump = lab
-        .client_cmd("tcpdump")
+        .client
+        .command("tcpdump")
         .args(["-i", &lab.client_if, "-U", "-n", "-s", "1500", "-w"])
         .arg(&pcap)
         .args([
@@ -213,7 +168,8 @@ fn acked_leases_survive_kill_9_and_are_never_offered_to_another() {
     }
 
     let perf = lab
-        .client_cmd("perfdhcp")
+        .client
+        .command("perfdhcp")
         .args([
             "-4",
             "-l",
@@ -234,7 +190,7 @@ fn acked_leases_survive_kill_9_and_are_never_offered_to_another() {
         .unwrap();
     // Let it run, then SIGKILL the daemon mid-run.
     std::thread::sleep(Duration::from_secs(3));
-    daemon.kill9();
+    daemon.kill();
     let perf_out = perf.wait_with_output().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     run(Command::new("kill").arg(tcpdump.id().to_string()));
@@ -272,7 +228,7 @@ fn acked_leases_survive_kill_9_and_are_never_offered_to_another() {
 
     // 2. After a restart the daemon still knows: same MAC gets an ACK for
     //    its address, another MAC is never offered it.
-    let daemon = Daemon::start(&lab, &config);
+    let daemon = start_daemon(&lab, &config);
     let relay = Relay::new(&lab);
     for (n, (mac, ip)) in acked.iter().enumerate() {
         let n = n as u32;
@@ -296,16 +252,9 @@ fn the_daemon_finds_its_interface_by_services_mac() {
     require("udhcpc", "udhcpc");
     let lab = Lab::new(common::NODE_MAC, None);
     // No services.interface: bootlabd must find the NIC whose MAC is services.mac.
-    let config = lab.inventory(false);
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("interface = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&config, text).unwrap();
-    let daemon = Daemon::start(&lab, &config);
-    let log = std::fs::read_to_string(lab.dir.path().join("bootlabd.log")).unwrap();
+    let config = lab.write(&lab.lab(false).edit(|f| f.services.interface = None));
+    let mut daemon = start_daemon(&lab, &config);
+    let log = daemon.log();
     assert!(
         log.contains(&format!(
             "listening for dhcp on 0.0.0.0:67 (interface {})",
@@ -313,28 +262,11 @@ fn the_daemon_finds_its_interface_by_services_mac() {
         )),
         "{log}"
     );
-    let script = lab.dir.path().join("bound.sh");
-    std::fs::write(
-        &script,
+    let out = run(&mut lab.udhcpc(
+        5,
+        &lab.dir.path().join("bound.sh"),
         "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip\"\nexit 0\n",
-    )
-    .unwrap();
-    run(Command::new("chmod").arg("+x").arg(&script));
-    let out = run(lab
-        .client_cmd("udhcpc")
-        .args([
-            "-i",
-            &lab.client_if,
-            "-f",
-            "-n",
-            "-q",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-s",
-        ])
-        .arg(&script));
+    ));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("ip={}", common::NODE_IP)),

@@ -1174,7 +1174,10 @@ fn shim_grub_profiles_get_shim_on_uefi_and_ipxe_on_bios() {
         t0(),
     );
     assert_eq!(Answer::of(&out).file(), "undionly.kpxe");
-    assert!(out.note.as_deref().unwrap().contains("shim-grub"), "{out:?}");
+    assert!(
+        out.note.as_deref().unwrap().contains("shim-grub"),
+        "{out:?}"
+    );
     // UEFI HTTP boot cannot run the signed GRUB: refused with the reason.
     let mut h = handler(with_loader("shim-grub"));
     let out = h.handle(
@@ -1222,7 +1225,10 @@ fn proxy_offers_boot_information_without_an_address_on_port_67() {
     assert_eq!(a.text(60).as_deref(), Some("PXEClient"));
     assert_eq!(a.raw.get(43), Some(&[6, 1, 8, 255][..]));
     for absent in [1, 3, 6, 51, 58, 59] {
-        assert!(a.raw.get(absent).is_none(), "option {absent} in a proxy offer");
+        assert!(
+            a.raw.get(absent).is_none(),
+            "option {absent} in a proxy offer"
+        );
     }
     assert_eq!(a.to, ReplyTo::Broadcast);
     assert!(out.commit.is_none(), "no lease record");
@@ -1231,7 +1237,11 @@ fn proxy_offers_boot_information_without_an_address_on_port_67() {
         .events
         .iter()
         .find_map(|e| match e {
-            MachineEvent::Dhcp { kind: "proxy-offer", detail, .. } => Some(detail.clone()),
+            MachineEvent::Dhcp {
+                kind: "proxy-offer",
+                detail,
+                ..
+            } => Some(detail.clone()),
             _ => None,
         })
         .expect("a proxy-offer event");

@@ -14,20 +14,19 @@ use std::time::Duration;
 
 use bootlab_dhcp::{DhcpSocket, SocketMode};
 use bootlab_state::Shared;
-use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP, run};
-use tokio_util::sync::CancellationToken;
+use bootlab_testkit::Service;
+use common::{GATEWAY, Lab, NODE_IP, NODE_MAC, SERVICES_IP};
 
 struct Server {
     shared: Shared,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    service: Service,
 }
 
 impl Server {
     async fn start(lab: &Lab, pool: bool) -> Self {
         let inv = bootlab_inventory::load(&lab.inventory(pool)).expect("lab inventory");
         let ifname = lab.server_if.clone();
-        let std_socket = Lab::in_netns(&lab.server_ns, move || {
+        let std_socket = lab.server.run_in(move || {
             bootlab_dhcp::server::interface_socket(&ifname, 67).expect("bind in netns")
         });
         let socket =
@@ -35,14 +34,15 @@ impl Server {
         let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         // Keep the publisher alive for the server's lifetime.
         std::mem::forget(publisher);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(bootlab_dhcp::serve(socket, shared.clone(), stop.clone()));
-        Self { shared, stop, task }
+        let service = {
+            let shared = shared.clone();
+            Service::spawn(move |stop| bootlab_dhcp::serve(socket, shared, stop))
+        };
+        Self { shared, service }
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 
     fn dropped(&self, reason: &str) -> u64 {
@@ -61,36 +61,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Runs udhcpc once; returns the script's record of the lease, or None when
 /// it got none.
 fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
-    common::require("udhcpc", "udhcpc");
     let dir = lab.dir.path();
     let out = dir.join("udhcpc.env");
-    let script = dir.join("udhcpc.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = bound ]; then\n  echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid lease=$lease\" > {}\nfi\nexit 0\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    run(std::process::Command::new("chmod").arg("+x").arg(&script));
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = bound ]; then\n  echo \"ip=$ip subnet=$subnet router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid lease=$lease\" > {}\nfi\nexit 0\n",
+        out.display()
+    );
     let status = lab
-        .client_cmd("udhcpc")
-        .args([
-            "-i",
-            &lab.client_if,
-            "-f",
-            "-n",
-            "-q",
-            "-t",
-            &tries.to_string(),
-            "-T",
-            "1",
-            "-A",
-            "1",
-            "-s",
-        ])
-        .arg(&script)
+        .udhcpc(tries, &dir.join("udhcpc.sh"), &script)
+        .args(["-A", "1"])
         .output()
         .unwrap();
     if status.status.success() {
@@ -113,7 +92,8 @@ fn dhclient(lab: &Lab) -> String {
     )
     .unwrap();
     let out = lab
-        .client_cmd("dhclient")
+        .client
+        .command("dhclient")
         .args(["-1", "-v", "-sf", "/bin/true", "-cf"])
         .arg(&conf)
         .arg("-lf")
@@ -302,7 +282,7 @@ async fn udp_length_disagreeing_with_the_datagram() {
     let server = Server::start(&lab, false).await;
     // A relay socket (for replies) and a raw UDP socket (to lie about the
     // UDP length), both in the client namespace.
-    let (relay, raw) = Lab::in_netns(&lab.client_ns, move || {
+    let (relay, raw) = lab.client.run_in(move || {
         use socket2::{Domain, Protocol, Socket, Type};
         let relay = std::net::UdpSocket::bind((relay_ip, 67)).unwrap();
         relay

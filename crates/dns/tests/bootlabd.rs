@@ -6,25 +6,10 @@
 //! Needs `kdig` (knot-dnsutils) and a built `target/debug/bootlabd`
 //! (`cargo build -p bootlab-bootlabd`; `cargo test --workspace` builds it).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use bootlab_testkit::{Daemon, LabBuilder, Sockets};
-
-fn bootlabd_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    let p = target.join("debug/bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: cargo build -p bootlab-bootlabd",
-        p.display()
-    );
-    p
-}
+use bootlab_testkit::daemon::bootlabd;
+use bootlab_testkit::{Daemon, LabBuilder, Sockets, wait_until};
 
 /// `base` with `extra` records `(name, type, value)`.
 fn lab_text(base: &LabBuilder, extra: &[(&str, &str, &str)]) -> String {
@@ -59,17 +44,6 @@ fn soa_serial(port: u16) -> String {
         .to_owned()
 }
 
-/// Polls `check` (up to ~10 s); a hang guard, not a timing assertion.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("never happened: {what}");
-}
-
 #[test]
 fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +52,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     let base = sockets.lab(LabBuilder::okd(), dir.path());
     let config = dir.path().join("lab.toml");
     std::fs::write(&config, lab_text(&base, &[])).unwrap();
-    let mut daemon = Daemon::on_sockets(&bootlabd_path(), &config, sockets);
+    let mut daemon = Daemon::on_sockets(&bootlabd(), &config, sockets);
     daemon.wait_for("listening for dns on");
 
     assert_eq!(
@@ -104,7 +78,7 @@ fn bootlabd_serves_the_zones_and_reloads_them_on_sighup() {
     )
     .unwrap();
     daemon.signal("HUP");
-    eventually("new record served after SIGHUP", || {
+    wait_until("new record served after SIGHUP", || {
         kdig(port, &["added.okd.example.com.", "A"]) == "192.168.200.99"
     });
     assert_ne!(

@@ -5,6 +5,7 @@ mod common;
 
 use bootlab_dns::handler::{DropReason, Handler};
 use bootlab_dns::handler::{HandlerConfig, Outcome, Transport};
+use bootlab_testkit::LabBuilder;
 use common::*;
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -157,12 +158,7 @@ fn soa_serial_follows_content() {
     };
     let a = serial(okd());
     assert_eq!(a, serial(okd()), "same content, same serial");
-    let b = serial(okd_with(|t| {
-        with_records(
-            t,
-            "  { name = \"new\", type = \"A\", value = \"192.168.200.77\" },",
-        )
-    }));
+    let b = serial(okd_with_records([("new", "A", "192.168.200.77")]));
     assert_ne!(a, b);
 }
 
@@ -396,17 +392,16 @@ fn records_in_answer_section_of_a_query_are_formerr() {
 }
 
 fn big_inventory() -> bootlab_inventory::Inventory {
-    let mut records = String::new();
+    let mut records = Vec::new();
     for i in 0..40 {
-        records.push_str(&format!(
-            "  {{ name = \"big\", type = \"TXT\", value = \"record number {i} of a deliberately oversized answer\" }},\n"
+        records.push((
+            "big".to_owned(),
+            "TXT",
+            format!("record number {i} of a deliberately oversized answer"),
         ));
-        records.push_str(&format!(
-            "  {{ name = \"many\", type = \"A\", value = \"192.168.200.{}\" }},\n",
-            100 + i
-        ));
+        records.push(("many".to_owned(), "A", format!("192.168.200.{}", 100 + i)));
     }
-    okd_with(|t| with_records(t, &records))
+    okd_with_records(records.iter().map(|(n, t, v)| (n.as_str(), *t, v.as_str())))
 }
 
 #[test]
@@ -460,12 +455,12 @@ fn udp_size_limits_truncation_and_tcp() {
 
 #[test]
 fn cname_chased_inside_the_zone() {
-    let inv = okd_with(|t| {
-        with_records(
-            t,
-            "  { name = \"www\", type = \"CNAME\", value = \"web\" },\n  { name = \"web\", type = \"CNAME\", value = \"api\" },\n  { name = \"out\", type = \"CNAME\", value = \"example.org.\" },\n  { name = \"dangling\", type = \"CNAME\", value = \"missing\" },",
-        )
-    });
+    let inv = okd_with_records([
+        ("www", "CNAME", "web"),
+        ("web", "CNAME", "api"),
+        ("out", "CNAME", "example.org."),
+        ("dangling", "CNAME", "missing"),
+    ]);
     let h = handler(&inv);
     let m = reply(&h, &query(&format!("www.{ZONE}"), RecordType::A, None));
     let types: Vec<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
@@ -609,34 +604,6 @@ fn forwarding_only_for_allow_listed_names_and_never_to_ourselves() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
 }
 
-/// okd-lab.toml in isolated mode with allow-listed domains and upstreams.
-pub fn isolated_inventory(domains: &[&str], upstreams: &[&str]) -> bootlab_inventory::Inventory {
-    okd_with(|t| isolated_text(t, domains, upstreams))
-}
-
-fn isolated_text(t: String, domains: &[&str], upstreams: &[&str]) -> String {
-    let list = |v: &[&str]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    t.replace("mode    = \"nat\"", "mode    = \"isolated\"")
-        .replace(
-            "gateway = \"192.168.200.1\"",
-            "gateway = \"192.168.200.254\"",
-        )
-        .replace(
-            "upstream_dns = []",
-            &format!("upstream_dns = [{}]", list(upstreams)),
-        )
-        .replace("# uplink = {", "uplink = {")
-        .replace(
-            "allow_domains = []",
-            &format!("allow_domains = [{}]", list(domains)),
-        )
-}
-
 #[test]
 fn handler_survives_every_prefix_and_bit_flip() {
     // Deterministic mini-fuzz over real queries: no panic, always a reply or a drop.
@@ -659,12 +626,9 @@ fn handler_survives_every_prefix_and_bit_flip() {
 #[test]
 fn reverse_zones_for_a_wider_prefix() {
     // a /22 gives four /24 reverse zones (delegation-style names)
-    let inv = okd_with(|t| {
-        t.replace(
-            "cidr    = \"192.168.200.0/24\"",
-            "cidr    = \"192.168.200.0/22\"",
-        )
-    });
+    let inv = LabBuilder::okd()
+        .edit(|f| f.network.cidr = "192.168.200.0/22".into())
+        .build();
     let h = handler(&inv);
     for third in 200..204 {
         let m = reply(

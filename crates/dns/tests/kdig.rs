@@ -11,44 +11,36 @@ use std::process::Command;
 use bootlab_dns::{ServeOptions, serve_with};
 use bootlab_inventory::Inventory;
 use bootlab_state::Shared;
+use bootlab_testkit::Service;
+use bootlab_testkit::net::udp_and_tcp;
 use common::*;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio_util::sync::CancellationToken;
 
 struct Server {
     addr: SocketAddr,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    service: Service,
 }
 
 impl Server {
     async fn stop(self) {
-        self.token.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 }
 
 /// Binds UDP and TCP on the same loopback port (kdig takes one port).
 async fn start(inv: Inventory) -> Server {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let Ok(tcp) = TcpListener::bind(addr).await else {
-            continue;
-        };
-        let (shared, _publisher) = Shared::new(inv).expect("boot scripts render");
-        let token = CancellationToken::new();
-        let task = tokio::spawn(serve_with(
-            udp,
-            tcp,
-            shared,
-            None,
-            token.clone(),
-            ServeOptions::default(),
-        ));
-        return Server { addr, token, task };
-    }
-    panic!("no free loopback port for UDP and TCP");
+    let (udp, tcp) = udp_and_tcp();
+    let addr = udp.local_addr().unwrap();
+    udp.set_nonblocking(true).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let (udp, tcp) = (
+        UdpSocket::from_std(udp).unwrap(),
+        TcpListener::from_std(tcp).unwrap(),
+    );
+    let (shared, _publisher) = Shared::new(inv).expect("boot scripts render");
+    let service =
+        Service::spawn(|token| serve_with(udp, tcp, shared, None, token, ServeOptions::default()));
+    Server { addr, service }
 }
 
 struct Dig {
@@ -245,13 +237,13 @@ async fn kdig_sees_every_record_of_the_okd_lab_over_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kdig_gets_tc_and_retries_over_tcp_for_an_oversized_answer() {
-    let mut records = String::new();
-    for i in 0..40 {
-        records.push_str(&format!(
-            "  {{ name = \"big\", type = \"TXT\", value = \"record number {i} of a deliberately oversized answer\" }},\n"
-        ));
-    }
-    let s = start(okd_with(|t| with_records(t, &records))).await;
+    let values: Vec<String> = (0..40)
+        .map(|i| format!("record number {i} of a deliberately oversized answer"))
+        .collect();
+    let s = start(okd_with_records(
+        values.iter().map(|v| ("big", "TXT", v.as_str())),
+    ))
+    .await;
     let addr = s.addr;
     tokio::task::spawn_blocking(move || {
         // +ignore: show the truncated UDP reply as is

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bootlab_dns::{LearnedAddress, LearnedBatch, ServeOptions, serve_with};
 use bootlab_inventory::Inventory;
 use bootlab_state::{InventoryPublisher, Shared};
+use bootlab_testkit::Service;
 use common::*;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -19,7 +20,6 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Guard against hangs; never a performance assertion.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -30,18 +30,12 @@ struct Running {
     shared: Shared,
     publisher: InventoryPublisher,
     learned: mpsc::Receiver<LearnedBatch>,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    service: Service,
 }
 
 impl Running {
     async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("dns stops on cancel")
-            .unwrap()
-            .unwrap();
+        self.service.stop().await;
     }
 
     fn metric(&self, line_prefix: &str) -> u64 {
@@ -66,23 +60,17 @@ async fn start_on(udp_bind: &str, inv: Inventory, options: ServeOptions) -> Runn
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
     let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
     let (tx, learned) = mpsc::channel(64);
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve_with(
-        udp,
-        tcp,
-        shared.clone(),
-        Some(tx),
-        token.clone(),
-        options,
-    ));
+    let service = {
+        let shared = shared.clone();
+        Service::spawn(move |token| serve_with(udp, tcp, shared, Some(tx), token, options))
+    };
     Running {
         udp: udp_addr,
         tcp: tcp_addr,
         shared,
         publisher,
         learned,
-        token,
-        task,
+        service,
     }
 }
 
@@ -261,12 +249,7 @@ async fn reload_swaps_the_zones() {
     let soa_q = query("okd.example.com.", RecordType::SOA, None);
     let before = serial(&udp_ask(s.udp, &soa_q).await);
     s.publisher
-        .publish(okd_with(|t| {
-            with_records(
-                t,
-                "  { name = \"added\", type = \"A\", value = \"192.168.200.99\" },",
-            )
-        }))
+        .publish(okd_with_records([("added", "A", "192.168.200.99")]))
         .expect("boot scripts render");
     let mut ok = false;
     for _ in 0..200 {
@@ -294,19 +277,7 @@ async fn reload_swaps_the_zones() {
 // ---- forwarding ----
 
 fn isolated(upstream: SocketAddr) -> Inventory {
-    okd_with(|t| {
-        t.replace("mode    = \"nat\"", "mode    = \"isolated\"")
-            .replace(
-                "gateway = \"192.168.200.1\"",
-                "gateway = \"192.168.200.254\"",
-            )
-            .replace(
-                "upstream_dns = []",
-                &format!("upstream_dns = [\"{upstream}\"]"),
-            )
-            .replace("# uplink = {", "uplink = {")
-            .replace("allow_domains = []", "allow_domains = [\"allowed.test\"]")
-    })
+    isolated_inventory(&["allowed.test"], &[&upstream.to_string()])
 }
 
 fn encode(m: &Message) -> Vec<u8> {

@@ -7,7 +7,7 @@
 //! * [`policy`]: pure functions inventory -> ruleset:
 //!   [`hypervisor_ruleset`] (nat mode, host tool) and [`services_ruleset`]
 //!   (bootlabd: input filter; gateway forward + masquerade + learned set).
-//! * [`render`]: nft syntax ([`render_nft`]) for `--dry-run` / `egress show`.
+//! * [`render`]: nft syntax ([`render_nft`]) for `bootlab egress show`.
 //! * [`batch`]: the `nftables` crate's JSON batch (one transaction).
 //! * [`table`]: [`BootlabTable`] — apply / remove / list / counters through
 //!   [`Nft`] (the `nft` binary, or `ip netns exec NS nft` in tests).
@@ -19,7 +19,7 @@
 //! # What the binaries call
 //!
 //! Host tool (`bootlab egress apply|show|remove`, `bootlab up`, `status`):
-//! `hypervisor_ruleset(&inv)?`, then `render_nft(&rs)` (show / dry-run) or
+//! `hypervisor_ruleset(&inv)?`, then `render_nft(&rs)` (`bootlab egress show`) or
 //! `BootlabTable::new(Nft::system()).apply(&rs)?`; `remove()`;
 //! `counters()` and `denied_endpoints()` for status.
 //!

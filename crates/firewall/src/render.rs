@@ -1,4 +1,4 @@
-//! nft syntax for a [`Ruleset`] (`--dry-run`, `bootlab egress show`).
+//! nft syntax for a [`Ruleset`] (`bootlab egress show`).
 //!
 //! The output is valid `nft -f` input and is written the way `nft list table
 //! inet bootlab` prints the applied table, minus state (counter values, set

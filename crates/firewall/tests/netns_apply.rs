@@ -5,23 +5,18 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bootlab_firewall::{
     BootlabTable, LEARNED_SET, LearnedSet, ServicesInterfaces, hypervisor_ruleset, render_nft,
     services_ruleset, strip_state,
 };
-use bootlab_inventory::{Inventory, load};
-use common::{Netns, require_tools};
+use bootlab_inventory::Inventory;
+use bootlab_testkit::LabBuilder;
+use common::{Netns, NftIn, require_tools};
 
 fn config(name: &str) -> Inventory {
-    load(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config")
-            .join(name),
-    )
-    .unwrap()
+    LabBuilder::config(name.trim_end_matches(".toml")).build()
 }
 
 const FOREIGN: &str = "table inet foreign {

@@ -14,7 +14,6 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bootlab_firewall::{
@@ -22,17 +21,22 @@ use bootlab_firewall::{
     LEARNED_SET, Learned, LearnedSet, ServicesInterfaces, register_firewall_metrics, render_nft,
     services_ruleset,
 };
-use bootlab_inventory::{Inventory, load};
+use bootlab_inventory::Inventory;
 use bootlab_state::Metrics;
-use common::{Netns, require_tools, veth};
+use bootlab_testkit::LabBuilder;
+use bootlab_testkit::netns::Gateway;
+use common::{Netns, NftIn, golden, require_tools, veth};
 
 const ALLOWED: &str = "198.51.100.10";
 const DENIED: &str = "198.51.100.200";
 const REGISTRY: &str = "203.0.113.80";
 const SHORT_LIVED: &str = "203.0.113.81";
+/// The services VM's NICs in config/isolated-lab.toml.
+const LAB_MAC: &str = "52:54:00:4d:00:fe";
+const UPLINK_MAC: &str = "52:54:00:4d:01:fe";
 
 fn isolated() -> Inventory {
-    load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/isolated-lab.toml")).unwrap()
+    LabBuilder::config("isolated-lab").build()
 }
 
 struct GatewayLab {
@@ -44,25 +48,17 @@ struct GatewayLab {
 impl GatewayLab {
     fn new() -> Self {
         require_tools();
-        let mut services = Netns::new("gw");
-        let node = Netns::new("node");
-        let mut internet = Netns::new("inet");
-        veth(&node, "eth0", &services, "eth0");
-        veth(&services, "eth1", &internet, "in0");
-        node.sh("ip addr add 10.77.0.10/24 dev eth0 && ip route add default via 10.77.0.254");
-        services.sh(
-            "sysctl -qw net.ipv4.ip_forward=1 && ip addr add 10.77.0.254/24 dev eth0 && \
-             ip addr add 192.0.2.2/24 dev eth1 && ip route add default via 192.0.2.1",
-        );
-        internet.sh("ip addr add 192.0.2.1/24 dev in0");
-        for addr in [ALLOWED, DENIED, REGISTRY, SHORT_LIVED] {
-            internet.sh(&format!("ip addr add {addr}/32 dev lo"));
+        let hosts = [ALLOWED, DENIED, REGISTRY, SHORT_LIVED];
+        let Gateway {
+            mut services,
+            node,
+            mut internet,
+        } = Gateway::new(LAB_MAC, UPLINK_MAC, &hosts);
+        for addr in hosts {
+            internet.http_server(addr, 80, golden());
         }
-        for addr in [ALLOWED, DENIED, REGISTRY, SHORT_LIVED] {
-            internet.http_server(addr, 80);
-        }
-        services.http_server("10.77.0.254", 8080);
-        services.http_server("10.77.0.254", 9999);
+        services.http_server(Gateway::SERVICES, 8080, golden());
+        services.http_server(Gateway::SERVICES, 9999, golden());
         Self {
             services,
             node,
@@ -333,7 +329,8 @@ fn dhcp_from_the_unconfigured_address_passes_on_the_lab_interface_only() {
     let outside = Netns::new("dhcpout");
     veth(&client, "eth0", &services, "eth0");
     veth(&services, "eth1", &outside, "in0");
-    services.sh("ip addr add 10.77.0.254/24 dev eth0 && ip addr add 192.0.2.2/24 dev eth1");
+    services.add_addr("eth0", "10.77.0.254/24");
+    services.add_addr("eth1", "192.0.2.2/24");
     let rs = services_ruleset(&isolated(), &ifaces()).unwrap().unwrap();
     let table = BootlabTable::new(services.nft());
     table.apply(&rs).unwrap();
@@ -348,8 +345,9 @@ fn dhcp_from_the_unconfigured_address_passes_on_the_lab_interface_only() {
     };
 
     // A stand-in DHCP server: prints the source of the first datagram on :67.
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &services.name, "python3", "-c"])
+    let mut server = services
+        .command("python3")
+        .arg("-c")
         .arg(
             "import socket\n\
              s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\

@@ -13,15 +13,15 @@
 
 mod common;
 
-use std::path::Path;
-
 use bootlab_firewall::ruleset::{Action, Rule, Verdict};
 use bootlab_firewall::{
     ApplyOutcome, BootlabTable, COUNTER_LAB_EGRESS_DENIED, Ruleset, TableError, hypervisor_ruleset,
     render_nft, strip_state,
 };
 use bootlab_inventory::Inventory;
-use common::{Netns, require_tools, veth};
+use bootlab_testkit::LabBuilder;
+use bootlab_testkit::veth;
+use common::{Netns, NftIn, golden, require_tools};
 
 const ALLOWED: &str = "198.51.100.10";
 const DENIED: &str = "198.51.100.200";
@@ -29,17 +29,9 @@ const FOREIGN_TABLE: &str = "table ip libvirt_test";
 
 /// okd-lab.toml with one allowed CIDR.
 fn okd_with_allow_cidr() -> Inventory {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/okd-lab.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains("allow_cidrs   = []"),
-        "okd-lab.toml changed shape"
-    );
-    let text = text.replace(
-        "allow_cidrs   = []",
-        "allow_cidrs   = [\"198.51.100.0/25\"]",
-    );
-    bootlab_inventory::parse(&text, &path).unwrap()
+    LabBuilder::okd()
+        .edit(|f| f.egress.allow_cidrs = vec!["198.51.100.0/25".into()])
+        .build()
 }
 
 struct NatLab {
@@ -56,9 +48,9 @@ impl NatLab {
         let mut services = Netns::new("services");
         let mut node = Netns::new("node");
         let mut internet = Netns::new("inet");
-        hypervisor.sh("sysctl -qw net.ipv4.ip_forward=1 && \
-             ip link add virbr-okd type bridge && \
-             ip addr add 192.168.200.1/24 dev virbr-okd && ip link set virbr-okd up");
+        hypervisor.forward_ipv4();
+        hypervisor.add_bridge("virbr-okd");
+        hypervisor.add_addr("virbr-okd", "192.168.200.1/24");
         // br_netfilter: bridged IPv4 goes through the inet forward hook.
         if let Err(e) = hypervisor.try_sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1") {
             panic!(
@@ -70,19 +62,18 @@ impl NatLab {
             (&services, "vnet0", "52:54:00:c8:00:fe", "192.168.200.254"),
             (&node, "vnet1", "f8:75:a4:ac:01:00", "192.168.200.10"),
         ] {
-            veth(&hypervisor, port, guest, "eth0");
-            hypervisor.sh(&format!("ip link set {port} master virbr-okd"));
-            guest.sh(&format!(
-                "ip link set eth0 down && ip link set eth0 address {mac} && ip link set eth0 up && \
-                 ip addr add {ip}/24 dev eth0 && ip route add default via 192.168.200.1"
-            ));
+            veth(&hypervisor, port, guest, "eth0").b_mac(mac).up();
+            hypervisor.set_master(port, "virbr-okd");
+            guest.add_addr("eth0", &format!("{ip}/24"));
+            guest.default_route("192.168.200.1");
         }
-        veth(&hypervisor, "up0", &internet, "in0");
-        hypervisor
-            .sh("ip addr add 192.0.2.2/24 dev up0 && ip route add 198.51.100.0/24 via 192.0.2.1");
-        internet.sh(&format!(
-            "ip addr add 192.0.2.1/24 dev in0 && ip addr add {ALLOWED}/32 dev lo && ip addr add {DENIED}/32 dev lo"
-        ));
+        veth(&hypervisor, "up0", &internet, "in0").up();
+        hypervisor.add_addr("up0", "192.0.2.2/24");
+        hypervisor.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.1"]);
+        internet.add_addr("in0", "192.0.2.1/24");
+        for host in [ALLOWED, DENIED] {
+            internet.add_addr("lo", &format!("{host}/32"));
+        }
         // A stand-in for libvirt's own rules: accept all forwarding, NAT the
         // lab, and count bridged lab traffic (proves br_netfilter is active).
         hypervisor.sh("nft -f - <<'EOF'
@@ -99,10 +90,10 @@ table ip libvirt_test {
 	}
 }
 EOF");
-        internet.http_server(ALLOWED, 80);
-        internet.http_server(DENIED, 80);
-        services.http_server("192.168.200.254", 8080);
-        node.http_server("192.168.200.10", 8080);
+        internet.http_server(ALLOWED, 80, golden());
+        internet.http_server(DENIED, 80, golden());
+        services.http_server("192.168.200.254", 8080, golden());
+        node.http_server("192.168.200.10", 8080, golden());
         Self {
             hypervisor,
             services,

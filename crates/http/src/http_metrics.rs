@@ -3,7 +3,8 @@
 //! flooding the log.
 //!
 //! Families:
-//! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `other`;
+//! - `bootlab_http_requests_total{kind}`: `script`, `asset`, `api`, `metrics`, `page`
+//!   (the status page and its assets), `other`;
 //! - `bootlab_http_sent_bytes_total`: response body bytes actually written;
 //! - `bootlab_http_errors_total{kind}`: refused paths, bad ranges, unknown machines,
 //!   timeouts, connection-cap refusals...;
@@ -28,6 +29,8 @@ pub enum RequestKind {
     Metrics,
     /// `/healthz`, `/readyz`.
     Health,
+    /// The status page (`/`, `/static/...`).
+    Page,
     /// Anything else.
     Other,
 }
@@ -40,6 +43,7 @@ impl RequestKind {
             Self::Api => "api",
             Self::Metrics => "metrics",
             Self::Health => "health",
+            Self::Page => "page",
             Self::Other => "other",
         }
     }
@@ -75,6 +79,7 @@ pub struct HttpMetrics {
     api: Counter,
     metrics: Counter,
     health: Counter,
+    page: Counter,
     other: Counter,
     /// Response body bytes written.
     pub bytes_sent: Counter,
@@ -99,6 +104,7 @@ impl HttpMetrics {
             api: req(RequestKind::Api),
             metrics: req(RequestKind::Metrics),
             health: req(RequestKind::Health),
+            page: req(RequestKind::Page),
             other: req(RequestKind::Other),
             bytes_sent: registry.counter(
                 "bootlab_http_sent_bytes_total",
@@ -125,6 +131,7 @@ impl HttpMetrics {
             RequestKind::Api => &self.api,
             RequestKind::Metrics => &self.metrics,
             RequestKind::Health => &self.health,
+            RequestKind::Page => &self.page,
             RequestKind::Other => &self.other,
         }
         .inc();

@@ -1,12 +1,14 @@
 //! bootlab's HTTP service: per-node boot scripts, boot assets, the machine
-//! timeline API and Prometheus metrics, on hyper's HTTP/1.1 server with an
-//! axum router.
+//! timeline API, Prometheus metrics and the status page, on hyper's
+//! HTTP/1.1 server with an axum router.
 //!
 //! # Layout
 //! - [`server`]: accept loop, limits (header deadline, idle timeout,
 //!   connection cap), Title-Case headers, graceful drain.
 //! - [`routes`]: the router built from [`Shared`]: scripts, per-MAC configs,
 //!   assets, API, metrics, `/healthz` and `/readyz` ([`Readiness`]).
+//! - [`status`]: the status page at `/` (server-rendered table, live
+//!   updates from `/api/v1/summary`, strict CSP) and the stall rule.
 //! - [`files`]: conditional requests, ranges and the streaming file body.
 //! - [`range`]: the `Range` header parser (pure).
 //! - [`request_path`]: percent-decoding and confinement of asset paths.
@@ -23,6 +25,7 @@ pub mod range;
 pub mod request_path;
 pub mod routes;
 pub mod server;
+pub mod status;
 
 use bootlab_state::Shared;
 use tokio::net::TcpListener;

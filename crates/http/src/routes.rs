@@ -8,6 +8,7 @@
 //! | `/grub/grub.cfg` | GRUB config by source IP |
 //! | `/grub.cfg-01-<mac>`, `/pxelinux.cfg/01-<mac>` | per-MAC configs |
 //! | `/assets/<path>` | files under `services.assets_dir` ([`crate::files`]) |
+//! | `/` , `/static/...`, `/api/v1/summary` | the status page ([`crate::status`]) |
 //! | `/api/v1/machines[/<mac>]` | the machine timeline as JSON |
 //! | `/api/v1/<report>` | a live report (`balancers`, `egress`) as JSON |
 //! | `/metrics` | Prometheus text |
@@ -89,6 +90,8 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     /// Rate limit for logs about bad input.
     pub log_limit: LogLimiter,
+    /// The status page's latest view.
+    pub status_views: crate::status::ViewCache,
 }
 
 type AppStateRef = Arc<AppState>;
@@ -108,6 +111,7 @@ impl AppState {
             ready,
             metrics,
             log_limit: LogLimiter::new(Duration::from_secs(10)),
+            status_views: crate::status::ViewCache::default(),
         }
     }
 
@@ -133,6 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::status::routes())
         .fallback(fallback)
         .with_state(state)
 }
@@ -532,11 +537,7 @@ async fn asset(
 /// The GRUB image for UEFI HTTP boot with this lab's HTTP root stamped in
 /// ([`bootlab_boot::stamp`]): `(decoded path, bytes)`, or `None` for any
 /// other asset (and for an image without the placeholder, served as is).
-fn stamped_grub(
-    root: &std::path::Path,
-    raw: &str,
-    grub_root: &str,
-) -> Option<(String, Vec<u8>)> {
+fn stamped_grub(root: &std::path::Path, raw: &str, grub_root: &str) -> Option<(String, Vec<u8>)> {
     let (decoded, path) = request_path::resolve_asset(root, raw).ok()?;
     if decoded.trim_start_matches('/') != bootlab_boot::decision::GRUB_HTTP_LOADER {
         return None;
@@ -545,7 +546,9 @@ fn stamped_grub(
     match bootlab_boot::stamp::grub_root(&image, grub_root) {
         Some(bytes) => Some((decoded, bytes)),
         None => {
-            warn!("{decoded} has no bootlab placeholder: served as is (rebuild it with boot-assets/gather.sh)");
+            warn!(
+                "{decoded} has no bootlab placeholder: served as is (rebuild it with boot-assets/gather.sh)"
+            );
             None
         }
     }

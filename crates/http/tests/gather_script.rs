@@ -14,7 +14,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Lab, get, repo_root};
+use bootlab_testkit::repo_root;
+use common::{Lab, get};
 
 #[test]
 fn gather_puts_loaders_and_grub_modules_with_a_verifying_manifest() {

@@ -17,7 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bootlab_http::Limits;
-use common::{Lab, repo_root};
+use bootlab_testkit::lab::LabFile;
+use bootlab_testkit::repo_root;
+use bootlab_testkit::tools::{require, run};
+use common::Lab;
 
 const GUEST_MAC: &str = "52:54:00:77:00:11";
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -32,33 +35,38 @@ impl Drop for Guest {
     }
 }
 
-fn need(tool: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is required for this test (tests/apt-packages.txt)"
-    );
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The dev lab moved from 127.0.0.0/24 to QEMU's user network 10.0.2.0/24
+/// (same host numbers; services at 10.0.2.2), HTTP still listening on the
+/// loopback port the test bound.
+fn as_seen_from_qemu(f: &mut LabFile) {
+    let moved = |a: &mut String| {
+        assert!(a.starts_with("127.0.0."), "{a}");
+        *a = a.replacen("127.0.0.", "10.0.2.", 1);
+    };
+    moved(&mut f.network.cidr);
+    moved(&mut f.network.gateway);
+    f.network.host_ip.iter_mut().for_each(moved);
+    if let Some(pool) = &mut f.network.pool {
+        moved(&mut pool.start);
+        moved(&mut pool.end);
+    }
+    f.services.ip = "10.0.2.2".into();
+    let l = &mut f.services.listen;
+    for a in [&mut l.dhcp, &mut l.dns, &mut l.tftp, &mut l.ntp] {
+        a.iter_mut().for_each(moved);
+    }
+    f.dns.records.iter_mut().for_each(|r| moved(&mut r.value));
+    f.nodes.iter_mut().for_each(|n| moved(&mut n.ip));
 }
 
 #[test]
 fn grub_loads_its_config_kernel_and_initrd_over_http_and_boots() {
-    for tool in ["qemu-system-x86_64", "grub-mkstandalone", "cpio"] {
-        need(tool);
+    for (tool, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("grub-mkstandalone", "grub-common"),
+        ("cpio", "cpio"),
+    ] {
+        require(tool, package);
     }
     let ovmf_code = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
     let ovmf_vars = Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd");
@@ -69,12 +77,7 @@ fn grub_loads_its_config_kernel_and_initrd_over_http_and_boots() {
 
     // The lab as the guest sees it: services at 10.0.2.2 (QEMU's alias for
     // the host loopback), node-uefi holding the guest's MAC.
-    let lab = Lab::start_custom(Limits::default(), |text| {
-        text.replace("ip     = \"127.0.0.1\"", "ip     = \"10.0.2.2\"")
-            .replace("\"127.0.0.", "\"10.0.2.")
-            .replace("cidr    = \"127.0.0.0/24\"", "cidr    = \"10.0.2.0/24\"")
-            .replace("http = \"10.0.2.", "http = \"127.0.0.")
-    });
+    let lab = Lab::start_custom(Limits::default(), |lab| lab.edit(as_seen_from_qemu));
     let port = lab.addr.port();
     assert_eq!(lab.shared.inventory().services().ip.to_string(), "10.0.2.2");
 

@@ -32,10 +32,7 @@ fn healthz_is_ok_and_readyz_follows_the_flag() {
     assert_eq!(get_text(&[&lab.url("/healthz")]).0, 200);
 
     assert_eq!(
-        metric(
-            &lab,
-            "bootlab_requests_total{service=\"http\",kind=\"health\"}"
-        ),
+        metric(&lab, "bootlab_http_requests_total{kind=\"health\"}"),
         5
     );
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use bootlab_testkit::lab::wire::VarValue;
 use common::{Lab, get_text, metric};
 
 const BIOS: &str = "52:54:00:77:00:10";
@@ -179,12 +180,20 @@ fn a_reloaded_inventory_changes_scripts_at_once() {
     let lab = Lab::start();
     let (_, before) = get_text(&[&lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
     assert!(before.contains("bootlab.marker=worker "), "{before}");
-    let text = lab.config_text.replace(
-        "vars     = { marker = \"worker\" }",
-        "vars     = { marker = \"reloaded\" }",
-    );
-    assert_ne!(text, lab.config_text, "the test's edit applies");
-    let inv = bootlab_inventory::parse(&text, &lab.config_path).expect("edited inventory parses");
+    let inv = lab
+        .lab
+        .clone()
+        .edit(|f| {
+            let worker = f
+                .roles
+                .get_mut("worker")
+                .expect("dev.toml has a worker role");
+            let old = worker
+                .vars
+                .insert("marker".into(), VarValue::Str("reloaded".into()));
+            assert!(old.is_some(), "the test's edit applies");
+        })
+        .build();
     lab.publisher.publish(inv).expect("boot scripts render");
     let (_, after) = get_text(&[&lab.url(&format!("/boot.ipxe?mac={BIOS}"))]);
     assert!(after.contains("bootlab.marker=reloaded"), "{after}");

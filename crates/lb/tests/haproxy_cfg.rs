@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bootlab_lb::{Algorithm, BackendConfig, BalancerConfig, HealthCheck, haproxy_cfg};
-use common::{Echo, bounded, dead_addr, echo_roundtrip};
+use bootlab_testkit::net::free_addr;
+use common::{Echo, bounded, echo_roundtrip};
 use tokio::net::TcpStream;
 
 fn balancers() -> Vec<BalancerConfig> {
@@ -103,7 +104,7 @@ fn an_empty_set_renders_a_valid_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_runs_the_rendered_configuration() {
     let (a, b) = (Echo::start(), Echo::start());
-    let listen = dead_addr();
+    let listen = free_addr();
     let config = BalancerConfig::new(
         "echo",
         listen,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bootlab_lb::{Algorithm, BackendConfig, BackendState, BalancerConfig};
-use common::{Echo, Lb, bounded, dead_addr, echo_roundtrip, read_to_close, wait_closed};
+use bootlab_testkit::net::refused_addr;
+use common::{Echo, Lb, bounded, echo_roundtrip, read_to_close, wait_closed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -88,8 +89,10 @@ async fn connect_attempts_are_bounded_then_the_client_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_backend_with_nothing_listening_never_takes_a_client() {
     let live = Echo::start();
+    // Refuses connections for the whole test (the port stays reserved).
+    let dead = refused_addr();
     let mut c = config(vec![
-        BackendConfig::new("dead", dead_addr()),
+        BackendConfig::new("dead", dead.addr()),
         BackendConfig::new("live", live.addr),
     ]);
     c.interval = Duration::from_millis(100);

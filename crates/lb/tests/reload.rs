@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use bootlab_lb::{Algorithm, BackendConfig, BackendState, BalancerConfig, HealthCheck};
-use common::{Echo, Lb, bounded, dead_addr, echo_roundtrip, read_to_close, wait_closed};
+use bootlab_testkit::net::free_addr;
+use common::{Echo, Lb, bounded, echo_roundtrip, read_to_close, wait_closed};
 use tokio::net::TcpStream;
 
 fn config(listen: std::net::SocketAddr, backends: Vec<BackendConfig>) -> BalancerConfig {
@@ -112,7 +113,7 @@ async fn a_new_listen_address_is_bound_and_the_old_one_released() {
     let mut open = TcpStream::connect(old).await.unwrap();
     let _ = echo_roundtrip(&mut open, b"a").await.unwrap();
 
-    let new = dead_addr();
+    let new = free_addr();
     let report = lb.lbs.reconfigure(vec![config(new, backends.clone())]);
     assert_eq!(report.rebound, ["test"], "{report:?}");
     assert_eq!(lb.status().listen, new);
@@ -148,7 +149,7 @@ async fn balancers_are_added_and_removed_by_reload() {
     )])
     .await;
     let first = config(lb.addr(), backends.clone());
-    let mut second = config(dead_addr(), backends.clone());
+    let mut second = config(free_addr(), backends.clone());
     second.name = "second".into();
     let report = lb.lbs.reconfigure(vec![first.clone(), second.clone()]);
     assert_eq!(report.added, ["second"], "{report:?}");

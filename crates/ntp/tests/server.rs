@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bootlab_ntp::packet::{HEADER_LEN, Header, NtpTimestamp, mode};
 use bootlab_ntp::{DropReason, NtpConfig, NtpCounters, ServeOptions, serve_with};
+use bootlab_testkit::Service;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// Guard against hangs; never a performance assertion.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -23,18 +23,12 @@ struct Running {
     addr: SocketAddr,
     counters: Arc<NtpCounters>,
     config: watch::Sender<NtpConfig>,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    service: Service,
 }
 
 impl Running {
     async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("ntp stops on cancel")
-            .unwrap()
-            .unwrap();
+        self.service.stop().await;
     }
 }
 
@@ -43,20 +37,15 @@ async fn start(bind: &str, options: ServeOptions) -> Running {
     let addr = socket.local_addr().unwrap();
     let (config, rx) = watch::channel(NtpConfig::default());
     let counters = Arc::new(NtpCounters::default());
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve_with(
-        socket,
-        rx,
-        token.clone(),
-        options,
-        counters.clone(),
-    ));
+    let service = {
+        let counters = counters.clone();
+        Service::spawn(|token| serve_with(socket, rx, token, options, counters))
+    };
     Running {
         addr,
         counters,
         config,
-        token,
-        task,
+        service,
     }
 }
 

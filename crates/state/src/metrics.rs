@@ -8,6 +8,8 @@
 //! passed in must end so; the client library adds the suffix on output and
 //! the registry keeps the base name). `bootlab_build_info` carries the
 //! version. The exposition is the Prometheus text format 0.0.4.
+//! [`Metrics::samples`] reads a family's current values back by name (the
+//! status page's service counters), so no one parses the exposition.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -115,6 +117,9 @@ impl Collector for ScrapeTime {
 struct Inner {
     registry: Registry,
     counters: HashMap<String, Family<Labels, PCounter>>,
+    /// Every counter handed out, by base name and labels, so
+    /// [`Metrics::samples`] can read them (a `Family` cannot be listed).
+    handed: HashMap<String, BTreeMap<Labels, PCounter>>,
     histograms: HashMap<String, Family<Labels, PHistogram, Buckets>>,
     scrape: Arc<ScrapeTime>,
 }
@@ -168,6 +173,7 @@ impl Metrics {
             inner: Arc::new(Mutex::new(Inner {
                 registry,
                 counters: HashMap::new(),
+                handed: HashMap::new(),
                 histograms: HashMap::new(),
                 scrape,
             })),
@@ -196,7 +202,42 @@ impl Metrics {
             g.registry.register(base, help_text(help), family.clone());
             g.counters.insert(base.to_owned(), family);
         }
-        Counter(g.counters[base].get_or_create_owned(&labels(labels_)))
+        let labels_ = labels(labels_);
+        let counter = g.counters[base].get_or_create_owned(&labels_);
+        g.handed
+            .entry(base.to_owned())
+            .or_default()
+            .entry(labels_)
+            .or_insert_with(|| counter.clone());
+        Counter(counter)
+    }
+
+    /// The current samples of the counter (`name` ends in `_total`) or
+    /// gauge `name`, each with its labels, sorted by labels; empty when
+    /// nothing of that name is registered. Histograms are not listed.
+    /// Scrape-time readers of that name run (and only those), so this is
+    /// as cheap as the readers are; unreadable samples are left out.
+    pub fn samples(&self, name: &str) -> Vec<(Labels, f64)> {
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let (mut out, scrape): (Vec<(Labels, f64)>, _) = {
+            let g = self.lock();
+            let handed = g
+                .handed
+                .get(base)
+                .map(|m| m.iter().map(|(l, c)| (l.clone(), c.get() as f64)).collect())
+                .unwrap_or_default();
+            (handed, g.scrape.clone())
+        };
+        let families = scrape.families.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, series)) = families.get(base).or_else(|| families.get(name)) {
+            out.extend(
+                series
+                    .iter()
+                    .filter_map(|(l, read)| read().filter(|v| !v.is_nan()).map(|v| (l.clone(), v))),
+            );
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The latency histogram `name{labels}` (seconds, [`LATENCY_BUCKETS`]).
@@ -316,5 +357,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bootlab_build_info{version=\""), "{text}");
+    }
+
+    #[test]
+    fn samples_read_counters_and_scrape_time_values() {
+        let m = Metrics::new();
+        m.counter("bootlab_x_total", "X.", &[("kind", "b")]).add(2);
+        m.counter("bootlab_x_total", "X.", &[("kind", "a")]).inc();
+        m.counter("bootlab_x_total", "X.", &[("kind", "a")]).inc();
+        m.gauge("bootlab_g", "G.", &[], || 7.0);
+        m.gauge("bootlab_nan", "NaN.", &[], || f64::NAN);
+        m.counter_fn("bootlab_kept_total", "Kept.", &[("c", "z")], || Some(5));
+        let lab = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+        assert_eq!(
+            m.samples("bootlab_x_total"),
+            [(lab("kind", "a"), 2.0), (lab("kind", "b"), 2.0)]
+        );
+        assert_eq!(m.samples("bootlab_g"), [(vec![], 7.0)]);
+        assert_eq!(m.samples("bootlab_kept_total"), [(lab("c", "z"), 5.0)]);
+        assert!(m.samples("bootlab_nan").is_empty());
+        assert!(m.samples("bootlab_absent_total").is_empty());
     }
 }

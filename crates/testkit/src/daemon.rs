@@ -1,23 +1,42 @@
 //! The real `bootlabd` as a child process, on sockets the test bound
 //! itself (port 0, so no free-port races): they are handed over with
 //! systemd's socket-activation protocol (`LISTEN_FDS`, `LISTEN_FDNAMES`),
-//! which bootlabd reads at start. Its log lines can be waited for; it is
-//! killed on drop.
+//! which bootlabd reads at start. Or a command of the test's own making
+//! (bootlabd under `ip netns exec`, [`crate::Netns::command`]). Its log
+//! lines can be waited for; it is killed on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
 
+pub use crate::PATIENCE;
 use crate::lab::{LabBuilder, Listen};
+use crate::net::udp_and_tcp;
 
-/// How long a test waits for a log line, a readiness probe or an exit.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+/// The `bootlabd` binary built next to the running test binary (for tests
+/// outside the bootlabd package, which cannot name it with
+/// `CARGO_BIN_EXE_bootlabd`); panics with the build command when missing.
+pub fn bootlabd() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/bootlabd
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary under target/<profile>/deps");
+    let p = profile_dir.join("bootlabd");
+    assert!(
+        p.is_file(),
+        "{} is missing: cargo build -p bootlab-bootlabd",
+        p.display()
+    );
+    p
+}
 
 /// Loopback sockets for every service (and named balancers), bound now.
 #[derive(Debug)]
@@ -27,17 +46,6 @@ pub struct Sockets {
     /// Balancer name -> its listen address.
     pub balancers: Vec<(String, SocketAddr)>,
     fds: Vec<(String, OwnedFd)>,
-}
-
-/// A UDP and a TCP socket on the same free loopback port.
-fn udp_and_tcp() -> (UdpSocket, TcpListener) {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-        let port = u.local_addr().expect("local addr").port();
-        if let Ok(t) = TcpListener::bind(("127.0.0.1", port)) {
-            return (u, t);
-        }
-    }
 }
 
 impl Sockets {
@@ -124,7 +132,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Spawns `cmd` (bootlabd with its arguments, possibly wrapped in
-    /// `ip netns exec`) and waits for "bootlabd ready".
+    /// `ip netns exec`) and waits for "bootlabd ready". `RUST_LOG` is
+    /// `info` unless `cmd` sets it.
     pub fn spawn(cmd: Command) -> Self {
         let mut d = Self::launch(cmd, None);
         d.wait_for("bootlabd ready");
@@ -163,8 +172,10 @@ impl Daemon {
                 .collect();
             cmd.fd_mappings(mappings).expect("distinct child fds");
         }
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         let mut child = cmd
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -214,6 +225,21 @@ impl Daemon {
             "no log line with {needle:?}; saw:\n{}",
             self.seen.join("\n")
         );
+    }
+
+    /// Every line logged so far (those not waited for included), one per
+    /// line.
+    pub fn log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// SIGKILL (no chance to clean up) and reap it.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
     }
 
     /// Sends a signal (`HUP`, `TERM`...).

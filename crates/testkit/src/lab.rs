@@ -1,5 +1,7 @@
-//! A typed lab builder: the shipped configs as wire structs that tests edit
-//! field by field, then compile (or write out for a daemon to load).
+//! A typed lab builder: the shipped configs (or the namespace tests'
+//! one-node lab, `crates/testkit/labs/netns.toml`) as wire structs that
+//! tests edit field by field, then compile (or write out for a daemon to
+//! load); and [`LabDir`], a temporary directory with an assets root.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +10,7 @@ pub use bootlab_inventory::wire::{self, LabFile};
 
 /// The workspace's `config/` directory.
 pub fn config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+    crate::repo_root().join("config")
 }
 
 /// A lab being built: the wire form of an inventory, and the directory its
@@ -23,15 +25,26 @@ pub struct LabBuilder {
 impl LabBuilder {
     /// `config/<name>.toml` of the workspace (`dev`, `okd-lab`...).
     pub fn config(name: &str) -> Self {
-        let path = config_dir().join(format!("{name}.toml"));
+        Self::from_path(&config_dir().join(format!("{name}.toml")))
+    }
+
+    /// The lab in `path`; relative directories resolve against its folder.
+    pub fn from_path(path: &Path) -> Self {
         let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let file: LabFile =
             toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Self {
-            file,
-            base: config_dir(),
-        }
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self { file, base }
+    }
+
+    /// The namespace tests' one-node lab (`crates/testkit/labs/netns.toml`):
+    /// `nt.lab.test` on 10.77.0.0/24, services 10.77.0.254
+    /// (52:54:00:4d:00:fe), node `node-a` (52:54:00:4d:00:10, 10.77.0.10)
+    /// of role `worker` with profile `tiny`, no pool, no nftables. Point its
+    /// directories somewhere with [`LabBuilder::dirs`].
+    pub fn netns() -> Self {
+        Self::from_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/netns.toml"))
     }
 
     /// `config/dev.toml`: loopback, high ports, two nodes, a pool.
@@ -48,6 +61,24 @@ impl LabBuilder {
     pub fn edit(mut self, f: impl FnOnce(&mut LabFile)) -> Self {
         f(&mut self.file);
         self
+    }
+
+    /// `services.data_dir` = `dir/data`, `services.assets_dir` = `dir/assets`.
+    pub fn dirs(self, dir: &Path) -> Self {
+        self.data_dir(&dir.join("data"))
+            .assets_dir(&dir.join("assets"))
+    }
+
+    /// `services.assets_dir` = `dir`.
+    pub fn assets_dir(self, dir: &Path) -> Self {
+        let dir = dir.display().to_string();
+        self.edit(|f| f.services.assets_dir = Some(dir))
+    }
+
+    /// `services.data_dir` = `dir`.
+    pub fn data_dir(self, dir: &Path) -> Self {
+        let dir = dir.display().to_string();
+        self.edit(|f| f.services.data_dir = Some(dir))
     }
 
     /// Relative directories in the file resolve against `dir`.
@@ -95,6 +126,24 @@ mod tests {
     }
 
     #[test]
+    fn the_netns_lab_compiles_and_takes_its_directories() {
+        let dir = Path::new("/tmp/bootlab-testkit-unit");
+        let inv = LabBuilder::netns().dirs(dir).build();
+        assert_eq!(inv.nodes().len(), 1);
+        assert_eq!(inv.services().assets_dir, dir.join("assets"));
+        assert_eq!(inv.services().ip.to_string(), "10.77.0.254");
+    }
+
+    #[test]
+    fn a_lab_dir_holds_assets() {
+        let d = LabDir::new();
+        assert!(d.assets.is_dir());
+        assert_eq!(d.asset("a/b.bin", vec![1, 2]), [1, 2]);
+        assert_eq!(std::fs::read(d.assets.join("a/b.bin")).unwrap(), [1, 2]);
+        assert_eq!(d.path("x"), d.dir.path().join("x"));
+    }
+
+    #[test]
     fn edits_are_typed() {
         let inv = LabBuilder::dev()
             .edit(|f| f.network.pool = None)
@@ -128,20 +177,12 @@ pub struct Listen {
     pub ntp: std::net::SocketAddr,
 }
 
-/// A loopback port free for both TCP and UDP a moment ago.
-pub fn free_port() -> u16 {
-    loop {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = t.local_addr().expect("local addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 impl Listen {
-    /// Fresh free loopback ports for every service.
+    /// Free loopback ports for every service, for a daemon that binds them
+    /// itself (or only checks its inventory); a running test daemon gets
+    /// its sockets from [`crate::Sockets`] instead.
     pub fn free_loopback() -> Self {
+        use crate::net::free_port;
         let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
         Self {
             dhcp: at(free_port()),
@@ -185,5 +226,50 @@ impl LabBuilder {
             ttl: None,
         };
         self.edit(move |f| f.dns.records.push(r))
+    }
+}
+
+/// A temporary directory with an (empty) `assets/` root, removed on drop.
+#[derive(Debug)]
+pub struct LabDir {
+    /// The directory (scratch files, `data/`, `lab.toml` go here).
+    pub dir: tempfile::TempDir,
+    /// `dir/assets`, created.
+    pub assets: PathBuf,
+}
+
+impl LabDir {
+    /// A fresh one.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(&assets).expect("assets dir");
+        Self { dir, assets }
+    }
+
+    /// `dir/name` (not created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `assets/name` (parents created) and returns its bytes.
+    pub fn asset(&self, name: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let path = self.assets.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("asset parent");
+        }
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bytes
+    }
+
+    /// `lab` with its data and assets here ([`LabBuilder::dirs`]).
+    pub fn lab(&self, lab: LabBuilder) -> LabBuilder {
+        lab.dirs(self.dir.path())
+    }
+}
+
+impl Default for LabDir {
+    fn default() -> Self {
+        Self::new()
     }
 }

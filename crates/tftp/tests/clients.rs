@@ -8,8 +8,9 @@ mod common;
 use std::process::Command;
 
 use bootlab_boot::ScriptKind;
+use bootlab_testkit::tools::require;
 use bootlab_tftp::TftpConfig;
-use common::{Lab, atftp, pattern, require, run};
+use common::{Lab, atftp, pattern, run};
 
 fn sizes() -> Vec<(&'static str, usize)> {
     vec![
@@ -43,7 +44,7 @@ async fn atftp_fetches_byte_identical_with_and_without_options() {
             if opts.contains(&"blksize 8") && len > 4096 {
                 continue;
             }
-            let out = lab.out("atftp.out");
+            let out = lab.path("atftp.out");
             let _ = std::fs::remove_file(&out);
             let (ok, text) = run(atftp(server.port(), name, &out, opts)).await;
             assert!(ok, "atftp {name} {opts:?} failed: {text}");
@@ -66,7 +67,7 @@ async fn tftp_hpa_client_fetches_byte_identical() {
     let server = lab.serve("127.0.0.1:0", TftpConfig::default()).await;
     for (i, (name, len)) in sizes().into_iter().enumerate() {
         let want = lab.asset(name, pattern(len, i as u32 + 11));
-        let out = lab.out("hpa.out");
+        let out = lab.path("hpa.out");
         let _ = std::fs::remove_file(&out);
         let mut cmd = Command::new("tftp");
         cmd.args([
@@ -110,7 +111,7 @@ async fn curl_fetches_byte_identical() {
             if flags.contains(&"8") && len > 4096 {
                 continue;
             }
-            let out = lab.out("curl.out");
+            let out = lab.path("curl.out");
             let _ = std::fs::remove_file(&out);
             let mut cmd = Command::new("curl");
             cmd.args(["-sS", "--max-time", "120"])
@@ -141,7 +142,7 @@ async fn rollover_64_mib_at_512_byte_blocks() {
     let lab = Lab::new();
     let want = lab.asset("big.bin", pattern(64 << 20, 99));
     let server = lab.serve("127.0.0.1:0", TftpConfig::default()).await;
-    let out = lab.out("big.atftp");
+    let out = lab.path("big.atftp");
     let (ok, text) = run(atftp(server.port(), "big.bin", &out, &[])).await;
     assert!(ok, "atftp: {text}");
     assert!(
@@ -149,7 +150,7 @@ async fn rollover_64_mib_at_512_byte_blocks() {
         "atftp: 64 MiB differs"
     );
     // And windowed across the wrap.
-    let out = lab.out("big.windowed");
+    let out = lab.path("big.windowed");
     let (ok, text) = run(atftp(server.port(), "big.bin", &out, &["windowsize 16"])).await;
     assert!(ok, "atftp windowed: {text}");
     assert!(
@@ -183,7 +184,7 @@ async fn virtual_per_mac_files_and_timeline() {
             .into_bytes()
     };
     let fetch = |path: String, from: Option<&'static str>| {
-        let out = lab.out("virtual.out");
+        let out = lab.path("virtual.out");
         let _ = std::fs::remove_file(&out);
         let mut cmd = Command::new("curl");
         cmd.args(["-sS", "--max-time", "60"]);
@@ -248,7 +249,7 @@ async fn loader_fetch_is_a_timeline_event_and_metrics_count() {
     let lab = Lab::new();
     let want = lab.asset("undionly.kpxe", pattern(70_000, 5));
     let server = lab.serve("127.0.0.1:0", TftpConfig::default()).await;
-    let out = lab.out("loader.out");
+    let out = lab.path("loader.out");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--interface", "127.0.0.10"])
         .arg(format!("tftp://127.0.0.1:{}/undionly.kpxe", server.port()))

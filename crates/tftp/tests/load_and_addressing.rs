@@ -6,8 +6,10 @@ mod common;
 
 use std::process::Command;
 
+use bootlab_testkit::netns::isolated;
+use bootlab_testkit::tools::require;
 use bootlab_tftp::TftpConfig;
-use common::{Lab, Raw, ack, atftp, error_of, opcode, parse_oack, pattern, require, rrq};
+use common::{Lab, Raw, ack, atftp, error_of, opcode, parse_oack, pattern, rrq};
 
 /// 200 concurrent atftp clients fetch the same 1 MiB file: all identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +20,7 @@ async fn two_hundred_concurrent_clients_byte_identical() {
     let server = lab.serve("127.0.0.1:0", TftpConfig::default()).await;
     let mut children = Vec::new();
     for i in 0..200 {
-        let out = lab.out(&format!("c{i}.out"));
+        let out = lab.path(&format!("c{i}.out"));
         let opts: &[&str] = match i % 3 {
             0 => &[],
             1 => &["blksize 1468"],
@@ -106,43 +108,32 @@ fn blksize_clamped_to_the_path_mtu() {
     let want = lab.asset("f.bin", pattern(100_000, 4));
     // The namespace belongs to this thread only and dies with it: nothing to
     // clean up, also on failure.
-    let out = lab.out("mtu.out");
-    let shared_lab = &lab;
-    let out_path = &out;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("unshare(CLONE_NEWNET): run the tests as root");
-                let st = Command::new("ip")
-                    .args(["link", "set", "lo", "mtu", "1500", "up"])
-                    .status()
-                    .expect("ip");
-                assert!(st.success(), "ip link set lo mtu 1500 up failed");
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    let server = shared_lab.serve("127.0.0.1:0", TftpConfig::default()).await;
-                    let raw = Raw::new().await;
-                    raw.send(server.addr, &rrq("f.bin", "octet", &[("blksize", "65464")]))
-                        .await;
-                    let (pkt, tid) = raw.recv().await;
-                    assert_eq!(
-                        parse_oack(&pkt),
-                        vec![("blksize".to_owned(), "1468".to_owned())]
-                    );
-                    raw.send(tid, b"\x00\x05\x00\x08bye\x00").await;
-                    let (ok, text) =
-                        common::run(atftp(server.port(), "f.bin", out_path, &["blksize 65464"]))
-                            .await;
-                    assert!(ok, "atftp: {text}");
-                    server.stop().await;
-                });
-            })
-            .join()
-            .expect("namespace thread");
+    let out = lab.path("mtu.out");
+    let (shared_lab, out_path) = (&lab, &out);
+    isolated(move || {
+        bootlab_testkit::tools::run(
+            Command::new("ip").args(["link", "set", "lo", "mtu", "1500", "up"]),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let server = shared_lab.serve("127.0.0.1:0", TftpConfig::default()).await;
+            let raw = Raw::new().await;
+            raw.send(server.addr, &rrq("f.bin", "octet", &[("blksize", "65464")]))
+                .await;
+            let (pkt, tid) = raw.recv().await;
+            assert_eq!(
+                parse_oack(&pkt),
+                vec![("blksize".to_owned(), "1468".to_owned())]
+            );
+            raw.send(tid, b"\x00\x05\x00\x08bye\x00").await;
+            let (ok, text) =
+                common::run(atftp(server.port(), "f.bin", out_path, &["blksize 65464"])).await;
+            assert!(ok, "atftp: {text}");
+            server.stop().await;
+        });
     });
     assert!(std::fs::read(&out).expect("output") == want);
 }

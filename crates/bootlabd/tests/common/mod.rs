@@ -12,7 +12,8 @@ pub use bootlab_testkit::Daemon;
 use bootlab_testkit::LabBuilder;
 #[allow(unused_imports)]
 pub use bootlab_testkit::daemon::PATIENCE as READY;
-use bootlab_testkit::lab::{Listen, free_port};
+use bootlab_testkit::lab::Listen;
+use bootlab_testkit::net::free_port;
 
 /// A path in the repository.
 pub fn repo(path: &str) -> PathBuf {
@@ -29,6 +30,11 @@ pub fn ports() -> [u16; 4] {
 /// config/dev.toml as a test daemon on `ports` (DHCP, DNS, TFTP, HTTP; NTP
 /// on another free port), state under `dir`, with `extra_nodes` more nodes.
 pub fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
+    lab_builder_on(dir, ports, extra_nodes).toml()
+}
+
+/// [`lab_on`] before it is written out, for typed edits.
+pub fn lab_builder_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> LabBuilder {
     let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     let listen = Listen {
         dhcp: at(ports[0]),
@@ -37,20 +43,17 @@ pub fn lab_on(dir: &Path, ports: [u16; 4], extra_nodes: usize) -> String {
         http: at(ports[3]),
         ntp: at(free_port()),
     };
-    LabBuilder::dev()
-        .local_daemon(dir, &listen)
-        .edit(|f| {
-            for i in 0..extra_nodes {
-                let mut n = f.nodes[0].clone();
-                n.name = format!("extra-{i}");
-                n.mac = None;
-                n.ip = format!("127.0.0.{}", 20 + i);
-                n.firmware = None;
-                n.vars.clear();
-                f.nodes.push(n);
-            }
-        })
-        .toml()
+    LabBuilder::dev().local_daemon(dir, &listen).edit(|f| {
+        for i in 0..extra_nodes {
+            let mut n = f.nodes[0].clone();
+            n.name = format!("extra-{i}");
+            n.mac = None;
+            n.ip = format!("127.0.0.{}", 20 + i);
+            n.firmware = None;
+            n.vars.clear();
+            f.nodes.push(n);
+        }
+    })
 }
 /// Builds the Debian package with tests/build-deb.sh (once per test
 /// binary: release builds, man pages, cargo-deb) and returns its path.

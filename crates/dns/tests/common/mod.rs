@@ -1,38 +1,50 @@
-//! Helpers shared by the DNS tests: inventories, queries, replies.
+//! Helpers shared by the DNS tests: inventories (typed edits of
+//! `config/okd-lab.toml`), queries, replies.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use bootlab_dns::handler::{Handler, HandlerConfig, Outcome, Transport, build_query};
 use bootlab_inventory::Inventory;
+use bootlab_inventory::wire::UplinkSection;
+use bootlab_testkit::LabBuilder;
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RecordType};
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `config/okd-lab.toml`, with `edit` applied to its text.
-pub fn okd_with(edit: impl FnOnce(String) -> String) -> Inventory {
-    let text = std::fs::read_to_string(repo().join("config/okd-lab.toml")).unwrap();
-    bootlab_inventory::parse(&edit(text), &repo().join("config/okd-lab.toml")).unwrap()
-}
-
 /// `config/okd-lab.toml`.
 pub fn okd() -> Inventory {
-    okd_with(|t| t)
+    LabBuilder::okd().build()
 }
 
-/// Adds `[dns].records` entries before the wildcard line of okd-lab.toml.
-pub fn with_records(text: String, records: &str) -> String {
-    let anchor = "  { name = \"*.apps\",";
-    assert!(
-        text.contains(anchor),
-        "okd-lab.toml changed: no wildcard line"
-    );
-    text.replacen(anchor, &format!("{records}\n{anchor}"), 1)
+/// `config/okd-lab.toml` with `records` `(name, type, value)` added to
+/// `[dns].records`.
+pub fn okd_with_records<'a>(
+    records: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Inventory {
+    records
+        .into_iter()
+        .fold(LabBuilder::okd(), |lab, (name, rtype, value)| {
+            lab.record(name, rtype, value)
+        })
+        .build()
+}
+
+/// okd-lab.toml in isolated mode (services as the gateway, an uplink)
+/// with allow-listed `domains` and `upstreams`.
+pub fn isolated_inventory(domains: &[&str], upstreams: &[&str]) -> Inventory {
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let (domains, upstreams) = (strings(domains), strings(upstreams));
+    LabBuilder::okd()
+        .edit(|f| {
+            f.network.mode = "isolated".into();
+            f.network.gateway = "192.168.200.254".into();
+            f.network.upstream_dns = upstreams;
+            f.services.uplink = Some(UplinkSection {
+                network: "default".into(),
+                mac: "52:54:00:c8:01:fe".into(),
+            });
+            f.egress.allow_domains = domains;
+        })
+        .build()
 }
 
 /// A handler for `inv` with default settings.

@@ -1,35 +1,41 @@
 //! Test helpers: a real HTTP service on a loopback port over a temporary
-//! assets directory, and curl (a real peer) to talk to it.
+//! assets directory (testkit's `LabDir`, the dev inventory with typed
+//! edits), and curl (a real peer) to talk to it.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread::JoinHandle;
 
 use bootlab_http::{Limits, Readiness};
 use bootlab_state::{InventoryPublisher, Shared};
+use bootlab_testkit::{LabBuilder, LabDir};
 use tokio_util::sync::CancellationToken;
 
-/// A running HTTP service with its own assets directory.
+/// A running HTTP service with its own assets directory (the [`LabDir`]
+/// it derefs to: `assets`, and scratch space next to, outside, it).
 pub struct Lab {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The assets root.
-    pub assets: PathBuf,
+    /// The assets root and scratch space.
+    pub files: LabDir,
     /// The state it serves (timeline, metrics).
     pub shared: Shared,
-    /// Scratch space next to (outside) the assets root.
-    pub dir: tempfile::TempDir,
     /// Swaps in a new inventory, as bootlabd's reload does.
     pub publisher: InventoryPublisher,
-    /// The inventory text served (dev.toml with this lab's port and paths).
-    pub config_text: String,
-    /// The path the inventory was parsed as.
-    pub config_path: PathBuf,
+    /// The inventory served (dev.toml with this lab's port and paths).
+    pub lab: LabBuilder,
     shutdown: CancellationToken,
     thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = LabDir;
+
+    fn deref(&self) -> &LabDir {
+        &self.files
+    }
 }
 
 impl Lab {
@@ -41,49 +47,38 @@ impl Lab {
     /// Starts with `limits`, serving `config/dev.toml` (assets in a temp dir,
     /// HTTP on the port actually bound).
     pub fn start_with(limits: Limits) -> Self {
-        Self::start_custom(limits, |text| text)
+        Self::start_custom(limits, |lab| lab)
     }
 
-    /// Like [`Lab::start_with`], with the inventory text passed through
-    /// `edit` after the port and assets directory are filled in.
-    pub fn start_custom(limits: Limits, edit: impl FnOnce(String) -> String) -> Self {
+    /// Like [`Lab::start_with`], with the inventory passed through `edit`
+    /// after the port and assets directory are filled in.
+    pub fn start_custom(limits: Limits, edit: impl FnOnce(LabBuilder) -> LabBuilder) -> Self {
         Self::start_full(limits, edit, Readiness::new(true))
     }
 
     /// Like [`Lab::start_custom`], with `/readyz` following `ready`.
     pub fn start_full(
         limits: Limits,
-        edit: impl FnOnce(String) -> String,
+        edit: impl FnOnce(LabBuilder) -> LabBuilder,
         ready: Readiness,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let assets = dir.path().join("assets");
-        std::fs::create_dir_all(&assets).expect("assets dir");
-        std::fs::write(assets.join("vmlinuz"), pattern(300_000)).expect("kernel");
-        std::fs::write(assets.join("initrd.img"), pattern(200_003)).expect("initrd");
-        std::fs::write(assets.join("small.txt"), b"hello, bootlab\n").expect("small");
+        let files = LabDir::new();
+        files.asset("vmlinuz", pattern(300_000));
+        files.asset("initrd.img", pattern(200_003));
+        files.asset("small.txt", b"hello, bootlab\n".to_vec());
 
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
 
-        let config = repo_root().join("config/dev.toml");
-        let text = std::fs::read_to_string(&config).expect("config/dev.toml");
-        let text = text
-            .replace(
-                "http = \"127.0.0.1:8080\"",
-                &format!("http = \"127.0.0.1:{}\"", addr.port()),
-            )
-            .replace(
-                "assets_dir = \"../target/dev-lab/assets\"",
-                &format!("assets_dir = {:?}", assets.display().to_string()),
-            );
-        let text = edit(text);
-        let inv = bootlab_inventory::parse(&text, &config).expect("dev.toml parses");
-        let config_text = text.clone();
+        let lab = LabBuilder::dev()
+            .edit(|f| f.services.listen.http = Some(addr.to_string()))
+            .assets_dir(&files.assets);
+        let lab = edit(lab);
+        let inv = lab.build();
         assert_eq!(
             inv.services().assets_dir,
-            assets,
+            files.assets,
             "assets_dir override applied"
         );
         let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
@@ -105,12 +100,10 @@ impl Lab {
         };
         Self {
             addr,
-            assets,
+            files,
             shared,
-            dir,
             publisher,
-            config_text,
-            config_path: config,
+            lab,
             shutdown,
             thread: Some(thread),
         }
@@ -141,11 +134,6 @@ impl Drop for Lab {
     }
 }
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Deterministic, position-dependent content.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -153,14 +141,12 @@ pub fn pattern(len: usize) -> Vec<u8> {
 
 /// Runs curl with `args`; fails loudly when curl is missing.
 pub fn curl(args: &[&str]) -> Output {
-    match Command::new("curl")
+    bootlab_testkit::tools::require("curl", "curl");
+    Command::new("curl")
         .args(["--silent", "--show-error"])
         .args(args)
         .output()
-    {
-        Ok(out) => out,
-        Err(e) => panic!("curl is required for these tests (tests/apt-packages.txt): {e}"),
-    }
+        .expect("run curl")
 }
 
 /// curl's body and the status code (`-w %{http_code}` written to stderr).

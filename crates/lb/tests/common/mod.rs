@@ -368,12 +368,6 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     got
 }
 
-/// A loopback port with nothing listening (bound, then released).
-pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// Waits (bounded) until nothing accepts connections on `addr`.
 pub async fn wait_closed(addr: SocketAddr) {
     bounded("the port to close", async {

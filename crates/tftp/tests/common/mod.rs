@@ -1,31 +1,19 @@
-//! Test helpers: a lab (temp assets dir + the dev inventory pointing at it),
+//! Test helpers: a lab (testkit's temp assets dir + the dev inventory
+//! pointing at it, typed),
 //! an in-process server on a loopback port, real client tools, and a raw
 //! UDP client for packet-level tests.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use bootlab_state::{InventoryPublisher, Shared};
+use bootlab_testkit::{LabBuilder, LabDir, Service};
 use bootlab_tftp::TftpConfig;
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
-
-/// Fails loudly when a peer tool is missing (never skips).
-pub fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is missing: apt-get install {package} (listed in tests/apt-packages.txt)"
-    );
-}
 
 /// Deterministic pseudo-random bytes.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
@@ -42,67 +30,45 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
 
 /// config/dev.toml with its assets root at `assets`.
 pub fn dev_inventory(assets: &Path) -> bootlab_inventory::Inventory {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml");
-    let text = std::fs::read_to_string(&config)
-        .expect("config/dev.toml")
-        .replace("../target/dev-lab/assets", &assets.display().to_string());
-    bootlab_inventory::parse(&text, &config).expect("dev inventory")
+    LabBuilder::dev().assets_dir(assets).build()
 }
 
-/// A temp dir with `assets/` and an inventory pointing at it.
+/// A temp dir with `assets/` (the [`LabDir`] it derefs to) and the
+/// inventory pointing at it.
 pub struct Lab {
-    pub dir: tempfile::TempDir,
-    pub assets: PathBuf,
+    pub files: LabDir,
     pub shared: Shared,
     pub publisher: InventoryPublisher,
 }
 
+impl std::ops::Deref for Lab {
+    type Target = LabDir;
+
+    fn deref(&self) -> &LabDir {
+        &self.files
+    }
+}
+
 impl Lab {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let assets = dir.path().join("assets");
-        std::fs::create_dir_all(&assets).expect("assets dir");
-        let inv = dev_inventory(&assets);
+        let files = LabDir::new();
+        let inv = dev_inventory(&files.assets);
         let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         Self {
-            dir,
-            assets,
+            files,
             shared,
             publisher,
         }
-    }
-
-    /// Writes an asset and returns its bytes.
-    pub fn asset(&self, name: &str, bytes: Vec<u8>) -> Vec<u8> {
-        let path = self.assets.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("asset parent");
-        }
-        std::fs::write(&path, &bytes).expect("write asset");
-        bytes
-    }
-
-    /// A scratch path for client output.
-    pub fn out(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// Starts a server on `bind` (port 0 = any) with `config`.
     pub async fn serve(&self, bind: &str, config: TftpConfig) -> Server {
         let socket = UdpSocket::bind(bind).await.expect("bind tftp");
         let addr = socket.local_addr().expect("local addr");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bootlab_tftp::serve_with(
-            socket,
-            self.shared.clone(),
-            config,
-            shutdown.clone(),
-        ));
-        Server {
-            addr,
-            shutdown,
-            task: Some(task),
-        }
+        let shared = self.shared.clone();
+        let service =
+            Service::spawn(|shutdown| bootlab_tftp::serve_with(socket, shared, config, shutdown));
+        Server { addr, service }
     }
 
     /// The value of a metric line (`name{labels}`), 0 when absent.
@@ -116,8 +82,7 @@ impl Lab {
 
 pub struct Server {
     pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    service: Service,
 }
 
 impl Server {
@@ -126,17 +91,8 @@ impl Server {
     }
 
     /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.task.take() {
-            t.await.expect("server task").expect("server result");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.service.stop().await;
     }
 }
 
