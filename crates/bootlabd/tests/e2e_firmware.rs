@@ -410,18 +410,26 @@ impl Guest {
     /// Waits for a whole line containing `needle` on the serial console;
     /// fails with the console and bootlabd's log after [`BOOT_DEADLINE`].
     fn wait_line(&self, lab: &mut Lab, child: usize, needle: &str) -> String {
+        self.wait_line_with(lab, child, &[needle])
+    }
+
+    /// Waits for a whole line containing every one of `needles`.
+    fn wait_line_with(&self, lab: &mut Lab, child: usize, needles: &[&str]) -> String {
         let started = Instant::now();
         loop {
             let text = self.console(lab);
             if let Some(end) = text.rfind('\n') {
-                if let Some(l) = text[..=end].lines().find(|l| l.contains(needle)) {
+                if let Some(l) = text[..=end]
+                    .lines()
+                    .find(|l| needles.iter().all(|n| l.contains(n)))
+                {
                     return l.trim().to_owned();
                 }
             }
             let exited = lab.children[child].try_wait().ok().flatten().is_some();
             if exited || started.elapsed() > BOOT_DEADLINE {
                 panic!(
-                    "{} ({:?}) showed no {needle:?} within {:?} (QEMU exited: {exited}); serial:\n{}\nbootlabd:\n{}",
+                    "{} ({:?}) showed no line with {needles:?} within {:?} (QEMU exited: {exited}); serial:\n{}\nbootlabd:\n{}",
                     self.name,
                     self.firmware,
                     BOOT_DEADLINE,
@@ -1223,10 +1231,28 @@ fn secure_boot_refuses_an_unsigned_loader() {
         firmware: Firmware::SecureBoot,
     };
     let child = g.start(&mut lab);
-    // The firmware fetched the file, then refused to start it.
-    let line = g.wait_line(&mut lab, child, "Security Violation");
+    // The firmware downloaded the file over PXE, then refused to load it
+    // (OVMF's image verification: "Access Denied" for the PXE boot option;
+    // a "Security Violation" line later on is the firmware's own unsigned
+    // shell, which proves nothing about the loader).
+    let line = g.wait_line_with(
+        &mut lab,
+        child,
+        &["failed to load Boot", "PXEv4", "Access Denied"],
+    );
     eprintln!("firmware: {line}");
     let console = g.console(&lab);
+    assert!(
+        console.contains("NBP filename is snponly.efi")
+            && console.contains("NBP file downloaded successfully"),
+        "the firmware downloaded snponly.efi before refusing it:\n{console}"
+    );
+    assert!(
+        !console
+            .lines()
+            .any(|l| l.contains("starting Boot") && l.contains("PXEv4")),
+        "the firmware started the unsigned loader:\n{console}"
+    );
     assert!(!console.contains("BOOTLAB-MARKER"), "{console}");
     assert!(
         !console.contains("iPXE initialising"),
