@@ -784,6 +784,143 @@ mod tests {
         }));
     }
 
+    /// okd-lab.toml with `edit` applied to its text.
+    fn okd_with(edit: impl Fn(String) -> String) -> Inventory {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/okd-lab.toml"),
+        )
+        .unwrap();
+        bootlab_inventory::parse(&edit(text), Path::new("config/okd-lab.toml")).unwrap()
+    }
+
+    fn with_loader(loader: &str) -> Inventory {
+        okd_with(|t| {
+            t.replace(
+                "[profiles.fcos]\nloader = \"ipxe\"",
+                &format!("[profiles.fcos]\nloader = \"{loader}\""),
+            )
+        })
+    }
+
+    #[test]
+    fn uefi_http_boot_of_grub_in_words() {
+        let inv = with_loader("grub");
+        let e = explain(&inv, node_mac(&inv, "master-0"), 16, false);
+        assert!(
+            e.summary.starts_with(
+                "UEFI HTTP boot firmware downloads http://192.168.200.254:8080/assets/grubx64-http.efi, \
+                 then GRUB reads http://192.168.200.254:8080/grub/grub.cfg, which boots"
+            ),
+            "{}",
+            e.summary
+        );
+        let t = e.text();
+        assert!(t.contains("\"HTTPClient\""), "{t}");
+        assert!(t.contains("no TFTP at all"), "{t}");
+        assert!(e.stages.iter().any(|s| {
+            s.stage == "kernel"
+                && s.words
+                    .contains("http://192.168.200.254:8080/assets/okd/kernel")
+        }));
+        assert!(
+            e.options
+                .iter()
+                .any(|o| o.code == 60 && o.value == "\"HTTPClient\"")
+        );
+    }
+
+    #[test]
+    fn secure_boot_chain_in_words() {
+        let inv = with_loader("shim-grub");
+        let mac = node_mac(&inv, "master-0");
+        let e = explain(&inv, mac, 7, false);
+        let cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
+        assert_eq!(
+            e.summary,
+            format!(
+                "UEFI firmware gets shimx64.efi over TFTP from 192.168.200.254, then shim loads grubx64.efi (signed GRUB), \
+                 then GRUB reads {cfg} over TFTP, which boots okd/kernel/fedora-coreos-live-kernel-x86_64 \
+                 with initrd okd/initramfs/fedora-coreos-live-initramfs.x86_64.img."
+            )
+        );
+        let t = e.text();
+        assert!(t.contains("signed by Microsoft"), "{t}");
+        assert!(t.contains("loader shim-grub"), "{t}");
+        // The signed GRUB has no HTTP: kernel and initrd over TFTP.
+        for s in e
+            .stages
+            .iter()
+            .filter(|s| s.stage == "kernel" || s.stage == "initrd")
+        {
+            assert!(
+                s.words.contains("tftp://192.168.200.254/okd/"),
+                "{}",
+                s.words
+            );
+        }
+        // BIOS has no Secure Boot: the iPXE path, with a note.
+        let e = explain(&inv, mac, 0, false);
+        assert_eq!(e.decision.file.as_deref(), Some("undionly.kpxe"));
+        assert!(
+            e.text()
+                .contains("note: profile loader \"shim-grub\" on a BIOS client")
+        );
+        // UEFI HTTP boot cannot run the chain.
+        let e = explain(&inv, mac, 16, false);
+        assert!(e.summary.contains("gets no boot file"), "{}", e.summary);
+        assert!(e.summary.contains("PXE"), "{}", e.summary);
+    }
+
+    #[test]
+    fn arm64_boots_through_grub() {
+        let assets = tempfile::tempdir().unwrap();
+        let dir = assets.path().display().to_string();
+        let edit = |t: String| t.replace("\"/var/lib/bootlab/assets\"", &format!("{dir:?}"));
+        let inv = okd_with(edit);
+        let mac = node_mac(&inv, "compute-0");
+        // Without the arm64 GRUB in the assets dir: refused, with the fix.
+        let e = explain(&inv, mac, 11, false);
+        assert!(e.summary.contains("gather.sh --arm64"), "{}", e.summary);
+        std::fs::write(assets.path().join("grubnetaa64.efi"), b"MZ").unwrap();
+        let e = explain(&inv, mac, 11, false);
+        assert!(
+            e.summary.starts_with(
+                "UEFI arm64 firmware gets grubnetaa64.efi over TFTP from 192.168.200.254, then GRUB reads"
+            ),
+            "{}",
+            e.summary
+        );
+        assert_eq!(e.decision.stage, "arm64-pxe");
+    }
+
+    #[test]
+    fn proxy_dhcp_in_words() {
+        let inv = okd_with(|t| t.replace("lease = \"12h\"", "lease = \"12h\"\ndhcp = \"proxy\""));
+        let e = explain(&inv, node_mac(&inv, "master-0"), 0, false);
+        let t = e.text();
+        assert!(t.contains("other DHCP server"), "{t}");
+        assert!(t.contains("port 4011"), "{t}");
+        let j = serde_json::to_value(&e).unwrap();
+        assert_eq!(j["address"]["kind"], "other");
+        let codes: Vec<u8> = e.options.iter().map(|o| o.code).collect();
+        assert!(codes.contains(&43) && codes.contains(&60), "{codes:?}");
+        // No address options: another server owns those.
+        for c in [1, 3, 6, 51] {
+            assert!(
+                !codes.contains(&c),
+                "option {c} in a proxy answer: {codes:?}"
+            );
+        }
+        let unknown: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let e = explain(&inv, unknown, 0, false);
+        assert!(
+            e.summary.contains("proxyDHCP mode bootlabd stays silent"),
+            "{}",
+            e.summary
+        );
+        assert!(e.options.is_empty());
+    }
+
     #[test]
     fn positionals_name_the_lab_and_the_node() {
         let none = |_: &str| false;
