@@ -341,7 +341,10 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
     // Where GRUB fetches kernel and initrd: the signed GRUB of the Secure
     // Boot chain has no HTTP, so TFTP.
     let mut kernel_over_tftp = false;
-    let grub_cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
+    // Debian's GRUB netboot images (prefix /grub) read grub/grub.cfg
+    // (measured in e2e_firmware: the timeline's fetches); bootlabd renders
+    // it for the node holding the client's address.
+    let grub_cfg = "grub/grub.cfg";
     let ipxe_again = format!(
         "iPXE asks for an address again (user class \"iPXE\"), gets {script_url} and fetches it"
     );
@@ -392,10 +395,12 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
                 if matches!(f.as_str(), GRUB_LOADER | ARM64_LOADER | SHIM_LOADER) {
                     stage(
                         "script",
-                        format!("GRUB reads {grub_cfg} over TFTP from {services}"),
+                        format!(
+                            "GRUB reads {grub_cfg} over TFTP from {services} (bootlabd renders it for the node holding the client's address)"
+                        ),
                     );
                     sentence.push(format!("GRUB reads {grub_cfg} over TFTP"));
-                    grub_config = Some(grub_cfg.clone());
+                    grub_config = Some(grub_cfg.to_string());
                 } else {
                     stage("script", ipxe_again.clone());
                     sentence.push(format!("iPXE fetches {script_url}"));
@@ -769,11 +774,10 @@ mod tests {
         let inv = bootlab_inventory::parse(&text, Path::new("config/okd-lab.toml")).unwrap();
         let mac = node_mac(&inv, "master-0");
         let e = explain(&inv, mac, 7, false);
-        let cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
         assert!(
-            e.summary.starts_with(&format!(
-                "UEFI firmware gets grubnetx64.efi over TFTP from 192.168.200.254, then GRUB reads {cfg} over TFTP, which boots"
-            )),
+            e.summary.starts_with(
+                "UEFI firmware gets grubnetx64.efi over TFTP from 192.168.200.254, then GRUB reads grub/grub.cfg over TFTP, which boots"
+            ),
             "{}",
             e.summary
         );
@@ -834,7 +838,7 @@ mod tests {
         let inv = with_loader("shim-grub");
         let mac = node_mac(&inv, "master-0");
         let e = explain(&inv, mac, 7, false);
-        let cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
+        let cfg = "grub/grub.cfg";
         assert_eq!(
             e.summary,
             format!(

@@ -1194,6 +1194,7 @@ fn secure_boot_shim_grub() {
     );
     let m = lab.machine(SB_MAC);
     let p = paths(&m);
+    eprintln!("sb-0 fetched: {p:?}");
     for want in ["shimx64.efi", "grubx64.efi", "vmlinuz", "initrd.img"] {
         assert!(
             p.iter().any(|p| p.ends_with(want)),
