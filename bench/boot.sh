@@ -108,6 +108,11 @@ lab_toml server "$work/data" >"$work/lab.toml"
 lab_toml proxy "$work/pdata" >"$work/proxy.toml"
 
 ip netns add "$NS"
+# nsx/nso run a command in a namespace. Background processes are started
+# with `ip netns exec ... &` directly, never through these functions: $! of
+# a backgrounded function is a subshell, and killing it leaves the daemon
+# (or QEMU) running (measured: step 1's bootlabd outlived its kill and held
+# port 53, so the proxy-mode bootlabd of step 2 could not start).
 nsx() { ip netns exec "$NS" "$@"; }
 nsx ip link set lo up
 nsx ip link add br0 type bridge
@@ -156,7 +161,7 @@ boot() { # name mac tap firmware
       -drive "if=pflash,format=raw,file=$work/$name.vars")
   fi
   local t0; t0=$(date +%s.%N)
-  nsx "$qemu" "${args[@]}" </dev/null >/dev/null 2>&1 &
+  ip netns exec "$NS" "$qemu" "${args[@]}" </dev/null >/dev/null 2>&1 &
   local q=$!
   local deadline=$(( $(date +%s) + 420 ))
   while ! grep -qa BOOTLAB-MARKER "$log" 2>/dev/null; do
@@ -185,7 +190,7 @@ wait_http() { # url log
 declare -A B D
 
 # 1. bootlabd as the DHCP server: every path.
-nsx "$BOOTLABD" --config "$work/lab.toml" 2>"$work/bootlabd.log" &
+ip netns exec "$NS" "$BOOTLABD" --config "$work/lab.toml" 2>"$work/bootlabd.log" &
 pids+=($!)
 wait_http "http://$SRV:8080/metrics" "$work/bootlabd.log"
 for path in bios:bios-0 uefi-pxe:uefi-0 http-ipxe:http-ipxe http-grub:http-grub arm64:arm64-0 secure-boot:sb-0; do
@@ -204,9 +209,9 @@ dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,1h
 dhcp-leasefile=$work/dnsmasq-addr.leases
 pid-file=$work/dnsmasq-addr.pid
 CONF
-nso dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-addr.conf" 2>"$work/dnsmasq-addr.log" &
+ip netns exec "$NSO" dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-addr.conf" 2>"$work/dnsmasq-addr.log" &
 pids+=($!)
-nsx "$BOOTLABD" --config "$work/proxy.toml" 2>"$work/bootlabd-proxy.log" &
+ip netns exec "$NS" "$BOOTLABD" --config "$work/proxy.toml" 2>"$work/bootlabd-proxy.log" &
 pids+=($!)
 wait_http "http://$SRV:8080/metrics" "$work/bootlabd-proxy.log"
 B[proxy-bios]=$(NAME=bios-0 boot_node); echo "bootlabd proxy-bios: ${B[proxy-bios]}" >&2
@@ -233,7 +238,7 @@ http {
   server { listen $SRV:8081; root $work/www; }
 }
 CONF
-nsx nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.log" &
+ip netns exec "$NS" nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.log" &
 pids+=($!)
 wait_http "http://$SRV:8081/bios-0.ipxe" "$work/nginx.err"
 cat > "$work/dnsmasq.conf" <<CONF
@@ -258,7 +263,7 @@ pid-file=$work/dnsmasq.pid
 CONF
 # The address server of step 2 steps aside while dnsmasq serves everything.
 kill "${pids[-3]}"; wait "${pids[-3]}" 2>/dev/null || true
-nsx dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq.conf" 2>"$work/dnsmasq.log" &
+ip netns exec "$NS" dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq.conf" 2>"$work/dnsmasq.log" &
 pids+=($!)
 sleep 0.5
 D[bios]=$(NAME=bios-0 boot_node); echo "dnsmasq bios: ${D[bios]}" >&2
@@ -266,7 +271,7 @@ D[uefi-pxe]=$(NAME=uefi-0 boot_node); echo "dnsmasq uefi-pxe: ${D[uefi-pxe]}" >&
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 # 4. dnsmasq as the proxyDHCP server next to the address server.
-nso dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-addr.conf" 2>>"$work/dnsmasq-addr.log" &
+ip netns exec "$NSO" dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-addr.conf" 2>>"$work/dnsmasq-addr.log" &
 pids+=($!)
 cat > "$work/dnsmasq-proxy.conf" <<CONF
 port=0
@@ -286,7 +291,7 @@ tftp-root=$work/assets
 dhcp-leasefile=$work/dnsmasq-proxy.leases
 pid-file=$work/dnsmasq-proxy.pid
 CONF
-nsx dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-proxy.conf" 2>"$work/dnsmasq-proxy.log" &
+ip netns exec "$NS" dnsmasq --keep-in-foreground --user=root --conf-file="$work/dnsmasq-proxy.conf" 2>"$work/dnsmasq-proxy.log" &
 pids+=($!)
 sleep 0.5
 D[proxy-bios]=$(NAME=bios-0 boot_node); echo "dnsmasq proxy-bios: ${D[proxy-bios]}" >&2
