@@ -225,7 +225,10 @@ cp -r "$work/assets/." "$work/www/assets/"
 chmod -R a+rX "$work"
 for n in "bios-0 52:54:00:77:00:10" "uefi-0 52:54:00:77:00:11"; do
   set -- $n
-  "$BOOTLAB" render "$work/lab.toml" "boot.ipxe?mac=$2" > "$work/www/$1.ipxe"
+  # The node's own script, pointed at nginx (bootlabd is not running now:
+  # its URLs would leave iPXE retrying until the deadline).
+  "$BOOTLAB" render "$work/lab.toml" "boot.ipxe?mac=$2" \
+    | sed "s#http://$SRV:8080/#http://$SRV:8081/#g" > "$work/www/$1.ipxe"
 done
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
