@@ -284,10 +284,14 @@ dhcp-range=10.77.0.0,proxy,255.255.255.0
 dhcp-host=52:54:00:77:00:10,set:bios0
 dhcp-host=52:54:00:77:00:11,set:uefi0
 dhcp-userclass=set:ipxe,iPXE
-dhcp-boot=tag:ipxe,tag:bios0,http://$SRV:8081/bios-0.ipxe
-dhcp-boot=tag:ipxe,tag:uefi0,http://$SRV:8081/uefi-0.ipxe
-pxe-service=tag:ipxe,x86PC,"bootlab",0
-pxe-service=tag:ipxe,X86-64_EFI,"bootlab",0
+# iPXE (the BIOS NIC ROM, or snponly.efi) gets its script from dhcp-boot:
+# a pxe-service matching it would take over (a "0" basename there means
+# "boot from local disk"). The script's server address is the next-server:
+# iPXE ignores a proxyDHCP answer without one (measured: it sent
+# ProxyDHCPREQUESTs to 4011 until it gave up, as with bootlabd before it
+# set siaddr). Firmware PXE gets snponly.efi from pxe-service.
+dhcp-boot=tag:ipxe,tag:bios0,http://$SRV:8081/bios-0.ipxe,,$SRV
+dhcp-boot=tag:ipxe,tag:uefi0,http://$SRV:8081/uefi-0.ipxe,,$SRV
 pxe-service=tag:!ipxe,X86-64_EFI,"bootlab",snponly.efi,$SRV
 enable-tftp
 tftp-root=$work/assets
