@@ -14,6 +14,25 @@
 #                         grubnetx64.efi.signed               (signed; its network modules are built in)
 #   grub/x86_64-efi/      grub-efi-amd64-bin:                 grub2-efi-x64-modules:
 #     *.mod *.lst         /usr/lib/grub/x86_64-efi/           /usr/lib/grub/x86_64-efi/
+#   shimx64.efi           shim-signed:                        shim-x64:
+#                         /usr/lib/shim/shimx64.efi.signed    /boot/efi/EFI/<vendor>/shimx64.efi
+#   grubx64.efi           the signed GRUB netboot image again, under the name shim loads
+#                         from its own directory (Secure Boot: shim -> GRUB -> kernel)
+#   grubx64-http.efi      built here with grub-mkimage (grub-common / grub2-tools) from the
+#                         modules above: GRUB with efinet, http and tftp built in, prefix
+#                         /grub, for UEFI HTTP boot (the signed image cannot fetch over HTTP)
+#
+# With --arm64 also (Debian packages only, fetched with a private arm64
+# package index by boot-assets/apt-arch.sh, kept in BOOTLAB_APT_ARM64_STATE,
+# default ~/.cache/bootlab/apt-arm64; the host's dpkg architectures are left
+# alone):
+#   grubnetaa64.efi       grub-efi-arm64-signed: /usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed
+#   grub/arm64-efi/       grub-efi-arm64-bin: /usr/lib/grub/arm64-efi/ (http.mod for grub.cfg's insmod)
+#
+# Every EFI binary is checked to be a PE/COFF image for its machine
+# (x86-64 or arm64), and the signed ones (shim, GRUB) to carry an
+# Authenticode signature; with sbverify (sbsigntool) on the host, shim's
+# signer is checked to be Microsoft's UEFI CA.
 #
 # plus DIR/SHA256SUMS (check with: cd DIR && sha256sum -c SHA256SUMS) and
 # DIR/PACKAGES (which package versions the files came from). Other files in
@@ -42,15 +61,20 @@
 # download).
 set -euo pipefail
 
-usage() { echo "usage: $0 [--installed | --packages PKGDIR] DIR" >&2; exit 64; }
+usage() { echo "usage: $0 [--installed | --packages PKGDIR] [--arm64] DIR" >&2; exit 64; }
 die() { local code=$1; shift; echo "gather.sh: $*" >&2; exit "$code"; }
 
 mode=download
 pkgdir=
-case "${1:-}" in
-  --installed) mode=installed; shift ;;
-  --packages) mode=packages; pkgdir=${2:-}; [ -n "$pkgdir" ] || usage; shift 2 ;;
-esac
+arm64=false
+while [ $# -gt 1 ]; do
+  case "$1" in
+    --installed) mode=installed; shift ;;
+    --packages) mode=packages; pkgdir=${2:-}; [ -n "$pkgdir" ] || usage; shift 2 ;;
+    --arm64) arm64=true; shift ;;
+    *) usage ;;
+  esac
+done
 [ $# -eq 1 ] || usage
 dest=$1
 host_root=${BOOTLAB_HOST_ROOT:-}
@@ -86,13 +110,15 @@ fi
 need() { for tool; do command -v "$tool" >/dev/null || die 69 "$tool is required (see the header of $0)"; done; }
 need sha256sum
 if [ "$format" = deb ]; then
-  packages=(ipxe grub-efi-amd64-signed grub-efi-amd64-bin)
+  packages=(ipxe grub-efi-amd64-signed grub-efi-amd64-bin shim-signed)
   ipxe_dir=/usr/lib/ipxe
   files=(
     "ipxe $ipxe_dir/undionly.kpxe undionly.kpxe"
     "ipxe $ipxe_dir/snponly.efi snponly.efi"
     "ipxe $ipxe_dir/ipxe.efi ipxe.efi"
     "grub-efi-amd64-signed /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grubnetx64.efi"
+    "grub-efi-amd64-signed /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grubx64.efi"
+    "shim-signed /usr/lib/shim/shimx64.efi.signed shimx64.efi"
   )
   grub_modules=grub-efi-amd64-bin
   need dpkg-deb
@@ -101,13 +127,15 @@ if [ "$format" = deb ]; then
     installed) need dpkg-query ;;
   esac
 else
-  packages=(ipxe-bootimgs-x86 grub2-efi-x64 grub2-efi-x64-modules)
+  packages=(ipxe-bootimgs-x86 grub2-efi-x64 grub2-efi-x64-modules shim-x64)
   ipxe_dir=/usr/share/ipxe
   files=(
     "ipxe-bootimgs-x86 $ipxe_dir/undionly.kpxe undionly.kpxe"
     "ipxe-bootimgs-x86 $ipxe_dir/ipxe-snponly-x86_64.efi snponly.efi"
     "ipxe-bootimgs-x86 $ipxe_dir/ipxe-x86_64.efi ipxe.efi"
     "grub2-efi-x64 /boot/efi/EFI/*/grubx64.efi grubnetx64.efi"
+    "grub2-efi-x64 /boot/efi/EFI/*/grubx64.efi grubx64.efi"
+    "shim-x64 /boot/efi/EFI/*/shimx64.efi shimx64.efi"
   )
   grub_modules=grub2-efi-x64-modules
   need rpm
@@ -116,6 +144,16 @@ else
     packages) need rpm2cpio cpio ;;
   esac
 fi
+
+mkimage=$(command -v grub-mkimage || command -v grub2-mkimage || true)
+[ -n "$mkimage" ] || die 69 "grub-mkimage is required to build grubx64-http.efi (apt-get install grub-common / dnf install grub2-tools)"
+if $arm64; then
+  [ "$format" = deb ] || die 69 "--arm64 takes Debian's arm64 GRUB packages; on $distro put grubnetaa64.efi and grub/arm64-efi/ in $1 by hand"
+  [ "$mode" != installed ] || die 69 "--arm64 cannot take installed packages (arm64 packages do not install on this host); drop --installed"
+  packages+=(grub-efi-arm64-signed grub-efi-arm64-bin)
+  files+=("grub-efi-arm64-signed /usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed grubnetaa64.efi")
+fi
+here=$(cd "$(dirname "$0")" && pwd)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -166,7 +204,12 @@ for pkg in "${packages[@]}"; do
       ;;
     download)
       mkdir -p "$work/dl/$pkg"
-      if [ "$format" = deb ]; then
+      if [ "$format" = deb ] && [[ $pkg == *-arm64-* ]]; then
+        state=${BOOTLAB_APT_ARM64_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/bootlab/apt-arm64}
+        # shellcheck disable=SC2086
+        (cd "$work/dl/$pkg" && "$here/apt-arch.sh" arm64 "$state" download -q ${BOOTLAB_APT_OPTS:-} "$pkg") >"$work/$pkg.log" 2>&1 ||
+          { cat "$work/$pkg.log" >&2; die 69 "downloading arm64 $pkg failed (see above; or use --packages)"; }
+      elif [ "$format" = deb ]; then
         # shellcheck disable=SC2086 # word splitting of the user's options is wanted
         (cd "$work/dl/$pkg" && apt-get download -q ${BOOTLAB_APT_OPTS:-} "$pkg") >"$work/$pkg.log" 2>&1 ||
           { cat "$work/$pkg.log" >&2; die 69 "apt-get download $pkg failed (run apt-get update, or use --installed / --packages)"; }
@@ -226,6 +269,49 @@ modules=${root_of[$grub_modules]%/}/usr/lib/grub/x86_64-efi
 for f in "$modules"/*.mod "$modules"/*.lst; do
   put "$grub_modules" "/usr/lib/grub/x86_64-efi/$(basename "$f")" "grub/x86_64-efi/$(basename "$f")"
 done
+if $arm64; then
+  m64=${root_of[grub-efi-arm64-bin]%/}/usr/lib/grub/arm64-efi
+  [ -f "$m64/http.mod" ] || die 70 "no /usr/lib/grub/arm64-efi/http.mod from grub-efi-arm64-bin"
+  for f in "$m64"/*.mod "$m64"/*.lst; do
+    put grub-efi-arm64-bin "/usr/lib/grub/arm64-efi/$(basename "$f")" "grub/arm64-efi/$(basename "$f")"
+  done
+fi
+
+# GRUB for UEFI HTTP boot. Loaded by the firmware's HTTP client, GRUB 2.06
+# learns neither its address nor where it came from, so its embedded config
+# asks DHCP for an address, and bootlabd writes "(http,<ip>:<port>)/grub"
+# over the prefix placeholder as it serves the image (crates/boot/src/stamp.rs);
+# GRUB then reads $prefix/grub.cfg, the node's config.
+printf '%s\n' 'net_bootp' "set prefix=@BOOTLAB_GRUB_PREFIX@$(printf '_%.0s' $(seq 1 80))" >"$work/grub-http.cfg"
+"$mkimage" -O x86_64-efi -d "$modules" -p /grub -c "$work/grub-http.cfg" -o "$dest/grubx64-http.efi.tmp" \
+  efinet net http tftp linux normal configfile echo test chain ||
+  die 70 "grub-mkimage could not build grubx64-http.efi from $grub_modules"
+mv "$dest/grubx64-http.efi.tmp" "$dest/grubx64-http.efi"
+chmod 0644 "$dest/grubx64-http.efi"
+installed+=(grubx64-http.efi)
+
+# Little-endian unsigned integer of LEN bytes at OFFSET of FILE.
+le() { od -An -t u"$3" -j "$2" -N "$3" "$1" | tr -d ' '; }
+# pe_check FILE MACHINE SIGNED: a PE/COFF image for MACHINE (decimal
+# IMAGE_FILE_MACHINE_*), with an Authenticode signature when SIGNED=1.
+pe_check() {
+  local f=$1 machine=$2 signed=$3 pe magic dd certs
+  [ "$(head -c 2 "$f")" = MZ ] || die 70 "$f is not a PE/COFF image"
+  pe=$(le "$f" 60 4)
+  [ "$(le "$f" "$pe" 4)" = 17744 ] || die 70 "$f has no PE signature"
+  [ "$(le "$f" $((pe + 4)) 2)" = "$machine" ] || die 70 "$f is not built for machine $machine"
+  magic=$(le "$f" $((pe + 24)) 2)
+  if [ "$magic" = 523 ]; then dd=$((pe + 24 + 112)); else dd=$((pe + 24 + 96)); fi
+  certs=$(le "$f" $((dd + 4 * 8 + 4)) 4)
+  if [ "$signed" = 1 ] && [ "$certs" = 0 ]; then die 70 "$f carries no Authenticode signature"; fi
+}
+for f in snponly.efi ipxe.efi grubx64-http.efi; do pe_check "$dest/$f" 34404 0; done
+for f in grubnetx64.efi grubx64.efi shimx64.efi; do pe_check "$dest/$f" 34404 1; done
+if $arm64; then pe_check "$dest/grubnetaa64.efi" 43620 1; fi
+if command -v sbverify >/dev/null; then
+  sbverify --list "$dest/shimx64.efi" 2>/dev/null | grep -q "Microsoft Corporation UEFI CA" ||
+    die 70 "shimx64.efi is not signed by Microsoft's UEFI CA (sbverify --list $dest/shimx64.efi)"
+fi
 
 (cd "$dest" && sha256sum -- "${installed[@]}") >"$dest/SHA256SUMS.tmp"
 mv "$dest/SHA256SUMS.tmp" "$dest/SHA256SUMS"

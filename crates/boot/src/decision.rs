@@ -4,10 +4,10 @@
 //! | stage | recognised by | answer |
 //! |---|---|---|
 //! | iPXE | 77 = `iPXE` or 175 present | `http://<services>:<port>/boot.ipxe` (never the binary again) |
-//! | UEFI HTTP boot | 93 = 16 (or 60 starts `HTTPClient`) | `.../assets/ipxe.efi`, 60 `HTTPClient` echoed |
-//! | BIOS PXE | 93 = 0 | TFTP `undionly.kpxe` |
-//! | UEFI x64 PXE | 93 = 7 or 9 | TFTP `snponly.efi` (`grubnetx64.efi` for `loader = "grub"`) |
-//! | UEFI arm64 PXE | 93 = 11 | TFTP `snponly-arm64.efi` when present, else refused |
+//! | UEFI HTTP boot | 93 = 16 (or 60 starts `HTTPClient`) | `.../assets/ipxe.efi` (`.../assets/grubx64-http.efi` for `loader = "grub"`), 60 `HTTPClient` echoed; refused for `shim-grub` (the signed GRUB has no HTTP) |
+//! | BIOS PXE | 93 = 0 | TFTP `undionly.kpxe` (also for `shim-grub` profiles, noted) |
+//! | UEFI x64 PXE | 93 = 7 or 9 | TFTP `snponly.efi` (`grubnetx64.efi` for `loader = "grub"`, `shimx64.efi` for `shim-grub`) |
+//! | UEFI arm64 PXE | 93 = 11 | TFTP `grubnetaa64.efi` (Debian ships no arm64 iPXE) when present, else refused |
 
 use std::fmt;
 
@@ -21,8 +21,18 @@ pub const UEFI_LOADER: &str = "snponly.efi";
 pub const UEFI_HTTP_LOADER: &str = "ipxe.efi";
 /// The GRUB network image for UEFI x86-64.
 pub const GRUB_LOADER: &str = "grubnetx64.efi";
-/// The iPXE first stage for UEFI arm64.
-pub const ARM64_LOADER: &str = "snponly-arm64.efi";
+/// A GRUB EFI image with the `http` module built in, for UEFI HTTP boot
+/// (`boot-assets/gather.sh` builds it with `grub-mkimage`; Debian's signed
+/// netboot image has no HTTP).
+pub const GRUB_HTTP_LOADER: &str = "grubx64-http.efi";
+/// shim (signed by Microsoft's UEFI CA), the first stage of the Secure Boot
+/// chain.
+pub const SHIM_LOADER: &str = "shimx64.efi";
+/// The name shim loads its second stage by, from its own directory: the
+/// signed GRUB netboot image.
+pub const SHIM_SECOND_STAGE: &str = "grubx64.efi";
+/// The GRUB netboot image for UEFI arm64 (Debian's `grubnetaa64.efi`).
+pub const ARM64_LOADER: &str = "grubnetaa64.efi";
 
 /// What a DHCP client says about its boot firmware.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,6 +158,9 @@ pub struct BootDecision {
     pub echo_http_client: bool,
     /// Why no file, when there is none and the client asked to netboot.
     pub refusal: Option<String>,
+    /// Worth logging: the profile asked for something this firmware cannot
+    /// run, and what it gets instead.
+    pub note: Option<String>,
 }
 
 impl fmt::Display for BootDecision {
@@ -175,7 +188,16 @@ pub fn decide(
         file,
         echo_http_client: false,
         refusal: None,
+        note: None,
     };
+    let refuse = |stage, why: String| BootDecision {
+        stage,
+        file: None,
+        echo_http_client: false,
+        refusal: Some(why),
+        note: None,
+    };
+    let loader = node.map(|n| n.boot.loader);
     if !client.is_netboot() {
         return plain(ClientStage::Os, None);
     }
@@ -188,50 +210,70 @@ pub fn decide(
     let arch = client.effective_arch();
     let http_boot = client.is_http_client() || matches!(arch, Some(15 | 16 | 19));
     if http_boot {
-        return match arch {
-            Some(16) | None => BootDecision {
-                stage: ClientStage::UefiHttp,
-                file: Some(BootFile::Http(format!(
-                    "{}/{UEFI_HTTP_LOADER}",
-                    inv.assets_url()
-                ))),
-                echo_http_client: true,
-                refusal: None,
-            },
-            Some(a) => BootDecision {
-                stage: ClientStage::Unsupported(a),
-                file: None,
-                echo_http_client: false,
-                refusal: Some(format!("no HTTP boot loader for architecture {a}")),
-            },
+        return match (arch, loader) {
+            (Some(16) | None, Some(Loader::ShimGrub)) => refuse(
+                ClientStage::UefiHttp,
+                "loader \"shim-grub\" boots over PXE only: Debian's signed GRUB has no HTTP \
+                 (turn the firmware's PXE boot on for this machine)"
+                    .into(),
+            ),
+            (Some(16) | None, _) => {
+                let file = if loader == Some(Loader::Grub) {
+                    GRUB_HTTP_LOADER
+                } else {
+                    UEFI_HTTP_LOADER
+                };
+                BootDecision {
+                    stage: ClientStage::UefiHttp,
+                    file: Some(BootFile::Http(format!("{}/{file}", inv.assets_url()))),
+                    echo_http_client: true,
+                    refusal: None,
+                    note: None,
+                }
+            }
+            (Some(a), _) => refuse(
+                ClientStage::Unsupported(a),
+                format!("no HTTP boot loader for architecture {a}"),
+            ),
         };
     }
     match arch {
-        Some(0) | None => plain(
-            ClientStage::BiosPxe,
-            Some(BootFile::Tftp(BIOS_LOADER.into())),
-        ),
+        Some(0) | None => {
+            let mut d = plain(
+                ClientStage::BiosPxe,
+                Some(BootFile::Tftp(BIOS_LOADER.into())),
+            );
+            if loader == Some(Loader::ShimGrub) {
+                d.note = Some(
+                    "profile loader \"shim-grub\" on a BIOS client (no Secure Boot there): \
+                     booting it through iPXE"
+                        .into(),
+                );
+            }
+            d
+        }
         Some(7 | 9) => {
-            let grub = node.is_some_and(|n| n.boot.loader == Loader::Grub);
-            let file = if grub { GRUB_LOADER } else { UEFI_LOADER };
+            let file = match loader {
+                Some(Loader::Grub) => GRUB_LOADER,
+                Some(Loader::ShimGrub) => SHIM_LOADER,
+                Some(Loader::Ipxe) | None => UEFI_LOADER,
+            };
             plain(ClientStage::UefiPxe, Some(BootFile::Tftp(file.into())))
         }
         Some(11) if has_asset(ARM64_LOADER) => plain(
             ClientStage::Arm64Pxe,
             Some(BootFile::Tftp(ARM64_LOADER.into())),
         ),
-        Some(11) => BootDecision {
-            stage: ClientStage::Arm64Pxe,
-            file: None,
-            echo_http_client: false,
-            refusal: Some(format!("{ARM64_LOADER} is not in the assets dir")),
-        },
-        Some(a) => BootDecision {
-            stage: ClientStage::Unsupported(a),
-            file: None,
-            echo_http_client: false,
-            refusal: Some(format!("no loader for client architecture {a}")),
-        },
+        Some(11) => refuse(
+            ClientStage::Arm64Pxe,
+            format!(
+                "{ARM64_LOADER} is not in the assets dir (boot-assets/gather.sh --arm64 puts it there)"
+            ),
+        ),
+        Some(a) => refuse(
+            ClientStage::Unsupported(a),
+            format!("no loader for client architecture {a}"),
+        ),
     }
 }
 

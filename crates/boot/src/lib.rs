@@ -9,6 +9,8 @@
 //!   once per inventory ([`BootScripts`]), and the virtual per-MAC file
 //!   names TFTP and HTTP serve.
 //! - [`assets`]: confinement of requested paths to the assets root.
+//! - [`stamp`]: the lab's HTTP root stamped into the GRUB image for UEFI
+//!   HTTP boot as it is served.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -17,6 +19,7 @@ pub mod assets;
 pub mod decision;
 pub mod options;
 pub mod render;
+pub mod stamp;
 
 pub use decision::{BootDecision, BootFile, ClientInfo, ClientStage, decide};
 pub use render::{BootScripts, ScriptKind, VirtualFile};

@@ -22,6 +22,8 @@ pub enum OptionValue {
     Text(String),
     /// Domain names (RFC 3397 encoding for option 119).
     Domains(Vec<String>),
+    /// Raw bytes (encapsulated options such as PXE's option 43).
+    Bytes(Vec<u8>),
 }
 
 impl fmt::Display for OptionValue {
@@ -35,6 +37,10 @@ impl fmt::Display for OptionValue {
             Self::U32(n) => write!(f, "{n}"),
             Self::Text(t) => write!(f, "{t:?}"),
             Self::Domains(d) => f.write_str(&d.join(", ")),
+            Self::Bytes(b) => {
+                let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+                f.write_str(&hex.join(" "))
+            }
         }
     }
 }
@@ -86,6 +92,8 @@ pub mod code {
     pub const RENEWAL: u8 = 58;
     /// Rebinding time (T2).
     pub const REBINDING: u8 = 59;
+    /// Vendor-specific information (PXE: encapsulated PXE options).
+    pub const VENDOR_SPECIFIC: u8 = 43;
     /// Vendor class identifier.
     pub const VENDOR_CLASS: u8 = 60;
     /// TFTP server name.
@@ -94,6 +102,58 @@ pub mod code {
     pub const BOOT_FILE: u8 = 67;
     /// Domain search list.
     pub const DOMAIN_SEARCH: u8 = 119;
+}
+
+/// Option 43 of a proxyDHCP answer: PXE sub-option 6 (PXE_DISCOVERY_CONTROL)
+/// = 8, "boot the file named in this packet; no boot server discovery, no
+/// menu" (PXE 2.1, table 2-1), then the end tag.
+pub const PXE_DISCOVERY_CONTROL_BOOTFILE: [u8; 4] = [6, 1, 8, 255];
+
+/// The plan for a proxyDHCP answer (PXE 2.1 "ProxyDHCP"; RFC 4578): an
+/// offer on port 67 or an ack on port 4011 that carries the boot
+/// information only. No address, no lease, no router or DNS: another DHCP
+/// server owns those. Option 60 says `PXEClient` (`HTTPClient` for UEFI HTTP
+/// boot), which is what makes firmware take it as a proxy answer.
+pub fn proxy_plan(inv: &Inventory, decision: &BootDecision) -> ReplyPlan {
+    let mut options = vec![PlannedOption {
+        code: code::SERVER_ID,
+        name: "server-identifier",
+        value: OptionValue::Ip(inv.services().ip),
+    }];
+    let class = if decision.echo_http_client {
+        "HTTPClient"
+    } else {
+        "PXEClient"
+    };
+    options.push(PlannedOption {
+        code: code::VENDOR_CLASS,
+        name: "vendor-class-identifier",
+        value: OptionValue::Text(class.into()),
+    });
+    if !decision.echo_http_client {
+        options.push(PlannedOption {
+            code: code::VENDOR_SPECIFIC,
+            name: "vendor-encapsulated-options",
+            value: OptionValue::Bytes(PXE_DISCOVERY_CONTROL_BOOTFILE.to_vec()),
+        });
+    }
+    let boot_file = decision.file.as_ref().map(|f| f.as_str().to_owned());
+    if let Some(f) = &decision.file {
+        options.push(PlannedOption {
+            code: code::BOOT_FILE,
+            name: "bootfile-name",
+            value: OptionValue::Text(f.as_str().to_owned()),
+        });
+    }
+    ReplyPlan {
+        // Always the next server, also with an HTTP URL: iPXE takes a
+        // proxyDHCP answer only when it names both a next-server and a
+        // boot file (measured: with siaddr 0 the iPXE ROM ignored every
+        // ack to its ProxyDHCPREQUEST).
+        siaddr: Some(inv.services().ip),
+        boot_file,
+        options,
+    }
 }
 
 /// T1 and T2 for a lease: 50% and 87.5%.

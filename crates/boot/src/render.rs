@@ -138,7 +138,7 @@ impl FilterMissing for Result<ScriptTemplates, TemplateError> {
 pub fn template_kind(loader: Loader) -> ScriptKind {
     match loader {
         Loader::Ipxe => ScriptKind::Ipxe,
-        Loader::Grub => ScriptKind::Grub,
+        Loader::Grub | Loader::ShimGrub => ScriptKind::Grub,
     }
 }
 
@@ -247,8 +247,24 @@ fn render_with(
             .get_template(kind.template())
             .map_err(|e| err(e.to_string()))?,
     };
+    // Where GRUB fetches kernel and initrd: over HTTP from the assets URL,
+    // or over TFTP (whose root is the assets dir) for the Secure Boot chain,
+    // whose signed GRUB has no HTTP and may load no module.
+    let (grub_proto, grub_root) = match profile.loader {
+        Loader::ShimGrub => ("tftp", format!("(tftp,{})", inv.services().ip)),
+        Loader::Ipxe | Loader::Grub => (
+            "http",
+            format!(
+                "(http,{}:{})/assets",
+                inv.services().ip,
+                inv.services().listen.http.port()
+            ),
+        ),
+    };
     let mut out = tmpl
         .render(context! {
+            grub_proto => grub_proto,
+            grub_root => grub_root,
             name => &node.name,
             mac => node.mac.to_string(),
             profile => &profile.name,

@@ -135,9 +135,9 @@ fn arm64_needs_its_loader() {
         &inv,
         None,
         &client(Some(11), None, None, false),
-        &|f: &str| f == "snponly-arm64.efi",
+        &|f: &str| f == "grubnetaa64.efi",
     );
-    assert_eq!(d.file, Some(BootFile::Tftp("snponly-arm64.efi".into())));
+    assert_eq!(d.file, Some(BootFile::Tftp("grubnetaa64.efi".into())));
 }
 
 #[test]

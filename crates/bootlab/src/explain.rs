@@ -141,7 +141,13 @@ pub(crate) enum AddressJson {
         /// Last address.
         end: String,
     },
-    /// No reservation, no pool: bootlabd stays silent.
+    /// proxyDHCP: the network's other DHCP server gives the address.
+    Other {
+        /// The reservation's name (which node this is).
+        name: String,
+    },
+    /// No reservation, no pool (or proxyDHCP and no reservation): bootlabd
+    /// stays silent.
     None,
 }
 
@@ -198,6 +204,9 @@ pub(crate) struct Explanation {
     stages: Vec<StageJson>,
     /// The stages in one sentence.
     summary: String,
+    /// What bootlabd logs about this client: the profile asked for
+    /// something this firmware cannot run, and what it gets instead.
+    note: Option<String>,
     /// The rendered boot.ipxe (with `--ipxe`, for a node).
     #[serde(skip_serializing_if = "Option::is_none")]
     boot_ipxe: Option<String>,
@@ -244,7 +253,27 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
     let mut stage = |stage: &'static str, words: String| {
         stages.push(StageJson { stage, words });
     };
+    let proxy = inv.network().dhcp == bootlab_inventory::DhcpMode::Proxy;
     let (address, hostname) = match (&reservation, &inv.network().pool) {
+        (Some(r), _) if proxy => {
+            stage(
+                "dhcp",
+                format!(
+                    "{firmware} gets its address from the network's other DHCP server; bootlabd \
+                     (proxyDHCP) adds only the boot information below, without an address: an \
+                     offer on port 67 and the answer to the firmware's request on port 4011 \
+                     (the machine is {} by its reservation)",
+                    r.name
+                ),
+            );
+            (
+                AddressJson::Other {
+                    name: r.name.clone(),
+                },
+                Some(r.name.clone()),
+            )
+        }
+        (None, _) if proxy => (AddressJson::None, None),
         (Some(r), _) => {
             stage(
                 "dhcp",
@@ -293,7 +322,11 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
     let assets = inv.services().assets_dir.clone();
     let has_asset = move |f: &str| assets.join(f).is_file();
     let decision = decide(inv, node, &client, &has_asset);
-    let plan = bootlab_boot::options::plan(inv, hostname.as_deref(), &decision, true);
+    let plan = if proxy {
+        bootlab_boot::options::proxy_plan(inv, &decision)
+    } else {
+        bootlab_boot::options::plan(inv, hostname.as_deref(), &decision, true)
+    };
     let (protocol, file) = match &decision.file {
         Some(BootFile::Tftp(p)) => (Some("tftp"), Some(p.clone())),
         Some(BootFile::Http(u)) => (Some("http"), Some(u.clone())),
@@ -305,7 +338,21 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
     let script_url = bootlab_boot::render::ipxe_script_url(inv);
     let mut reaches_ipxe_script = false;
     let mut grub_config = None;
-    if silent {
+    // Where GRUB fetches kernel and initrd: the signed GRUB of the Secure
+    // Boot chain has no HTTP, so TFTP.
+    let mut kernel_over_tftp = false;
+    // Debian's GRUB netboot images (prefix /grub) read grub/grub.cfg
+    // (measured in e2e_firmware: the timeline's fetches); bootlabd renders
+    // it for the node holding the client's address.
+    let grub_cfg = "grub/grub.cfg";
+    let ipxe_again = format!(
+        "iPXE asks for an address again (user class \"iPXE\"), gets {script_url} and fetches it"
+    );
+    if silent && proxy {
+        sentence.push(format!(
+            "{mac} has no reservation: in proxyDHCP mode bootlabd stays silent (the network's other DHCP server alone answers)"
+        ));
+    } else if silent {
         sentence.push(format!(
             "{mac} has no reservation and the lab has no pool: bootlabd stays silent (reservation-only mode)"
         ));
@@ -319,43 +366,74 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
                 sentence.push(format!("iPXE fetches {script_url}"));
                 reaches_ipxe_script = true;
             }
-            (Some(BootFile::Tftp(f)), st) => {
+            (Some(BootFile::Tftp(f)), _) => {
+                use bootlab_boot::decision::{
+                    ARM64_LOADER, GRUB_LOADER, SHIM_LOADER, SHIM_SECOND_STAGE,
+                };
+                let what = match f.as_str() {
+                    SHIM_LOADER => {
+                        " (shim, signed by Microsoft: a Secure Boot firmware checks that signature)"
+                    }
+                    GRUB_LOADER | ARM64_LOADER => " (GRUB's network image)",
+                    _ => " (iPXE)",
+                };
                 stage(
                     "loader",
-                    format!("{firmware} gets {f} over TFTP from {services}"),
+                    format!("{firmware} gets {f}{what} over TFTP from {services}"),
                 );
                 sentence.push(format!("{firmware} gets {f} over TFTP from {services}"));
-                if f == bootlab_boot::decision::GRUB_LOADER {
-                    let cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
+                if f == SHIM_LOADER {
                     stage(
-                        "script",
-                        format!("GRUB reads {cfg} over TFTP from {services}"),
+                        "loader",
+                        format!(
+                            "shim loads {SHIM_SECOND_STAGE} (Debian's signed GRUB netboot image) over TFTP from its own directory and checks its signature"
+                        ),
                     );
-                    sentence.push(format!("GRUB reads {cfg} over TFTP"));
-                    grub_config = Some(cfg);
-                } else {
-                    let _ = st;
+                    sentence.push(format!("shim loads {SHIM_SECOND_STAGE} (signed GRUB)"));
+                    kernel_over_tftp = true;
+                }
+                if matches!(f.as_str(), GRUB_LOADER | ARM64_LOADER | SHIM_LOADER) {
                     stage(
                         "script",
                         format!(
-                            "iPXE asks for an address again (user class \"iPXE\"), gets {script_url} and fetches it"
+                            "GRUB reads {grub_cfg} over TFTP from {services} (bootlabd renders it for the node holding the client's address)"
                         ),
                     );
+                    sentence.push(format!("GRUB reads {grub_cfg} over TFTP"));
+                    grub_config = Some(grub_cfg.to_string());
+                } else {
+                    stage("script", ipxe_again.clone());
                     sentence.push(format!("iPXE fetches {script_url}"));
                     reaches_ipxe_script = true;
                 }
             }
             (Some(BootFile::Http(u)), _) => {
-                stage("loader", format!("{firmware} downloads {u} over HTTP"));
-                sentence.push(format!("{firmware} downloads {u}"));
                 stage(
-                    "script",
+                    "loader",
                     format!(
-                        "iPXE asks for an address again (user class \"iPXE\"), gets {script_url} and fetches it"
+                        "{firmware} downloads {u} over HTTP (the answer carries the whole URL and vendor class \"HTTPClient\", as UEFI HTTP boot requires; no TFTP at all)"
                     ),
                 );
-                sentence.push(format!("iPXE fetches {script_url}"));
-                reaches_ipxe_script = true;
+                sentence.push(format!("{firmware} downloads {u}"));
+                if u.ends_with(bootlab_boot::decision::GRUB_HTTP_LOADER) {
+                    let cfg = format!(
+                        "http://{}:{}/grub/grub.cfg",
+                        services,
+                        inv.services().listen.http.port()
+                    );
+                    stage(
+                        "script",
+                        format!(
+                            "GRUB (bootlabd writes the lab's HTTP address into the image as it serves it) reads {cfg}, chosen by its address"
+                        ),
+                    );
+                    sentence.push(format!("GRUB reads {cfg}"));
+                    grub_config = Some(cfg);
+                } else {
+                    stage("script", ipxe_again.clone());
+                    sentence.push(format!("iPXE fetches {script_url}"));
+                    reaches_ipxe_script = true;
+                }
             }
             (None, _) => {
                 let why = decision.refusal.clone().unwrap_or_default();
@@ -368,7 +446,9 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
     if reaches_ipxe_script || grub_config.is_some() {
         match node {
             Some(n) => {
-                let base = if grub_config.is_some() {
+                let base = if kernel_over_tftp {
+                    format!("tftp://{services}")
+                } else if grub_config.is_some() {
                     format!(
                         "http://{}:{}/assets",
                         services,
@@ -412,6 +492,15 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
                 };
                 sentence.push(last);
             }
+            None if grub_config.is_some() => {
+                stage(
+                    "kernel",
+                    format!(
+                        "no node has MAC {mac}: there is no GRUB config for it and GRUB stops at its prompt"
+                    ),
+                );
+                sentence.push("which finds no config for an unknown machine".into());
+            }
             None => {
                 stage(
                     "kernel",
@@ -432,6 +521,9 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
         s
     };
     let words = match (&decision.file, &decision.refusal) {
+        (_, _) if silent && proxy => {
+            "no answer (proxyDHCP answers reserved machines only)".to_string()
+        }
         (_, _) if silent => "no answer (no reservation, no pool)".to_string(),
         (Some(BootFile::Tftp(p)), _) => format!("{p} over TFTP from {services}"),
         (Some(BootFile::Http(u)), _) => format!("{u} over HTTP"),
@@ -475,6 +567,7 @@ pub(crate) fn explain(inv: &Inventory, mac: MacAddr, arch: u16, ipxe: bool) -> E
         },
         stages,
         summary,
+        note: decision.note.clone(),
         boot_ipxe,
     }
 }
@@ -495,6 +588,9 @@ impl Explanation {
         let _ = writeln!(out, "  {}", self.summary);
         if let (Some(p), Some(l)) = (&self.profile, self.loader) {
             let _ = writeln!(out, "  profile {p}, loader {l}");
+        }
+        if let Some(note) = &self.note {
+            let _ = writeln!(out, "  note: {note}");
         }
         if !self.stages.is_empty() {
             let _ = writeln!(out, "stages:");
@@ -678,11 +774,10 @@ mod tests {
         let inv = bootlab_inventory::parse(&text, Path::new("config/okd-lab.toml")).unwrap();
         let mac = node_mac(&inv, "master-0");
         let e = explain(&inv, mac, 7, false);
-        let cfg = format!("grub.cfg-01-{}", mac.to_string().replace(':', "-"));
         assert!(
-            e.summary.starts_with(&format!(
-                "UEFI firmware gets grubnetx64.efi over TFTP from 192.168.200.254, then GRUB reads {cfg} over TFTP, which boots"
-            )),
+            e.summary.starts_with(
+                "UEFI firmware gets grubnetx64.efi over TFTP from 192.168.200.254, then GRUB reads grub/grub.cfg over TFTP, which boots"
+            ),
             "{}",
             e.summary
         );
@@ -691,6 +786,143 @@ mod tests {
                 && s.words
                     .contains("http://192.168.200.254:8080/assets/okd/kernel")
         }));
+    }
+
+    /// okd-lab.toml with `edit` applied to its text.
+    fn okd_with(edit: impl Fn(String) -> String) -> Inventory {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/okd-lab.toml"),
+        )
+        .unwrap();
+        bootlab_inventory::parse(&edit(text), Path::new("config/okd-lab.toml")).unwrap()
+    }
+
+    fn with_loader(loader: &str) -> Inventory {
+        okd_with(|t| {
+            t.replace(
+                "[profiles.fcos]\nloader = \"ipxe\"",
+                &format!("[profiles.fcos]\nloader = \"{loader}\""),
+            )
+        })
+    }
+
+    #[test]
+    fn uefi_http_boot_of_grub_in_words() {
+        let inv = with_loader("grub");
+        let e = explain(&inv, node_mac(&inv, "master-0"), 16, false);
+        assert!(
+            e.summary.starts_with(
+                "UEFI HTTP boot firmware downloads http://192.168.200.254:8080/assets/grubx64-http.efi, \
+                 then GRUB reads http://192.168.200.254:8080/grub/grub.cfg, which boots"
+            ),
+            "{}",
+            e.summary
+        );
+        let t = e.text();
+        assert!(t.contains("\"HTTPClient\""), "{t}");
+        assert!(t.contains("no TFTP at all"), "{t}");
+        assert!(e.stages.iter().any(|s| {
+            s.stage == "kernel"
+                && s.words
+                    .contains("http://192.168.200.254:8080/assets/okd/kernel")
+        }));
+        assert!(
+            e.options
+                .iter()
+                .any(|o| o.code == 60 && o.value == "\"HTTPClient\"")
+        );
+    }
+
+    #[test]
+    fn secure_boot_chain_in_words() {
+        let inv = with_loader("shim-grub");
+        let mac = node_mac(&inv, "master-0");
+        let e = explain(&inv, mac, 7, false);
+        let cfg = "grub/grub.cfg";
+        assert_eq!(
+            e.summary,
+            format!(
+                "UEFI firmware gets shimx64.efi over TFTP from 192.168.200.254, then shim loads grubx64.efi (signed GRUB), \
+                 then GRUB reads {cfg} over TFTP, which boots okd/kernel/fedora-coreos-live-kernel-x86_64 \
+                 with initrd okd/initramfs/fedora-coreos-live-initramfs.x86_64.img."
+            )
+        );
+        let t = e.text();
+        assert!(t.contains("signed by Microsoft"), "{t}");
+        assert!(t.contains("loader shim-grub"), "{t}");
+        // The signed GRUB has no HTTP: kernel and initrd over TFTP.
+        for s in e
+            .stages
+            .iter()
+            .filter(|s| s.stage == "kernel" || s.stage == "initrd")
+        {
+            assert!(
+                s.words.contains("tftp://192.168.200.254/okd/"),
+                "{}",
+                s.words
+            );
+        }
+        // BIOS has no Secure Boot: the iPXE path, with a note.
+        let e = explain(&inv, mac, 0, false);
+        assert_eq!(e.decision.file.as_deref(), Some("undionly.kpxe"));
+        assert!(
+            e.text()
+                .contains("note: profile loader \"shim-grub\" on a BIOS client")
+        );
+        // UEFI HTTP boot cannot run the chain.
+        let e = explain(&inv, mac, 16, false);
+        assert!(e.summary.contains("gets no boot file"), "{}", e.summary);
+        assert!(e.summary.contains("PXE"), "{}", e.summary);
+    }
+
+    #[test]
+    fn arm64_boots_through_grub() {
+        let assets = tempfile::tempdir().unwrap();
+        let dir = assets.path().display().to_string();
+        let edit = |t: String| t.replace("\"/var/lib/bootlab/assets\"", &format!("{dir:?}"));
+        let inv = okd_with(edit);
+        let mac = node_mac(&inv, "compute-0");
+        // Without the arm64 GRUB in the assets dir: refused, with the fix.
+        let e = explain(&inv, mac, 11, false);
+        assert!(e.summary.contains("gather.sh --arm64"), "{}", e.summary);
+        std::fs::write(assets.path().join("grubnetaa64.efi"), b"MZ").unwrap();
+        let e = explain(&inv, mac, 11, false);
+        assert!(
+            e.summary.starts_with(
+                "UEFI arm64 firmware gets grubnetaa64.efi over TFTP from 192.168.200.254, then GRUB reads"
+            ),
+            "{}",
+            e.summary
+        );
+        assert_eq!(e.decision.stage, "arm64-pxe");
+    }
+
+    #[test]
+    fn proxy_dhcp_in_words() {
+        let inv = okd_with(|t| t.replace("lease = \"12h\"", "lease = \"12h\"\ndhcp = \"proxy\""));
+        let e = explain(&inv, node_mac(&inv, "master-0"), 0, false);
+        let t = e.text();
+        assert!(t.contains("other DHCP server"), "{t}");
+        assert!(t.contains("port 4011"), "{t}");
+        let j = serde_json::to_value(&e).unwrap();
+        assert_eq!(j["address"]["kind"], "other");
+        let codes: Vec<u8> = e.options.iter().map(|o| o.code).collect();
+        assert!(codes.contains(&43) && codes.contains(&60), "{codes:?}");
+        // No address options: another server owns those.
+        for c in [1, 3, 6, 51] {
+            assert!(
+                !codes.contains(&c),
+                "option {c} in a proxy answer: {codes:?}"
+            );
+        }
+        let unknown: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let e = explain(&inv, unknown, 0, false);
+        assert!(
+            e.summary.contains("proxyDHCP mode bootlabd stays silent"),
+            "{}",
+            e.summary
+        );
+        assert!(e.options.is_empty());
     }
 
     #[test]

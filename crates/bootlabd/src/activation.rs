@@ -4,7 +4,8 @@
 //! sockets uses that socket instead of binding its `services.listen`
 //! address; the others bind as usual.
 //!
-//! Names: `dhcp`, `dns` (a datagram and a stream socket), `tftp`, `http`,
+//! Names: `dhcp`, `pxe` (port 4011, proxyDHCP only), `dns` (a datagram and
+//! a stream socket), `tftp`, `http`,
 //! `ntp`, and `lb-<balancer name>`. `LISTEN_PID`, when set, must be this
 //! process (the `listenfd` crate's reading of the protocol, which also
 //! lets a harness that cannot know the child's pid leave it out).

@@ -251,6 +251,28 @@ fn spawn_dhcp(
         None => bootlab_dhcp::bind(&inv)
             .with_context(|| format!("binding dhcp on {}", inv.services().listen.dhcp))?,
     };
+    if inv.network().dhcp == bootlab_inventory::DhcpMode::Proxy {
+        // proxyDHCP: PXE clients send their boot request to port 4011.
+        let pxe = match inherited.udp("pxe") {
+            Some(s) => {
+                s.set_nonblocking(true)?;
+                bootlab_dhcp::DhcpSocket::from_std(s, bootlab_dhcp::SocketMode::Address)?
+            }
+            None => bootlab_dhcp::bind_boot_server(&inv).with_context(|| {
+                format!(
+                    "binding the PXE boot server port {}",
+                    bootlab_dhcp::BOOT_SERVER_PORT
+                )
+            })?,
+        };
+        let (shared, shutdown) = (shared.clone(), shutdown.child_token());
+        tasks.spawn(async move {
+            (
+                "pxe",
+                bootlab_dhcp::serve_boot_server(pxe, shared, shutdown).await,
+            )
+        });
+    }
     let (shared, shutdown) = (shared.clone(), shutdown.child_token());
     tasks.spawn(async move { ("dhcp", bootlab_dhcp::serve(socket, shared, shutdown).await) });
     Ok(())

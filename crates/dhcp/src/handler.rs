@@ -11,6 +11,16 @@
 //! times, no lease). bootlabd is authoritative on the lab network: a request
 //! for an address the client may not have is NAKed, except for unknown MACs
 //! in reservation-only mode, which always get silence.
+//!
+//! proxyDHCP (`network.dhcp = "proxy"`, PXE 2.1 and RFC 4578): another
+//! server owns the addresses. On port 67 a PXE client's DISCOVER from a
+//! reserved MAC gets an OFFER without an address (yiaddr 0, option 60
+//! `PXEClient`, option 43 "boot the named file", the file and next-server);
+//! on port 4011 ([`Listener::BootServer`]) its REQUEST or INFORM gets an
+//! ACK with the same boot information. Nothing else is ever answered: no
+//! address, no NAK, silence for clients that are not PXE clients and for
+//! unknown MACs. REQUESTs to the other server teach the timeline which
+//! address a reserved MAC took (option 50, or ciaddr on port 4011).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -20,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bootlab_boot::decision::ARM64_LOADER;
 use bootlab_boot::options::{self, OptionValue, PlannedOption};
 use bootlab_boot::{BootDecision, decide};
-use bootlab_inventory::{HostRef, Inventory, MacAddr, Pool};
+use bootlab_inventory::{DhcpMode, HostRef, Inventory, MacAddr, Pool};
 use dhcproto::v4::{DhcpOption, MessageType};
 use ipnet::Ipv4Net;
 
@@ -73,6 +83,11 @@ pub enum ReplyTo {
     /// Broadcast on the link, port 68 (no ciaddr, broadcast bit, NAK, or
     /// no ARP entry to unicast to `yiaddr`).
     Broadcast,
+    /// Broadcast on the link to the port the request came from: proxyDHCP
+    /// acks on port 4011. The client has its address but may not answer
+    /// ARP for it yet (iPXE applies its settings only when DHCP is done),
+    /// and bootlabd sets no ARP entries.
+    BroadcastToPeerPort,
 }
 
 /// A reply ready to send.
@@ -117,11 +132,17 @@ pub enum DropReason {
     OversizedRelayInfo,
     /// A known client whose boot architecture we cannot serve (logged refusal).
     NoLoader,
+    /// proxyDHCP: the client is not a PXE client (no option 60
+    /// `PXEClient`/`HTTPClient`, no option 93), so the other server alone answers.
+    NotPxe,
+    /// proxyDHCP: a message only the address-owning server answers
+    /// (REQUEST, DECLINE, RELEASE on port 67).
+    NotProxied,
 }
 
 impl DropReason {
     /// Every reason (for metrics).
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Malformed,
         Self::UnknownMac,
         Self::RateLimited,
@@ -135,6 +156,8 @@ impl DropReason {
         Self::UnexpectedType,
         Self::OversizedRelayInfo,
         Self::NoLoader,
+        Self::NotPxe,
+        Self::NotProxied,
     ];
 
     /// Label value.
@@ -153,6 +176,8 @@ impl DropReason {
             Self::UnexpectedType => "unexpected_type",
             Self::OversizedRelayInfo => "oversized_option82",
             Self::NoLoader => "no_loader",
+            Self::NotPxe => "not_pxe",
+            Self::NotProxied => "not_proxied",
         }
     }
 }
@@ -268,6 +293,19 @@ struct Offer {
     until_ms: u64,
 }
 
+/// Which port a handler answers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listener {
+    /// The DHCP server port, 67.
+    #[default]
+    Server,
+    /// The PXE boot server port, 4011 (proxyDHCP requests).
+    BootServer,
+}
+
+/// The PXE boot server port (PXE 2.1: proxyDHCP REQUESTs go here).
+pub const BOOT_SERVER_PORT: u16 = 4011;
+
 /// Which REQUEST state the client is in (RFC 2131 4.3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestState {
@@ -290,6 +328,7 @@ pub struct DhcpHandler {
     cursor: u32,
     exhausted_until_ms: u64,
     calls: u64,
+    listener: Listener,
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -299,7 +338,7 @@ fn millis(t: SystemTime) -> u64 {
 
 impl DhcpHandler {
     /// A handler for `inv`, starting from `leases` (loaded from the store).
-    /// `arm64_loader` says whether `snponly-arm64.efi` is in the assets dir.
+    /// `arm64_loader` says whether `grubnetaa64.efi` is in the assets dir.
     pub fn new(
         inv: Arc<Inventory>,
         leases: LeaseTable,
@@ -321,7 +360,14 @@ impl DhcpHandler {
             cursor: 0,
             exhausted_until_ms: 0,
             calls: 0,
+            listener: Listener::Server,
         }
+    }
+
+    /// The same handler answering on `listener`'s port.
+    pub fn on(mut self, listener: Listener) -> Self {
+        self.listener = listener;
+        self
     }
 
     /// Swaps in a reloaded inventory; leases, offers and quarantine stay.
@@ -394,6 +440,15 @@ impl DhcpHandler {
                 "option 82 longer than 255 bytes",
             );
         }
+        if self.config.inv.network().dhcp == DhcpMode::Proxy {
+            return self.proxy(req);
+        }
+        if self.listener == Listener::BootServer {
+            return Outcome::drop(
+                DropReason::NotProxied,
+                "port 4011 answers only in network.dhcp = \"proxy\"",
+            );
+        }
         match req.msg_type {
             MessageType::Discover => self.discover(req, now_ms),
             MessageType::Request => self.request(req, now_ms),
@@ -428,7 +483,146 @@ impl DhcpHandler {
             .effective_arch()
             .map_or_else(|| "-".to_owned(), |a| a.to_string());
         let file = decision.file.as_ref().map_or("-", |f| f.as_str());
-        format!("arch={arch} ipxe={} file={file}", info.is_ipxe())
+        // What the firmware sent, as sent (only what it sent): a
+        // regression in the decision names the option it came from.
+        let mut out = format!("arch={arch} ipxe={} file={file}", info.is_ipxe());
+        if let Some(class) = &info.vendor_class {
+            out.push_str(&format!(" opt60={class:?}"));
+        }
+        for c in [
+            code::CLIENT_ARCH,
+            code::CLIENT_MACHINE_ID,
+            options::code::VENDOR_SPECIFIC,
+        ] {
+            if let Some(v) = req.options.get(c) {
+                let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+                out.push_str(&format!(" opt{c}={hex}"));
+            }
+        }
+        out
+    }
+
+    /// proxyDHCP: boot information only (see the module docs).
+    fn proxy(&mut self, req: &Request) -> Outcome {
+        let reserved = self.config.reserved(req.mac);
+        let boot_server = self.listener == Listener::BootServer;
+        // Learn the address a reserved MAC took from the other server.
+        let learned = match (req.msg_type, boot_server) {
+            (MessageType::Request, false) => req
+                .requested_ip
+                .or((req.ciaddr != Ipv4Addr::UNSPECIFIED).then_some(req.ciaddr)),
+            (MessageType::Request | MessageType::Inform, true) => {
+                (req.ciaddr != Ipv4Addr::UNSPECIFIED).then_some(req.ciaddr)
+            }
+            _ => None,
+        }
+        .filter(|ip| self.config.cidr.contains(ip));
+        let mut events = Vec::new();
+        if let (Some(ip), Some(_)) = (learned, &reserved) {
+            events.push(MachineEvent::Dhcp {
+                mac: req.mac,
+                kind: "learned",
+                detail: format!("ip={ip} (from the client's {:?})", req.msg_type),
+            });
+            events.push(MachineEvent::Bind { mac: req.mac, ip });
+        }
+        let silent = |reason, note: &str, events: Vec<MachineEvent>| Outcome {
+            dropped: Some(reason),
+            note: Some(note.to_owned()),
+            events,
+            ..Outcome::default()
+        };
+        let msg_type = match (req.msg_type, boot_server) {
+            (MessageType::Discover, false) => MessageType::Offer,
+            (MessageType::Request | MessageType::Inform, true) => MessageType::Ack,
+            _ => {
+                return silent(
+                    DropReason::NotProxied,
+                    "proxyDHCP: the address-owning server answers this",
+                    events,
+                );
+            }
+        };
+        let Some(reserved) = reserved else {
+            return silent(
+                DropReason::UnknownMac,
+                "proxyDHCP: not in the inventory",
+                events,
+            );
+        };
+        let info = req.client_info();
+        if !info.is_netboot() {
+            return silent(
+                DropReason::NotPxe,
+                "proxyDHCP: not a PXE client (no option 60 PXEClient/HTTPClient, no option 93)",
+                events,
+            );
+        }
+        let decision = self.decision(req, Some(&reserved));
+        if decision.file.is_none() {
+            let why = decision.refusal.clone().unwrap_or_default();
+            return silent(DropReason::NoLoader, &why, events);
+        }
+        let detail = self.describe(req, &decision);
+        let plan = options::proxy_plan(&self.config.inv, &decision);
+        let opts: Vec<EncodedOption> = plan.options.iter().filter_map(encode_planned).collect();
+        let reply = Reply {
+            msg_type,
+            xid: req.xid,
+            flags: req.flags,
+            ciaddr: req.ciaddr,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: plan.siaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            giaddr: req.giaddr,
+            chaddr: req.chaddr,
+            boot_file: plan.boot_file,
+            options: opts,
+            mandatory: vec![
+                code::SERVER_ID,
+                options::code::VENDOR_CLASS,
+                options::code::VENDOR_SPECIFIC,
+                options::code::BOOT_FILE,
+            ],
+            parameter_request_list: req.parameter_request_list.clone(),
+            max_message_size: req.max_message_size,
+        };
+        let (bytes, dropped_options) = reply.encode();
+        let kind_in = if boot_server {
+            "proxy-request"
+        } else {
+            "discover"
+        };
+        let kind_out = if boot_server {
+            "proxy-ack"
+        } else {
+            "proxy-offer"
+        };
+        events.push(MachineEvent::Dhcp {
+            mac: req.mac,
+            kind: kind_in,
+            detail: detail.clone(),
+        });
+        events.push(MachineEvent::Dhcp {
+            mac: req.mac,
+            kind: kind_out,
+            detail,
+        });
+        let to = if boot_server && req.giaddr == Ipv4Addr::UNSPECIFIED {
+            ReplyTo::BroadcastToPeerPort
+        } else {
+            destination(req, msg_type)
+        };
+        Outcome {
+            reply: Some(Outgoing {
+                msg_type,
+                bytes,
+                to,
+                dropped_options,
+            }),
+            events,
+            note: decision.note.clone(),
+            ..Outcome::default()
+        }
     }
 
     fn decision(&self, req: &Request, reserved: Option<&Reserved>) -> BootDecision {
@@ -692,7 +886,7 @@ impl DhcpHandler {
                     detail: format!("ip={ip} {detail}"),
                 },
             ],
-            note: decision.refusal.clone(),
+            note: decision.refusal.clone().or_else(|| decision.note.clone()),
             ..Outcome::default()
         }
     }
@@ -786,7 +980,7 @@ impl DhcpHandler {
             reply: Some(reply),
             commit: Some(record),
             events,
-            note: decision.refusal.clone(),
+            note: decision.refusal.clone().or_else(|| decision.note.clone()),
             ..Outcome::default()
         }
     }
@@ -974,6 +1168,7 @@ fn encode_planned(p: &PlannedOption) -> Option<EncodedOption> {
         }
         (OptionValue::U32(n), code) => return Some(EncodedOption::raw(code, &n.to_be_bytes())),
         (OptionValue::Text(t), code) => return Some(EncodedOption::raw(code, t.as_bytes())),
+        (OptionValue::Bytes(b), code) => return Some(EncodedOption::raw(code, b)),
         (OptionValue::Domains(_), _) => return None,
     };
     Some(EncodedOption::typed(&typed))

@@ -11,7 +11,8 @@
 //! - [`leases`]: the in-memory lease table and the durable append-only log.
 //! - [`metrics`]: Prometheus counters.
 //! - [`server`]: socket binding (interface or address mode), the receive
-//!   loop and the group commit that makes a lease durable before its ACK.
+//!   loop and the group commit that makes a lease durable before its ACK;
+//!   in proxyDHCP mode also the PXE boot server port 4011.
 //!
 //! bootlabd wires it as:
 //! ```no_run
@@ -30,7 +31,13 @@ pub mod metrics;
 pub mod packet;
 pub mod server;
 
-pub use handler::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
+pub use handler::{
+    BOOT_SERVER_PORT, DhcpHandler, DropReason, Limits, Listener, MachineEvent, Outcome, Outgoing,
+    ReplyTo,
+};
 pub use leases::{LeaseRecord, LeaseStore, LeaseTable};
 pub use packet::{ParseError, Request};
-pub use server::{DhcpSocket, SocketMode, bind, bind_address, bind_interface, serve, serve_with};
+pub use server::{
+    DhcpSocket, SocketMode, bind, bind_address, bind_boot_server, bind_interface, serve,
+    serve_boot_server, serve_with,
+};

@@ -30,7 +30,9 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn};
 
-use crate::handler::{DhcpHandler, DropReason, Limits, MachineEvent, Outcome, Outgoing, ReplyTo};
+use crate::handler::{
+    DhcpHandler, DropReason, Limits, Listener, MachineEvent, Outcome, Outgoing, ReplyTo,
+};
 use crate::leases::{LeaseRecord, LeaseStore};
 use crate::metrics::DhcpMetrics;
 use bootlab_netio::{
@@ -83,6 +85,27 @@ pub fn bind(inv: &Inventory) -> io::Result<DhcpSocket> {
     match interface {
         Some(ifname) => bind_interface(&ifname, listen.port()),
         None => bind_address(listen),
+    }
+}
+
+/// Binds the PXE boot server socket (port 4011, proxyDHCP) the way
+/// [`bind`] binds port 67: on the same interface, or on
+/// `services.listen.dhcp`'s address with port 4011.
+pub fn bind_boot_server(inv: &Inventory) -> io::Result<DhcpSocket> {
+    let listen = inv.services().listen.dhcp;
+    let interface = inv.services().interface.clone().or_else(|| {
+        if listen.ip().is_unspecified() {
+            interface_for(inv.services().mac)
+        } else {
+            None
+        }
+    });
+    match interface {
+        Some(ifname) => bind_interface(&ifname, crate::handler::BOOT_SERVER_PORT),
+        None => bind_address(SocketAddr::new(
+            listen.ip(),
+            crate::handler::BOOT_SERVER_PORT,
+        )),
     }
 }
 
@@ -168,6 +191,10 @@ pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> Socket
             SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT).into(),
             SocketMode::Address => peer,
         },
+        ReplyTo::BroadcastToPeerPort => match mode {
+            SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, peer.port()).into(),
+            SocketMode::Address => peer,
+        },
     }
 }
 
@@ -228,11 +255,53 @@ pub async fn serve_with(
         shared.leases.bind(l.mac, l.ip);
     }
     metrics.set_lease_addresses(handler.leases().len());
+    run_loops(
+        socket,
+        shared,
+        shutdown,
+        handler,
+        metrics,
+        Some(store),
+        "dhcp",
+    )
+    .await
+}
+
+/// Serves the PXE boot server port (4011) on `socket` until `shutdown`:
+/// proxyDHCP REQUESTs get their boot information (see the handler's module
+/// docs). No lease is ever granted here, so there is no lease store.
+pub async fn serve_boot_server(
+    socket: DhcpSocket,
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let inv = shared.inventory();
+    let handler = DhcpHandler::new(
+        inv.clone(),
+        crate::leases::LeaseTable::default(),
+        arm64_loader_present(&inv.services().assets_dir),
+        Limits::default(),
+    )
+    .on(Listener::BootServer);
+    let metrics = DhcpMetrics::new(&shared.metrics);
+    run_loops(socket, shared, shutdown, handler, metrics, None, "pxe").await
+}
+
+/// The receive loop and (with a store) the lease writer, until `shutdown`.
+async fn run_loops(
+    socket: DhcpSocket,
+    shared: Shared,
+    shutdown: CancellationToken,
+    handler: DhcpHandler,
+    metrics: DhcpMetrics,
+    store: Option<LeaseStore>,
+    proto: &'static str,
+) -> io::Result<()> {
     let local = socket.socket.local_addr()?;
     let mode = socket.mode.clone();
     match &mode {
-        SocketMode::Interface(i) => info!("listening for dhcp on {local} (interface {i})"),
-        SocketMode::Address => info!("listening for dhcp on {local}"),
+        SocketMode::Interface(i) => info!("listening for {proto} on {local} (interface {i})"),
+        SocketMode::Address => info!("listening for {proto} on {local}"),
     }
     // Both loops are OS threads on the blocking socket: the receive loop
     // takes datagrams in batches (recvmmsg) and sends the replies that need
@@ -250,7 +319,11 @@ pub async fn serve_with(
             .name("dhcp-lease-writer".into())
             .spawn(move || {
                 let _span = info_span!("dhcp-commit").entered();
-                lease_writer(store, &rx, &writer_sock, &state, &metrics, &mode);
+                match store {
+                    Some(store) => lease_writer(store, &rx, &writer_sock, &state, &metrics, &mode),
+                    // Nothing is ever committed on this port; drain until closed.
+                    None => while rx.recv().is_ok() {},
+                }
             })?
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

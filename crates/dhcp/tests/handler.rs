@@ -888,14 +888,15 @@ fn arm64_gets_its_loader_only_when_present() {
         true,
         Msg::new(UEFI_MAC, MessageType::Discover).arch(11),
     );
-    assert_eq!(a.file(), "snponly-arm64.efi");
+    assert_eq!(a.file(), "grubnetaa64.efi");
+    assert_eq!(a.msg.siaddr(), SERVER);
     // Absent: the host still gets its address, without a boot file (refusal logged).
     let mut h = handler(dev());
     let out = h.handle(
         &Msg::new(UEFI_MAC, MessageType::Discover).arch(11).bytes(),
         t0(),
     );
-    assert!(out.note.as_deref().unwrap().contains("snponly-arm64.efi"));
+    assert!(out.note.as_deref().unwrap().contains("grubnetaa64.efi"));
     let a = Answer::of(&out);
     assert_eq!(a.kind(), MessageType::Offer);
     assert_eq!(a.file(), "");
@@ -945,7 +946,8 @@ fn ipxe_by_77_or_175_gets_the_script_url_never_the_binary() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(detail, format!("arch=0 ipxe=true file={url}"));
+    // The decision, then the options as the client sent them.
+    assert_eq!(detail, format!("arch=0 ipxe=true file={url} opt93=0000"));
 }
 
 #[test]
@@ -1125,4 +1127,220 @@ fn reload_keeps_leases() {
     h.set_inventory(Arc::new(dev()), false);
     let a = Answer::of(&h.handle(&Msg::new(UNKNOWN_MAC, MessageType::Discover).bytes(), t0()));
     assert_eq!(a.msg.yiaddr(), ip);
+}
+
+fn with_loader(loader: &str) -> Inventory {
+    let loader = loader.to_owned();
+    LabBuilder::dev()
+        .edit(move |f| {
+            for p in f.profiles.values_mut() {
+                p.loader = loader.clone();
+            }
+        })
+        .build()
+}
+
+#[test]
+fn grub_profiles_get_the_http_grub_over_uefi_http_boot() {
+    let a = boot(
+        with_loader("grub"),
+        false,
+        Msg::new(UEFI_MAC, MessageType::Discover)
+            .arch(16)
+            .raw(60, b"HTTPClient:Arch:00016:UNDI:003001"),
+    );
+    assert_eq!(a.file(), "http://127.0.0.1:8080/assets/grubx64-http.efi");
+    assert_eq!(a.text(60).as_deref(), Some("HTTPClient"));
+}
+
+#[test]
+fn shim_grub_profiles_get_shim_on_uefi_and_ipxe_on_bios() {
+    let a = boot(
+        with_loader("shim-grub"),
+        false,
+        Msg::new(UEFI_MAC, MessageType::Discover)
+            .arch(7)
+            .raw(60, b"PXEClient:Arch:00007:UNDI:003000"),
+    );
+    assert_eq!(a.file(), "shimx64.efi");
+    assert_eq!(a.msg.siaddr(), SERVER);
+    // BIOS has no Secure Boot: the iPXE path, and the handler says so.
+    let mut h = handler(with_loader("shim-grub"));
+    let out = h.handle(
+        &Msg::new(BIOS_MAC, MessageType::Discover)
+            .arch(0)
+            .raw(60, b"PXEClient:Arch:00000:UNDI:002001")
+            .bytes(),
+        t0(),
+    );
+    assert_eq!(Answer::of(&out).file(), "undionly.kpxe");
+    assert!(
+        out.note.as_deref().unwrap().contains("shim-grub"),
+        "{out:?}"
+    );
+    // UEFI HTTP boot cannot run the signed GRUB: refused with the reason.
+    let mut h = handler(with_loader("shim-grub"));
+    let out = h.handle(
+        &Msg::new(UEFI_MAC, MessageType::Discover)
+            .arch(16)
+            .raw(60, b"HTTPClient:Arch:00016:UNDI:003001")
+            .bytes(),
+        t0(),
+    );
+    assert_eq!(Answer::of(&out).file(), "");
+    assert!(out.note.as_deref().unwrap().contains("PXE only"), "{out:?}");
+}
+
+fn proxy() -> Inventory {
+    LabBuilder::dev()
+        .edit(|f| {
+            f.network.pool = None;
+            f.network.dhcp = "proxy".into();
+        })
+        .build()
+}
+
+fn proxy_handler(listener: bootlab_dhcp::Listener) -> DhcpHandler {
+    handler(proxy()).on(listener)
+}
+
+const OTHER_SERVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+#[test]
+fn proxy_offers_boot_information_without_an_address_on_port_67() {
+    let mut h = proxy_handler(bootlab_dhcp::Listener::Server);
+    let out = h.handle(
+        &Msg::new(UEFI_MAC, MessageType::Discover)
+            .arch(7)
+            .raw(60, b"PXEClient:Arch:00007:UNDI:003000")
+            .raw(97, &[0; 17])
+            .bytes(),
+        t0(),
+    );
+    let a = Answer::of(&out);
+    assert_eq!(a.kind(), MessageType::Offer);
+    assert_eq!(a.msg.yiaddr(), Ipv4Addr::UNSPECIFIED, "never an address");
+    assert_eq!(a.msg.siaddr(), SERVER);
+    assert_eq!(a.file(), "snponly.efi");
+    assert_eq!(a.text(60).as_deref(), Some("PXEClient"));
+    assert_eq!(a.raw.get(43), Some(&[6, 1, 8, 255][..]));
+    for absent in [1, 3, 6, 51, 58, 59] {
+        assert!(
+            a.raw.get(absent).is_none(),
+            "option {absent} in a proxy offer"
+        );
+    }
+    assert_eq!(a.to, ReplyTo::Broadcast);
+    assert!(out.commit.is_none(), "no lease record");
+    // The timeline records what the firmware sent.
+    let detail = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            MachineEvent::Dhcp {
+                kind: "proxy-offer",
+                detail,
+                ..
+            } => Some(detail.clone()),
+            _ => None,
+        })
+        .expect("a proxy-offer event");
+    assert!(detail.contains("opt93=0007"), "{detail}");
+    assert!(detail.contains("PXEClient:Arch:00007"), "{detail}");
+    assert!(detail.contains("opt97=0000"), "{detail}");
+}
+
+#[test]
+fn proxy_answers_boot_requests_on_port_4011_and_learns_the_address() {
+    let client = Ipv4Addr::new(127, 0, 0, 77);
+    let mut h = proxy_handler(bootlab_dhcp::Listener::BootServer);
+    let out = h.handle(
+        &Msg::new(UEFI_MAC, MessageType::Request)
+            .arch(7)
+            .raw(60, b"PXEClient:Arch:00007:UNDI:003000")
+            .ciaddr(client)
+            .bytes(),
+        t0(),
+    );
+    let a = Answer::of(&out);
+    assert_eq!(a.kind(), MessageType::Ack);
+    assert_eq!(a.msg.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(a.file(), "snponly.efi");
+    // Broadcast to the client's port: it may not answer ARP yet.
+    assert_eq!(a.to, ReplyTo::BroadcastToPeerPort);
+    assert!(out.events.contains(&MachineEvent::Bind {
+        mac: MacAddr(UEFI_MAC),
+        ip: client
+    }));
+    // iPXE behind the proxy gets its script, never the binary again.
+    let out = h.handle(
+        &Msg::new(UEFI_MAC, MessageType::Request)
+            .arch(7)
+            .raw(60, b"PXEClient:Arch:00007:UNDI:003000")
+            .raw(77, b"iPXE")
+            .ciaddr(client)
+            .bytes(),
+        t0(),
+    );
+    assert_eq!(Answer::of(&out).file(), "http://127.0.0.1:8080/boot.ipxe");
+    // A DISCOVER on 4011 is not a PXE boot request.
+    let out = h.handle(
+        &Msg::new(UEFI_MAC, MessageType::Discover).arch(7).bytes(),
+        t0(),
+    );
+    assert!(out.reply.is_none());
+}
+
+#[test]
+fn proxy_never_hands_out_addresses_and_ignores_strangers() {
+    let mut h = proxy_handler(bootlab_dhcp::Listener::Server);
+    // An OS client (no PXE marks) of a reserved MAC: silence.
+    let out = h.handle(&Msg::new(BIOS_MAC, MessageType::Discover).bytes(), t0());
+    assert!(out.reply.is_none());
+    assert_eq!(out.dropped, Some(DropReason::NotPxe));
+    // An unknown MAC, even a PXE one: silence.
+    let out = h.handle(
+        &Msg::new(UNKNOWN_MAC, MessageType::Discover)
+            .arch(0)
+            .raw(60, b"PXEClient:Arch:00000:UNDI:002001")
+            .bytes(),
+        t0(),
+    );
+    assert!(out.reply.is_none());
+    assert_eq!(out.dropped, Some(DropReason::UnknownMac));
+    // A REQUEST to the other server: no ACK, no NAK; the address is learned.
+    let out = h.handle(
+        &Msg::new(BIOS_MAC, MessageType::Request)
+            .arch(0)
+            .raw(60, b"PXEClient:Arch:00000:UNDI:002001")
+            .server(OTHER_SERVER)
+            .requested(BIOS_IP)
+            .bytes(),
+        t0(),
+    );
+    assert!(out.reply.is_none());
+    assert!(out.commit.is_none());
+    assert!(out.events.contains(&MachineEvent::Bind {
+        mac: MacAddr(BIOS_MAC),
+        ip: BIOS_IP
+    }));
+    // Even a REQUEST naming us gets nothing on port 67.
+    let out = h.handle(
+        &Msg::new(BIOS_MAC, MessageType::Request)
+            .server(SERVER)
+            .requested(BIOS_IP)
+            .bytes(),
+        t0(),
+    );
+    assert!(out.reply.is_none());
+    // Server mode never answers on 4011.
+    let mut h = handler(dev()).on(bootlab_dhcp::Listener::BootServer);
+    let out = h.handle(
+        &Msg::new(BIOS_MAC, MessageType::Request)
+            .arch(0)
+            .ciaddr(BIOS_IP)
+            .bytes(),
+        t0(),
+    );
+    assert!(out.reply.is_none());
 }

@@ -475,7 +475,24 @@ async fn asset(
         .strip_prefix("/assets/")
         .unwrap_or_default()
         .to_owned();
-    let root = state.shared.inventory().services().assets_dir.clone();
+    let inv = state.shared.inventory();
+    let root = inv.services().assets_dir.clone();
+    let grub_root = format!(
+        "(http,{}:{})",
+        inv.services().ip,
+        inv.services().listen.http.port()
+    );
+    drop(inv);
+    let stamped = tokio::task::spawn_blocking({
+        let (root, raw) = (root.clone(), raw.clone());
+        move || stamped_grub(&root, &raw, &grub_root)
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some((decoded, bytes)) = stamped {
+        return respond_with_stamped(&state, &conn, &method, decoded, bytes);
+    }
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, PathError> {
         let (decoded, path) = request_path::resolve_asset(&root, &raw)?;
         let file = std::fs::File::open(&path).map_err(|_| PathError::Refused(Refusal::NotFound))?;
@@ -515,6 +532,57 @@ async fn asset(
         }
     };
     respond_with_file(&state, &conn, &method, &headers, opened)
+}
+
+/// The GRUB image for UEFI HTTP boot with this lab's HTTP root stamped in
+/// ([`bootlab_boot::stamp`]): `(decoded path, bytes)`, or `None` for any
+/// other asset (and for an image without the placeholder, served as is).
+fn stamped_grub(root: &std::path::Path, raw: &str, grub_root: &str) -> Option<(String, Vec<u8>)> {
+    let (decoded, path) = request_path::resolve_asset(root, raw).ok()?;
+    if decoded.trim_start_matches('/') != bootlab_boot::decision::GRUB_HTTP_LOADER {
+        return None;
+    }
+    let image = std::fs::read(&path).ok()?;
+    match bootlab_boot::stamp::grub_root(&image, grub_root) {
+        Some(bytes) => Some((decoded, bytes)),
+        None => {
+            warn!(
+                "{decoded} has no bootlab placeholder: served as is (rebuild it with boot-assets/gather.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// A stamped image: whole (GET or HEAD; a Range is answered with the whole
+/// body, as RFC 9110 allows), recorded in the timeline when sent.
+fn respond_with_stamped(
+    state: &AppStateRef,
+    conn: &ConnInfo,
+    method: &Method,
+    decoded: String,
+    bytes: Vec<u8>,
+) -> Response {
+    let len = bytes.len() as u64;
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, files::content_type(&decoded))
+        .header(header::CONTENT_LENGTH, len);
+    if *method == Method::HEAD {
+        return builder
+            .body(Body::empty())
+            .unwrap_or_else(|e| build_failed(&e));
+    }
+    let report = Box::new(AssetReport {
+        state: Arc::clone(state),
+        peer: conn.peer,
+        path: format!("/assets/{decoded}"),
+        record_fetch: true,
+    });
+    report.report(len, true);
+    builder
+        .body(Body::from(bytes))
+        .unwrap_or_else(|e| build_failed(&e))
 }
 
 fn respond_with_file(

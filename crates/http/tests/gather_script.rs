@@ -34,7 +34,15 @@ fn gather_puts_loaders_and_grub_modules_with_a_verifying_manifest() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    for name in ["undionly.kpxe", "snponly.efi", "ipxe.efi", "grubnetx64.efi"] {
+    for name in [
+        "undionly.kpxe",
+        "snponly.efi",
+        "ipxe.efi",
+        "grubnetx64.efi",
+        "grubx64.efi",
+        "shimx64.efi",
+        "grubx64-http.efi",
+    ] {
         let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(bytes.len() > 10_000, "{name} is {} bytes", bytes.len());
         if name.ends_with(".efi") {
@@ -74,7 +82,12 @@ fn gather_puts_loaders_and_grub_modules_with_a_verifying_manifest() {
     );
 
     let packages = std::fs::read_to_string(dir.join("PACKAGES")).unwrap();
-    for pkg in ["ipxe ", "grub-efi-amd64-signed ", "grub-efi-amd64-bin "] {
+    for pkg in [
+        "ipxe ",
+        "grub-efi-amd64-signed ",
+        "grub-efi-amd64-bin ",
+        "shim-signed ",
+    ] {
         assert!(packages.lines().any(|l| l.starts_with(pkg)), "{packages}");
     }
 
@@ -98,6 +111,7 @@ const IPXE: [(&str, &str); 3] = [
 ];
 const GRUB_EFI: &str = "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed";
 const GRUB_MODULES: &str = "/usr/lib/grub/x86_64-efi";
+const SHIM_EFI: &str = "/usr/lib/shim/shimx64.efi.signed";
 
 fn run_ok(cmd: &mut Command) -> Output {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -183,6 +197,11 @@ fn fedora_like_rpms(work: &Path, vendor: &str) -> PathBuf {
             .arg(mods.join("usr/lib/grub/")),
     );
     rpmbuild(work, &out, "grub2-efi-x64-modules", "2.12", "noarch", &mods);
+    let shim = tree("shim");
+    let d = shim.join("boot/efi/EFI").join(vendor);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(SHIM_EFI, d.join("shimx64.efi")).unwrap();
+    rpmbuild(work, &out, "shim-x64", "15.8", "x86_64", &shim);
     out
 }
 
@@ -221,6 +240,8 @@ fn assert_gathered(dir: &Path, packages: &[&str]) {
         ("/usr/lib/ipxe/snponly.efi", "snponly.efi"),
         ("/usr/lib/ipxe/ipxe.efi", "ipxe.efi"),
         (GRUB_EFI, "grubnetx64.efi"),
+        (GRUB_EFI, "grubx64.efi"),
+        (SHIM_EFI, "shimx64.efi"),
         (
             "/usr/lib/grub/x86_64-efi/http.mod",
             "grub/x86_64-efi/http.mod",
@@ -280,6 +301,7 @@ fn gather_on_a_fedora_host_downloads_with_dnf() {
             "ipxe-bootimgs-x86",
             "grub2-efi-x64",
             "grub2-efi-x64-modules",
+            "shim-x64",
         ],
     );
     let packages = std::fs::read_to_string(dest.join("PACKAGES")).unwrap();
@@ -321,7 +343,7 @@ fn gather_on_a_rhel_host_takes_the_installed_rpms() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     run_ok(
         Command::new("rpm")
             .arg("--root")
@@ -344,6 +366,7 @@ fn gather_on_a_rhel_host_takes_the_installed_rpms() {
             "ipxe-bootimgs-x86",
             "grub2-efi-x64",
             "grub2-efi-x64-modules",
+            "shim-x64",
         ],
     );
 }
@@ -367,6 +390,7 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
             "ipxe-bootimgs-x86",
             "grub2-efi-x64",
             "grub2-efi-x64-modules",
+            "shim-x64",
         ],
     );
 
@@ -385,6 +409,7 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
         ),
         ("grub-efi-amd64-signed", vec![GRUB_EFI]),
         ("grub-efi-amd64-bin", vec![GRUB_MODULES]),
+        ("shim-signed", vec![SHIM_EFI]),
     ] {
         let t = work.path().join("deb-trees").join(pkg);
         std::fs::create_dir_all(t.join("DEBIAN")).unwrap();
@@ -424,7 +449,12 @@ fn gather_on_an_offline_host_takes_a_directory_of_packages() {
     assert!(t.contains("(deb, packages)"), "{t}");
     assert_gathered(
         &dest,
-        &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"],
+        &[
+            "ipxe",
+            "grub-efi-amd64-signed",
+            "grub-efi-amd64-bin",
+            "shim-signed",
+        ],
     );
 
     // a directory missing one of them names it
@@ -468,6 +498,11 @@ fn gather_from_the_installed_debian_packages() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_gathered(
         &dest,
-        &["ipxe", "grub-efi-amd64-signed", "grub-efi-amd64-bin"],
+        &[
+            "ipxe",
+            "grub-efi-amd64-signed",
+            "grub-efi-amd64-bin",
+            "shim-signed",
+        ],
     );
 }

@@ -7,6 +7,8 @@
 
 /// `network.mode`
 pub const NETWORK_MODE: &str = "nat";
+/// `network.dhcp`
+pub const NETWORK_DHCP: &str = "server";
 /// `network.lease`
 pub const LEASE: &str = "12h";
 /// The shortest lease accepted.

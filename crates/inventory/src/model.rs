@@ -73,6 +73,29 @@ pub struct Network {
     pub lease: Duration,
     /// Dynamic pool, if any.
     pub pool: Option<Pool>,
+    /// Whether bootlabd hands out addresses or only PXE boot information.
+    pub dhcp: DhcpMode,
+}
+
+/// `network.dhcp`: who hands out addresses on the lab network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpMode {
+    /// bootlabd is the network's DHCP server (addresses and boot files).
+    Server,
+    /// Another DHCP server hands out addresses; bootlabd answers PXE
+    /// clients with boot information only (proxyDHCP: offers without an
+    /// address on port 67, boot requests on port 4011).
+    Proxy,
+}
+
+impl DhcpMode {
+    /// The name used in lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Proxy => "proxy",
+        }
+    }
 }
 
 /// An inclusive address range.
@@ -295,6 +318,11 @@ pub enum Loader {
     Ipxe,
     /// GRUB (grubnetx64.efi + rendered grub.cfg) for UEFI clients.
     Grub,
+    /// The Secure Boot chain for UEFI x86-64 clients: shim (signed by
+    /// Microsoft) -> Debian's signed GRUB netboot image -> a signed kernel,
+    /// kernel and initrd over TFTP (the signed GRUB has no HTTP). BIOS
+    /// clients of such a profile get the iPXE path.
+    ShimGrub,
 }
 
 impl Loader {
@@ -303,6 +331,7 @@ impl Loader {
         match self {
             Self::Ipxe => "ipxe",
             Self::Grub => "grub",
+            Self::ShimGrub => "shim-grub",
         }
     }
 }

@@ -81,6 +81,13 @@ pub struct NetworkSection {
     pub lease: String,
     /// Optional dynamic pool.
     pub pool: Option<PoolSection>,
+    /// server | proxy
+    #[serde(default = "default_dhcp")]
+    pub dhcp: String,
+}
+
+fn default_dhcp() -> String {
+    defaults::NETWORK_DHCP.into()
 }
 
 fn default_mode() -> String {

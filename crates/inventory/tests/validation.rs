@@ -307,6 +307,20 @@ fn pool_overlapping_gateway_and_services() {
 }
 
 #[test]
+fn pool_in_proxy_dhcp_mode() {
+    let t = edit(
+        "host_ip = \"10.9.0.1\"\n",
+        "host_ip = \"10.9.0.1\"\ndhcp = \"proxy\"\npool = { start = \"10.9.0.150\", end = \"10.9.0.160\" }\n",
+    );
+    one_error(&t, "network.pool", "pool = ", "hands out no addresses");
+    let t = edit(
+        "host_ip = \"10.9.0.1\"\n",
+        "host_ip = \"10.9.0.1\"\ndhcp = \"relay\"\n",
+    );
+    one_error(&t, "network.dhcp", "dhcp = ", "relay");
+}
+
+#[test]
 fn pool_end_before_start() {
     let t = edit(
         "host_ip = \"10.9.0.1\"\n",

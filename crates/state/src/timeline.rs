@@ -133,6 +133,9 @@ pub fn classify_fetch(inv: &Inventory, mac: Option<MacAddr>, path: &str, is_scri
         decision::UEFI_LOADER,
         decision::UEFI_HTTP_LOADER,
         decision::GRUB_LOADER,
+        decision::GRUB_HTTP_LOADER,
+        decision::SHIM_LOADER,
+        decision::SHIM_SECOND_STAGE,
         decision::ARM64_LOADER,
     ];
     if loaders.contains(&asset) || asset.starts_with("grub/") {

@@ -355,6 +355,7 @@ pub(crate) fn validate<'a>(
             upstream_dns: net.upstream_dns,
             lease: net.lease.unwrap_or_default(),
             pool,
+            dhcp: net.dhcp.unwrap_or(DhcpMode::Server),
         },
         libvirt,
         services: svc.finish(services_ip, services_mac),

@@ -23,6 +23,7 @@ pub(crate) struct NetworkDraft {
     pub bridge: String,
     pub upstream_dns: Vec<SocketAddr>,
     pub lease: Option<Duration>,
+    pub dhcp: Option<DhcpMode>,
 }
 
 /// `[lab]`
@@ -164,7 +165,13 @@ pub(crate) fn network(c: &mut Checker<'_>, net: &wire::NetworkSection, lab: &Lab
             None
         }
     };
+    let dhcp = c.one_of(
+        &p("network.dhcp"),
+        net.dhcp.trim(),
+        &[("server", DhcpMode::Server), ("proxy", DhcpMode::Proxy)],
+    );
     NetworkDraft {
+        dhcp,
         cidr,
         mode,
         gateway,
@@ -276,6 +283,14 @@ pub(crate) fn pool(
 ) -> Option<Pool> {
     let pool = net.pool.as_ref()?;
     let pp = FieldPath::of("network.pool");
+    if draft.dhcp == Some(DhcpMode::Proxy) {
+        c.err(
+            &pp,
+            "network.dhcp = \"proxy\" hands out no addresses, so a pool has no use",
+            "remove [network.pool] (the other DHCP server owns the addresses), or set dhcp = \"server\"",
+        );
+        return None;
+    }
     let start = c.host_ip(&pp.key("start"), &pool.start, draft.cidr)?;
     let end = c.host_ip(&pp.key("end"), &pool.end, draft.cidr)?;
     if start > end {

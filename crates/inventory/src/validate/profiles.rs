@@ -10,7 +10,11 @@ use crate::model::*;
 use crate::template;
 use crate::wire;
 
-const LOADERS: [(&str, Loader); 2] = [("ipxe", Loader::Ipxe), ("grub", Loader::Grub)];
+const LOADERS: [(&str, Loader); 3] = [
+    ("ipxe", Loader::Ipxe),
+    ("grub", Loader::Grub),
+    ("shim-grub", Loader::ShimGrub),
+];
 
 /// A checked profile and the `vars.<key>` its args need.
 pub(crate) struct ProfileDraft {
