@@ -12,7 +12,10 @@
 //! is the last disk, read-only, serial `bootlab-payload`. A cloud image's
 //! services VM has its root disk (an overlay of the image) before them and
 //! the NoCloud seed (serial `bootlab-cidata`) after them, and boots only
-//! from the root disk.
+//! from the root disk. A kickstart services VM has an empty root disk
+//! first (the kickstart installs on it), no seed, and boots only from the
+//! root disk too: that is its final definition; [`install_plan`] derives
+//! the install-time one.
 
 use std::path::{Path, PathBuf};
 
@@ -111,6 +114,47 @@ pub struct Desired {
     pub network_xml: String,
     /// Domains, the services VM first.
     pub domains: Vec<DomainSpec>,
+}
+
+/// Names of the kickstart installer's kernel and initrd (with the
+/// kickstart injected) in the lab pool.
+pub fn installer_volumes(domain: &str) -> (String, String) {
+    (
+        format!("{domain}-installer-vmlinuz"),
+        format!("{domain}-installer-initrd.img"),
+    )
+}
+
+/// The installer's kernel command line: the injected kickstart, the
+/// installation tree on the cdrom (anaconda finds its stage 2 there), the
+/// serial console (what `up` tails as progress) and text mode.
+pub fn install_cmdline() -> String {
+    format!(
+        "{} inst.repo=cdrom inst.text console=ttyS0,115200",
+        crate::kickstart::KS_ARG
+    )
+}
+
+/// The kickstart services VM's install-time definition, from its final
+/// one (`services`): the same disks and NICs, the installer's kernel and
+/// initrd (volumes [`installer_volumes`]) booted directly with
+/// [`install_cmdline`], the ISO as a cdrom, and a reboot ends it. `None`
+/// for the other methods.
+pub fn install_plan(inv: &Inventory, services: &DomainPlan) -> Option<DomainPlan> {
+    let InstallMethod::Kickstart { iso } = &inv.services().install else {
+        return None;
+    };
+    let pool: &Path = &inv.libvirt().pool_path;
+    let (kernel, initrd) = installer_volumes(&services.name);
+    let mut plan = services.clone();
+    plan.direct_boot = Some(DirectBoot {
+        kernel: pool.join(kernel).to_string_lossy().into_owned(),
+        initrd: pool.join(initrd).to_string_lossy().into_owned(),
+        cmdline: install_cmdline(),
+    });
+    plan.cdrom = Some(iso.to_string_lossy().into_owned());
+    plan.install_phase = true;
+    Some(plan)
 }
 
 /// Name of a VM's `i`-th disk volume.
@@ -241,6 +285,8 @@ impl Desired {
                 spec.is_services && inv.services().install == InstallMethod::Appliance;
             let cloud_image_vm = spec.is_services
                 && matches!(inv.services().install, InstallMethod::CloudImage { .. });
+            let kickstart_vm = spec.is_services
+                && matches!(inv.services().install, InstallMethod::Kickstart { .. });
             let data_disks: Vec<DiskPlan> = spec
                 .disks
                 .iter()
@@ -273,6 +319,21 @@ impl Desired {
                     capacity: ROOT_DISK_SIZE,
                     format: VolFormat::Qcow2,
                     content: VolumeContent::Overlay(image.clone()),
+                });
+                disks.push(DiskPlan {
+                    volume: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: None,
+                });
+            }
+            if kickstart_vm {
+                volumes.push(VolumeSpec {
+                    name: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    content: VolumeContent::Disk,
                 });
                 disks.push(DiskPlan {
                     volume: root_volume(&spec.domain),
@@ -388,6 +449,8 @@ impl Desired {
                 direct_boot,
                 network_boot: !spec.is_services,
                 serial_log: serial_log(&spec.domain),
+                cdrom: None,
+                install_phase: false,
             };
             domains.push(DomainSpec {
                 xml: xml::domain_xml(&plan),
