@@ -43,6 +43,10 @@ pub enum VolumeContent {
     /// The NoCloud seed file: uploaded when created and whenever the
     /// services VM is about to boot, like the payload.
     Seed(PathBuf),
+    /// The kickstart installer's kernel or initrd (with the kickstart
+    /// injected), from the ISO: uploaded when created and whenever the
+    /// services VM is about to boot, like the payload.
+    Installer(PathBuf),
 }
 
 impl VolumeContent {
@@ -95,6 +99,20 @@ pub struct DomainSpec {
     pub xml: String,
     /// True for the services VM.
     pub is_services: bool,
+    /// The kickstart services VM's install-time XML ([`install_plan`]):
+    /// `up` defines it instead of [`DomainSpec::xml`] when it creates the
+    /// domain, runs the installer, then defines `xml`.
+    pub install_xml: Option<String>,
+}
+
+/// The kickstart installer's boot files on the host (read out of the ISO,
+/// the kickstart injected into the initrd), ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerFiles {
+    /// The installer's kernel.
+    pub kernel: PathBuf,
+    /// Its initrd with `/ks.cfg` appended.
+    pub initrd: PathBuf,
 }
 
 /// Everything `up` creates.
@@ -155,6 +173,26 @@ pub fn install_plan(inv: &Inventory, services: &DomainPlan) -> Option<DomainPlan
     plan.cdrom = Some(iso.to_string_lossy().into_owned());
     plan.install_phase = true;
     Some(plan)
+}
+
+impl Desired {
+    /// Adds the kickstart installer's kernel and initrd volumes
+    /// ([`installer_volumes`]) of the services VM.
+    pub fn with_installer(mut self, files: &InstallerFiles) -> std::io::Result<Self> {
+        let Some(services) = self.domains.iter().find(|d| d.is_services) else {
+            return Ok(self);
+        };
+        let (k, i) = installer_volumes(&services.plan.name);
+        for (name, path) in [(k, &files.kernel), (i, &files.initrd)] {
+            self.volumes.push(VolumeSpec {
+                name,
+                capacity: std::fs::metadata(path)?.len(),
+                format: VolFormat::Raw,
+                content: VolumeContent::Installer(path.clone()),
+            });
+        }
+        Ok(self)
+    }
 }
 
 /// Name of a VM's `i`-th disk volume.
@@ -452,10 +490,16 @@ impl Desired {
                 cdrom: None,
                 install_phase: false,
             };
+            let install_xml = if spec.is_services {
+                install_plan(inv, &plan).map(|p| xml::domain_xml(&p))
+            } else {
+                None
+            };
             domains.push(DomainSpec {
                 xml: xml::domain_xml(&plan),
                 plan,
                 is_services: spec.is_services,
+                install_xml,
             });
         }
         Ok(Desired {
