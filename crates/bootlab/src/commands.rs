@@ -157,14 +157,12 @@ fn prepare(
             Err(e) => return Err(e.into()),
         }
     } else if let InstallMethod::Kickstart { .. } = inv.services().install {
-        if need == Inputs::Required {
+        crate::cloudinit::check(inv)?;
+        if !local {
             bail!(
-                "services.install.method = \"kickstart\": `up` does not install it yet; `bootlab render LAB kickstart` shows the kickstart (see docs/deviations.md)"
+                "services.install.method = \"kickstart\" reads the installer ISO and the installer's serial log on this host: use a local libvirt URI"
             );
         }
-        eprintln!(
-            "note: services.install.method \"kickstart\": `up` does not install it yet; the plan shows its definition"
-        );
         None
     } else {
         crate::cloudinit::check(inv)?;
@@ -172,7 +170,7 @@ fn prepare(
     };
     // A full distribution installs the bootlabd binary from the payload.
     let daemon = match inv.services().install {
-        InstallMethod::CloudImage { .. } => {
+        InstallMethod::CloudImage { .. } | InstallMethod::Kickstart { .. } => {
             let found = a.bootlabd.clone().or_else(|| {
                 std::env::current_exe()
                     .ok()
@@ -227,7 +225,8 @@ fn prepare(
         Inputs::Optional => state.pki(),
     };
     let full_distribution = matches!(inv.services().install, InstallMethod::CloudImage { .. });
-    let payload = if inv.services().install == InstallMethod::Appliance || full_distribution {
+    // Every method's services VM reads the install payload.
+    let payload = {
         let sizing;
         let p = match &pki {
             Some(p) => p,
@@ -246,21 +245,37 @@ fn prepare(
             daemon.as_deref(),
             work.path(),
         )?)
-    } else {
-        None
     };
     let seed = if full_distribution {
         Some(crate::cloudinit::write_seed(inv, work.path())?)
     } else {
         None
     };
-    let desired = Desired::with_seed(
+    let mut desired = Desired::with_seed(
         inv,
         virt_type,
         files.as_ref(),
         payload.as_deref(),
         seed.as_deref(),
     )?;
+    // The kickstart installer's kernel and initrd, out of the ISO with the
+    // kickstart injected (`plan` without a readable ISO says so).
+    if let InstallMethod::Kickstart { iso } = &inv.services().install {
+        match crate::iso::installer_boot_files(iso, work.path()) {
+            Ok((kernel, initrd)) => {
+                crate::kickstart::inject(&initrd, &crate::kickstart::kickstart(inv)?)
+                    .with_context(|| {
+                        format!("injecting the kickstart into {}", initrd.display())
+                    })?;
+                desired =
+                    desired.with_installer(&crate::desired::InstallerFiles { kernel, initrd })?;
+            }
+            Err(e) if need == Inputs::Optional => {
+                eprintln!("note: {e}; the plan shows the services VM without its installer")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(Prepared {
         conn,
         desired,
@@ -345,7 +360,9 @@ fn live_view(inv: &Inventory, p: &Prepared, a: &ApplianceArgs) -> anyhow::Result
         unreached: None,
     };
     if let InstallMethod::Kickstart { .. } = inv.services().install {
-        view.unreached = Some("the kickstart method is not installed by `up` yet".into());
+        view.unreached = Some(
+            "the kickstart method's live changes are not pushed by `up` yet (see docs/deviations.md)".into(),
+        );
         return Ok(view);
     }
     if !services_running(p)? {
@@ -629,6 +646,11 @@ fn push_live(
         quiet,
     } = *facts;
     if let InstallMethod::Kickstart { .. } = inv.services().install {
+        if booted && !quiet {
+            println!(
+                "the services VM boots the installed system: `bootlab up` again once bootlabd runs on it pushes the assets (`bootlab status`)"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let has_assets = view

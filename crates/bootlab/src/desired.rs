@@ -12,7 +12,10 @@
 //! is the last disk, read-only, serial `bootlab-payload`. A cloud image's
 //! services VM has its root disk (an overlay of the image) before them and
 //! the NoCloud seed (serial `bootlab-cidata`) after them, and boots only
-//! from the root disk.
+//! from the root disk. A kickstart services VM has an empty root disk
+//! first (the kickstart installs on it), no seed, and boots only from the
+//! root disk too: that is its final definition; [`install_plan`] derives
+//! the install-time one.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +43,10 @@ pub enum VolumeContent {
     /// The NoCloud seed file: uploaded when created and whenever the
     /// services VM is about to boot, like the payload.
     Seed(PathBuf),
+    /// The kickstart installer's kernel or initrd (with the kickstart
+    /// injected), from the ISO: uploaded when created and whenever the
+    /// services VM is about to boot, like the payload.
+    Installer(PathBuf),
 }
 
 impl VolumeContent {
@@ -92,6 +99,20 @@ pub struct DomainSpec {
     pub xml: String,
     /// True for the services VM.
     pub is_services: bool,
+    /// The kickstart services VM's install-time XML ([`install_plan`]):
+    /// `up` defines it instead of [`DomainSpec::xml`] when it creates the
+    /// domain, runs the installer, then defines `xml`.
+    pub install_xml: Option<String>,
+}
+
+/// The kickstart installer's boot files on the host (read out of the ISO,
+/// the kickstart injected into the initrd), ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerFiles {
+    /// The installer's kernel.
+    pub kernel: PathBuf,
+    /// Its initrd with `/ks.cfg` appended.
+    pub initrd: PathBuf,
 }
 
 /// Everything `up` creates.
@@ -111,6 +132,67 @@ pub struct Desired {
     pub network_xml: String,
     /// Domains, the services VM first.
     pub domains: Vec<DomainSpec>,
+}
+
+/// Names of the kickstart installer's kernel and initrd (with the
+/// kickstart injected) in the lab pool.
+pub fn installer_volumes(domain: &str) -> (String, String) {
+    (
+        format!("{domain}-installer-vmlinuz"),
+        format!("{domain}-installer-initrd.img"),
+    )
+}
+
+/// The installer's kernel command line: the injected kickstart, the
+/// installation tree on the cdrom (anaconda finds its stage 2 there), the
+/// serial console (what `up` tails as progress) and text mode.
+pub fn install_cmdline() -> String {
+    format!(
+        "{} inst.repo=cdrom inst.text console=ttyS0,115200",
+        crate::kickstart::KS_ARG
+    )
+}
+
+/// The kickstart services VM's install-time definition, from its final
+/// one (`services`): the same disks and NICs, the installer's kernel and
+/// initrd (volumes [`installer_volumes`]) booted directly with
+/// [`install_cmdline`], the ISO as a cdrom, and a reboot ends it. `None`
+/// for the other methods.
+pub fn install_plan(inv: &Inventory, services: &DomainPlan) -> Option<DomainPlan> {
+    let InstallMethod::Kickstart { iso } = &inv.services().install else {
+        return None;
+    };
+    let pool: &Path = &inv.libvirt().pool_path;
+    let (kernel, initrd) = installer_volumes(&services.name);
+    let mut plan = services.clone();
+    plan.direct_boot = Some(DirectBoot {
+        kernel: pool.join(kernel).to_string_lossy().into_owned(),
+        initrd: pool.join(initrd).to_string_lossy().into_owned(),
+        cmdline: install_cmdline(),
+    });
+    plan.cdrom = Some(iso.to_string_lossy().into_owned());
+    plan.install_phase = true;
+    Some(plan)
+}
+
+impl Desired {
+    /// Adds the kickstart installer's kernel and initrd volumes
+    /// ([`installer_volumes`]) of the services VM.
+    pub fn with_installer(mut self, files: &InstallerFiles) -> std::io::Result<Self> {
+        let Some(services) = self.domains.iter().find(|d| d.is_services) else {
+            return Ok(self);
+        };
+        let (k, i) = installer_volumes(&services.plan.name);
+        for (name, path) in [(k, &files.kernel), (i, &files.initrd)] {
+            self.volumes.push(VolumeSpec {
+                name,
+                capacity: std::fs::metadata(path)?.len(),
+                format: VolFormat::Raw,
+                content: VolumeContent::Installer(path.clone()),
+            });
+        }
+        Ok(self)
+    }
 }
 
 /// Name of a VM's `i`-th disk volume.
@@ -241,6 +323,8 @@ impl Desired {
                 spec.is_services && inv.services().install == InstallMethod::Appliance;
             let cloud_image_vm = spec.is_services
                 && matches!(inv.services().install, InstallMethod::CloudImage { .. });
+            let kickstart_vm = spec.is_services
+                && matches!(inv.services().install, InstallMethod::Kickstart { .. });
             let data_disks: Vec<DiskPlan> = spec
                 .disks
                 .iter()
@@ -273,6 +357,21 @@ impl Desired {
                     capacity: ROOT_DISK_SIZE,
                     format: VolFormat::Qcow2,
                     content: VolumeContent::Overlay(image.clone()),
+                });
+                disks.push(DiskPlan {
+                    volume: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    readonly: false,
+                    serial: None,
+                });
+            }
+            if kickstart_vm {
+                volumes.push(VolumeSpec {
+                    name: root_volume(&spec.domain),
+                    capacity: ROOT_DISK_SIZE,
+                    format: VolFormat::Qcow2,
+                    content: VolumeContent::Disk,
                 });
                 disks.push(DiskPlan {
                     volume: root_volume(&spec.domain),
@@ -388,11 +487,19 @@ impl Desired {
                 direct_boot,
                 network_boot: !spec.is_services,
                 serial_log: serial_log(&spec.domain),
+                cdrom: None,
+                install_phase: false,
+            };
+            let install_xml = if spec.is_services {
+                install_plan(inv, &plan).map(|p| xml::domain_xml(&p))
+            } else {
+                None
             };
             domains.push(DomainSpec {
                 xml: xml::domain_xml(&plan),
                 plan,
                 is_services: spec.is_services,
+                install_xml,
             });
         }
         Ok(Desired {

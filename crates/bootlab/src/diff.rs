@@ -398,6 +398,8 @@ mod tests {
             direct_boot: None,
             network_boot: true,
             serial_log: "/var/log/libvirt/qemu/okd-master-0-serial0.log".into(),
+            cdrom: None,
+            install_phase: false,
         }
     }
 

@@ -17,6 +17,14 @@
 //!   firewalld is off: bootlabd manages `table inet bootlab` itself.
 //! - The installer powers off at the end, so `up` can switch the domain
 //!   to its final definition.
+//!
+//! [`inject`] puts the kickstart into the installer's initrd the way
+//! `virt-install --initrd-inject` does: a second cpio archive appended to
+//! the initrd, holding `/ks.cfg`, which the kernel unpacks over the first
+//! (it reads concatenated archives, compressed or not, with zero padding
+//! between them). The archive is `newc`, written by the appliance's
+//! [`crate::appliance::Cpio`]; the installer reads it with
+//! `inst.ks=file:/ks.cfg`.
 
 use std::fmt::Write as _;
 
@@ -106,6 +114,27 @@ pub fn kickstart(inv: &Inventory) -> anyhow::Result<String> {
     k.push_str(&install_script(inv));
     k.push_str("BOOTLAB_INSTALL\nchmod 0755 /usr/local/sbin/bootlab-install\n/usr/local/sbin/bootlab-install\n%end\n");
     Ok(k)
+}
+
+/// The kickstart's path in the installer's initrd.
+pub const KS_NAME: &str = "ks.cfg";
+
+/// The kernel argument that makes the installer read [`KS_NAME`].
+pub const KS_ARG: &str = "inst.ks=file:/ks.cfg";
+
+/// Appends a `newc` cpio archive holding `/ks.cfg` (0644, `kickstart`) to
+/// the initrd at `initrd`, after zeros up to a 4-byte boundary (where the
+/// kernel looks for the next archive's magic). The original bytes are not
+/// rewritten.
+pub fn inject(initrd: &std::path::Path, kickstart: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().append(true).open(initrd)?;
+    let len = f.metadata()?.len();
+    let pad = usize::try_from((4 - len % 4) % 4).unwrap_or(0);
+    f.write_all(&[0u8; 3][..pad])?;
+    let mut cpio = crate::appliance::Cpio::new(std::io::BufWriter::new(f));
+    cpio.file(KS_NAME, 0o644, kickstart.as_bytes())?;
+    cpio.finish()?.flush()
 }
 
 #[cfg(test)]

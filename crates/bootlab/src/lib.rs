@@ -22,6 +22,7 @@
 //! - [`cloudinit`]: the cloud-image method's NoCloud seed and the install
 //!   script that puts bootlabd on a full distribution from the payload.
 //! - [`kickstart`]: the kickstart method's kickstart.
+//! - [`iso`]: the installer ISO's kernel and initrd, streamed out.
 //! - [`review`]: `render`'s install files and libvirt definitions.
 //! - [`terminal`]: colours, the progress bar or plain lines, `down`'s
 //!   question: what changes when a stream is a terminal.
@@ -38,6 +39,7 @@ pub mod doctor;
 mod explain;
 pub mod host;
 pub mod hoststate;
+pub mod iso;
 pub mod kickstart;
 pub mod libvirt;
 pub mod live;

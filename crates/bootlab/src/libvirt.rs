@@ -299,6 +299,10 @@ fn is_appliance_volume(want: &Desired, name: &str) -> bool {
             || name.starts_with(&i)
             || name == crate::desired::payload_volume(&d.plan.name)
             || name == crate::desired::seed_volume(&d.plan.name)
+            || {
+                let (k, i) = crate::desired::installer_volumes(&d.plan.name);
+                name == k || name == i
+            }
     })
 }
 
@@ -403,6 +407,22 @@ pub fn plan(want: &Desired, have: &Actual, opts: &UpOptions) -> Vec<Change> {
                 &v.name,
                 Action::Create,
                 "NoCloud seed (cidata): user-data, meta-data, network-config",
+            )),
+            (None, VolumeContent::Installer(p)) => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Create,
+                format!(
+                    "kickstart installer: upload {} ({})",
+                    p.display(),
+                    human(v.capacity)
+                ),
+            )),
+            (Some(_), VolumeContent::Installer(_)) if boots => out.push(ch(
+                Object::Volume,
+                &v.name,
+                Action::Update,
+                "kickstart installer refreshed: the current kickstart",
             )),
             (Some(_), VolumeContent::Seed(_)) if boots => out.push(ch(
                 Object::Volume,
@@ -827,7 +847,8 @@ pub fn apply_one(
                 .with_context(|| format!("creating volume {}", spec.name))?;
             if let VolumeContent::Upload(path)
             | VolumeContent::Payload(path)
-            | VolumeContent::Seed(path) = &spec.content
+            | VolumeContent::Seed(path)
+            | VolumeContent::Installer(path) = &spec.content
             {
                 upload(conn, &vol, spec, path, progress)?;
             }
@@ -840,7 +861,10 @@ pub fn apply_one(
                 .iter()
                 .find(|v| v.name == c.name)
                 .context("volume not in the desired state")?;
-            let (VolumeContent::Payload(path) | VolumeContent::Seed(path)) = &spec.content else {
+            let (VolumeContent::Payload(path)
+            | VolumeContent::Seed(path)
+            | VolumeContent::Installer(path)) = &spec.content
+            else {
                 bail!("volume {} cannot be updated", c.name);
             };
             let mut vol = StorageVol::lookup_by_name(&pool, &c.name)?;
@@ -894,14 +918,23 @@ pub fn apply_one(
                     let uuid = Domain::lookup_by_name(conn, &c.name)?.get_uuid_string()?;
                     xml::with_uuid(&d.xml, &uuid)
                 }
-                _ => d.xml.clone(),
+                // A kickstart services VM is created installing.
+                _ => d.install_xml.clone().unwrap_or_else(|| d.xml.clone()),
             };
             Domain::define_xml(conn, &xml)
                 .with_context(|| format!("defining domain {}", c.name))?;
         }
         (Object::Domain, Action::Start) => {
-            Domain::lookup_by_name(conn, &c.name)?
-                .create()
+            let dom = Domain::lookup_by_name(conn, &c.name)?;
+            let spec = want.domains.iter().find(|d| d.plan.name == c.name);
+            if let Some(install) = spec.and_then(|d| d.install_xml.as_deref()) {
+                let live = xml::stored_digest(&dom.get_xml_desc(0)?);
+                if live.is_some() && live == xml::stored_digest(install) {
+                    let spec = spec.context("domain not in the desired state")?;
+                    run_installer(conn, &dom, spec)?;
+                }
+            }
+            dom.create()
                 .with_context(|| format!("starting domain {}", c.name))?;
         }
         (Object::Domain, Action::Restart) => {
@@ -915,6 +948,73 @@ pub fn apply_one(
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// How long the kickstart installer may run before `up` gives up (a
+/// bound against a hung installer; a DVD install under TCG is slow).
+pub const INSTALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
+/// Runs the kickstart installer: starts the install-time definition,
+/// prints its serial log (`installer | ...` on stderr) as progress until
+/// the domain stops (the kickstart powers off; a reboot ends it too),
+/// then redefines the domain to its final definition. The serial log is
+/// read on this host, so only for local URIs (the caller refuses others).
+fn run_installer(
+    conn: &Connect,
+    dom: &Domain,
+    spec: &crate::desired::DomainSpec,
+) -> anyhow::Result<()> {
+    use std::io::{Read as _, Seek as _};
+    let name = &spec.plan.name;
+    dom.create()
+        .with_context(|| format!("starting the installer of {name}"))?;
+    eprintln!(
+        "installer | {name}: the kickstart installer runs (serial log {})",
+        spec.plan.serial_log
+    );
+    let started = std::time::Instant::now();
+    let mut offset = 0u64;
+    let mut partial = String::new();
+    let tail = |offset: &mut u64, partial: &mut String| {
+        let Ok(mut f) = std::fs::File::open(&spec.plan.serial_log) else {
+            return;
+        };
+        if f.seek(std::io::SeekFrom::Start(*offset)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if let Ok(n) = f.take(1 << 20).read_to_end(&mut buf) {
+            *offset += n as u64;
+            partial.push_str(&String::from_utf8_lossy(&buf));
+            while let Some(i) = partial.find('\n') {
+                let line: String = partial.drain(..=i).collect();
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    eprintln!("installer | {line}");
+                }
+            }
+        }
+    };
+    while dom.is_active().unwrap_or(false) {
+        tail(&mut offset, &mut partial);
+        if started.elapsed() > INSTALL_LIMIT {
+            bail!(
+                "the installer of {name} still runs after {}: see {} (`bootlab console`)",
+                humantime::format_duration(INSTALL_LIMIT),
+                spec.plan.serial_log
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    tail(&mut offset, &mut partial);
+    if !partial.trim().is_empty() {
+        eprintln!("installer | {}", partial.trim_end());
+    }
+    eprintln!("installer | {name}: the installer powered off; the domain now boots its root disk");
+    let uuid = dom.get_uuid_string()?;
+    Domain::define_xml(conn, &xml::with_uuid(&spec.xml, &uuid))
+        .with_context(|| format!("defining the final domain {name}"))?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! | `unit` | the systemd unit the payload carries |
 //! | `network-xml` | the lab network's libvirt definition |
 //! | `domain-xml` | the services VM's final definition |
-//! | `install-domain-xml` | its install-time definition (a cloud image installs on the first boot of the final one, with the seed attached: the same) |
+//! | `install-domain-xml` | its install-time definition: the kickstart installer's kernel and initrd booted directly with `inst.ks=file:/ks.cfg`, the ISO as a cdrom (a cloud image installs on the first boot of the final one, with the seed attached: the same) |
 //! | `domain-xml:<node>` | a node's definition (node or domain name) |
 //!
 //! Domains are rendered for `libvirt.virt_type` (`auto` renders `kvm`).
@@ -48,22 +48,25 @@ fn desired(inv: &Inventory) -> anyhow::Result<Desired> {
     Desired::from_inventory(inv, vt, None, None).context("deriving the libvirt definitions")
 }
 
-fn services_domain(inv: &Inventory) -> anyhow::Result<String> {
+fn services_domain(inv: &Inventory, install: bool) -> anyhow::Result<String> {
     let method = &inv.services().install;
     if *method == InstallMethod::Appliance {
         bail!(
             "the appliance's definition names its kernel and initramfs volumes by their content, known once they are built: `bootlab plan` shows the change; domain-xml renders the kickstart and cloud-image methods"
         );
     }
-    if matches!(method, InstallMethod::Kickstart { .. }) {
-        bail!("the kickstart method's definitions are not generated yet (see docs/deviations.md)");
-    }
     let d = desired(inv)?;
-    d.domains
+    let services = d
+        .domains
         .iter()
         .find(|d| d.is_services)
-        .map(|d| d.xml.clone())
-        .context("the inventory has no services VM")
+        .context("the inventory has no services VM")?;
+    if install {
+        if let Some(plan) = crate::desired::install_plan(inv, &services.plan) {
+            return Ok(crate::xml::domain_xml(&plan));
+        }
+    }
+    Ok(services.xml.clone())
 }
 
 /// Renders `name` when it is one of these files; `None` when the name is
@@ -87,7 +90,8 @@ pub fn render(inv: &Inventory, name: &str) -> Option<anyhow::Result<String>> {
         }),
         "unit" => Ok(crate::cloudinit::UNIT.to_owned()),
         "network-xml" => Ok(crate::xml::network_xml(inv)),
-        "domain-xml" | "install-domain-xml" => services_domain(inv),
+        "domain-xml" => services_domain(inv, false),
+        "install-domain-xml" => services_domain(inv, true),
         "kickstart" => match &inv.services().install {
             InstallMethod::Kickstart { .. } => crate::kickstart::kickstart(inv),
             m => Err(anyhow::anyhow!(

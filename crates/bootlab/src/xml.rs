@@ -285,6 +285,13 @@ pub struct DomainPlan {
     pub network_boot: bool,
     /// File the serial console is logged to (on the hypervisor).
     pub serial_log: String,
+    /// An ISO on the hypervisor attached as a read-only SATA cdrom (the
+    /// kickstart method's installer, in its install-time definition).
+    pub cdrom: Option<String>,
+    /// The install-time definition: a reboot ends the domain like a power
+    /// off does (`on_reboot` destroy), so the installer never boots again
+    /// and `up` sees it finish.
+    pub install_phase: bool,
 }
 
 /// Device name of the `i`-th disk on `bus`: vda.. for virtio, sda.. otherwise.
@@ -362,7 +369,15 @@ pub fn domain_xml(p: &DomainPlan) -> String {
                         .write_empty()?;
                 }
                 text_el(w, "on_poweroff", "destroy")?;
-                text_el(w, "on_reboot", "restart")?;
+                text_el(
+                    w,
+                    "on_reboot",
+                    if p.install_phase {
+                        "destroy"
+                    } else {
+                        "restart"
+                    },
+                )?;
                 text_el(w, "on_crash", "destroy")?;
                 w.create_element("devices")
                     .write_inner_content(|w| devices(w, p))?;
@@ -415,6 +430,32 @@ fn devices(w: &mut Writer<Vec<u8>>, p: &DomainPlan) -> io::Result<()> {
                         .with_attribute(("order", disk_order.to_string().as_str()))
                         .write_empty()?;
                 }
+                Ok(())
+            })?;
+    }
+    if let Some(iso) = &p.cdrom {
+        // After the disks when they are on SATA too.
+        let n = if p.disk_bus == DiskBus::Sata {
+            p.disks.len()
+        } else {
+            0
+        };
+        w.create_element("disk")
+            .with_attribute(("type", "file"))
+            .with_attribute(("device", "cdrom"))
+            .write_inner_content(|w| {
+                w.create_element("driver")
+                    .with_attribute(("name", "qemu"))
+                    .with_attribute(("type", "raw"))
+                    .write_empty()?;
+                w.create_element("source")
+                    .with_attribute(("file", iso.as_str()))
+                    .write_empty()?;
+                w.create_element("target")
+                    .with_attribute(("dev", disk_target(DiskBus::Sata, n).as_str()))
+                    .with_attribute(("bus", "sata"))
+                    .write_empty()?;
+                w.create_element("readonly").write_empty()?;
                 Ok(())
             })?;
     }
