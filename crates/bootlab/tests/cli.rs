@@ -7,25 +7,9 @@
 //! in `cli_libvirt.rs`.
 
 mod common;
+use common::{bootlab, repo, text};
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// An empty network namespace (only `lo`), deleted on drop.
 struct EmptyNetns(String);

@@ -19,52 +19,16 @@
 //! `cargo build -p bootlab-bootlabd`). Never skips.
 
 mod common;
+use common::{bootlab, bootlabd, ok, repo, text};
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pty::{Pty, has_control_chars};
 use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
 use virt::domain::Domain;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn bootlabd() -> PathBuf {
-    let p = bootlab().with_file_name("bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// The text without ANSI escape sequences and carriage returns (what a
 /// person reads on the terminal, line by line).

@@ -18,47 +18,16 @@
 //! skips.
 
 mod common;
+use common::{bootlab, bootlabd, ok, text};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn bootlabd() -> PathBuf {
-    let p = bootlab().with_file_name("bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn lab_toml(env: &LibvirtNetns, image: &Path) -> String {
     format!(

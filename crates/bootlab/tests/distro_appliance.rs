@@ -17,6 +17,7 @@
 //! it). Never skips.
 
 mod common;
+use common::{bootlab, bootlabd, repo, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,32 +26,6 @@ use std::time::Duration;
 use common::fixtures::{FEDORA, FixtureHost, Parts};
 use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn bootlabd() -> PathBuf {
-    let p = bootlab().with_file_name("bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `bootlab ARGS` inside the test's network namespace, reading the host
 /// from `host_root`.

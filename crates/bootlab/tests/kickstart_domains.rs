@@ -18,21 +18,14 @@
 //! qemu-system-x86 and xorriso. Never skips.
 
 mod common;
+use common::text;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::LibvirtNetns;
 use virt::connect::Connect;
 use virt::domain::Domain;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn lab_toml(env: &LibvirtNetns, iso: &Path) -> String {
     format!(

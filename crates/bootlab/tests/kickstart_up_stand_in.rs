@@ -22,31 +22,16 @@
 //! Never skips.
 
 mod common;
+use common::{bootlab, repo, text};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 const STAND_IN_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /dev

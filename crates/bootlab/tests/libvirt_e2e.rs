@@ -13,10 +13,10 @@
 //! builds it; alone: `cargo build -p bootlab-bootlabd`). Never skips.
 
 mod common;
+use common::{bootlab, bootlabd, ok, repo, text};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{LibvirtNetns, sh_ok};
@@ -24,42 +24,6 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::network::Network;
 use virt::storage_pool::StoragePool;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn bootlabd() -> PathBuf {
-    let p = bootlab().with_file_name("bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// Every object's XML, minus what changes by itself (allocation, free
 /// space, timestamps).

@@ -31,6 +31,7 @@
 //! `target/debug/bootlabd`. Never skips.
 
 mod common;
+use common::{bootlab, bootlabd, repo, text};
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -41,32 +42,6 @@ use std::time::{Duration, Instant};
 use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
 use virt::domain::Domain;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bootlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
-}
-
-fn bootlabd() -> PathBuf {
-    let p = bootlab().with_file_name("bootlabd");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn ok(o: Output, what: &str) -> String {
     assert!(

@@ -16,6 +16,47 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The host tool under test.
+pub fn bootlab() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bootlab"))
+}
+
+/// The daemon, built next to the host tool by `cargo test --workspace`.
+pub fn bootlabd() -> PathBuf {
+    let p = bootlab().with_file_name("bootlabd");
+    assert!(
+        p.is_file(),
+        "{} is missing: `cargo build -p bootlab-bootlabd` (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// A command's stdout and stderr, for failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A command's stdout; fails with `what` and its output unless it succeeded.
+pub fn ok(o: Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{}",
+        o.status,
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Fails loudly unless the test can run: root, and the tools installed.
 pub fn require_root_and_tools(tools: &[&str]) {
     let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
