@@ -18,8 +18,11 @@ mkdir -p "$cache"
 img="$cache/debian-cloud-v1.qcow2"
 if [ ! -s "$img" ]; then
   tarball="$cache/debian-cloud-rootfs-v1.tar"
-  if [ ! -s "$tarball" ]; then
-    mmdebstrap --variant=minbase \
+  if [ ! -f "$tarball" ] || [ ! -s "$tarball" ]; then
+    # --format: mmdebstrap picks the format from the name, and "*.part"
+    # would make it a directory.
+    rm -rf "$tarball" "$tarball.part"
+    mmdebstrap --variant=minbase --format=tar \
       --include=systemd-sysv,udev,cloud-init,linux-image-cloud-amd64,nftables,e2fsprogs,tar,util-linux,openssh-server,sudo,iproute2,netbase \
       bookworm "$tarball.part"
     mv "$tarball.part" "$tarball"
