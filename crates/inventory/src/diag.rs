@@ -377,7 +377,10 @@ impl<'a> SourceMap<'a> {
             .find('\n')
             .map_or(self.text.len(), |i| start + i);
         let text = self.text[line_start..line_end].trim_end_matches('\r');
-        let mut end = span.end.clamp(start, line_start + text.len());
+        // A span may start on the line's trimmed '\r' (CRLF files).
+        let text_end = line_start + text.len();
+        let start = start.min(text_end);
+        let mut end = span.end.clamp(start, text_end);
         while !self.text.is_char_boundary(end) {
             end -= 1;
         }

@@ -701,3 +701,13 @@ fn all_errors_are_reported_at_once_in_file_order() {
     assert!(text.contains("lab.toml:2:"), "{text}");
     assert!(text.ends_with("3 errors in lab.toml"), "{text}");
 }
+
+#[test]
+fn a_span_starting_on_a_crlf_line_end_is_reported_not_a_panic() {
+    // Found by the inventory fuzz target: a diagnostic whose span starts on
+    // the '\r' of a CRLF line end (the source line shown is trimmed of it).
+    let text = include_str!("../../../fuzz/corpus/inventory/regress-cr-span.toml");
+    if let Err(diags) = bootlab_inventory::parse(text, "lab.toml".as_ref()) {
+        assert!(!diags.to_string().is_empty());
+    }
+}
