@@ -319,8 +319,6 @@ impl Desired {
         let mut volumes = Vec::new();
         let mut domains = Vec::new();
         for spec in inv.vm_specs() {
-            let appliance_vm =
-                spec.is_services && inv.services().install == InstallMethod::Appliance;
             let cloud_image_vm = spec.is_services
                 && matches!(inv.services().install, InstallMethod::CloudImage { .. });
             let kickstart_vm = spec.is_services
@@ -382,7 +380,9 @@ impl Desired {
                 });
             }
             disks.extend(data_disks);
-            if spec.is_services && inv.services().install != InstallMethod::Appliance {
+            // Every services VM gets the install payload (read-only, after
+            // its data disks).
+            if spec.is_services {
                 let name = payload_volume(&spec.domain);
                 let capacity = match payload {
                     Some(p) => std::fs::metadata(p)?.len(),
@@ -419,28 +419,6 @@ impl Desired {
                     format: VolFormat::Raw,
                     readonly: true,
                     serial: Some(SEED_SERIAL.to_owned()),
-                });
-            }
-            if appliance_vm {
-                let name = payload_volume(&spec.domain);
-                let capacity = match payload {
-                    Some(p) => std::fs::metadata(p)?.len(),
-                    None => 1 << 20,
-                };
-                if let Some(p) = payload {
-                    volumes.push(VolumeSpec {
-                        name: name.clone(),
-                        capacity,
-                        format: VolFormat::Raw,
-                        content: VolumeContent::Payload(p.to_path_buf()),
-                    });
-                }
-                disks.push(DiskPlan {
-                    volume: name,
-                    capacity,
-                    format: VolFormat::Raw,
-                    readonly: true,
-                    serial: Some(crate::payload::PAYLOAD_SERIAL.to_owned()),
                 });
             }
             let mut direct_boot = None;
