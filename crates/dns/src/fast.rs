@@ -109,6 +109,17 @@ struct NxTemplate {
     base_prefix: usize,
 }
 
+/// The zone a name being precomputed belongs to, and what of it is read
+/// per name.
+#[derive(Clone, Copy)]
+struct NameAt<'a> {
+    zone: &'a crate::zone::AuthZone,
+    zone_idx: usize,
+    /// [`crate::zone::AuthZone::soa_name_keys`], made once per zone.
+    soa_names: &'a [String],
+    origin_wire: &'a [u8],
+}
+
 /// A name that exists in one of our zones.
 #[derive(Debug, Clone, Copy)]
 struct Existing {
@@ -311,9 +322,16 @@ impl FastAnswers {
                 continue;
             };
             fast.build_nxdomain(handler, zone, &origin_wire);
+            let soa_names = zone.soa_name_keys();
             for name in zone.existing_names() {
                 let Some(w) = wire(name) else { continue };
-                let nodata = fast.build_nodata(handler, zone, zone_idx, name, &w, &origin_wire);
+                let at = NameAt {
+                    zone,
+                    zone_idx,
+                    soa_names: &soa_names,
+                    origin_wire: &origin_wire,
+                };
+                let nodata = fast.build_nodata(handler, &at, name, &w);
                 fast.existing.insert(
                     w.clone().into_boxed_slice(),
                     Existing {
@@ -410,15 +428,13 @@ impl FastAnswers {
     /// length made (from this name's general-path reply) if it was missing.
     /// 0 when any of that does not hold: every type then goes through the
     /// general path once, as before.
-    fn build_nodata(
-        &mut self,
-        handler: &Handler,
-        zone: &crate::zone::AuthZone,
-        zone_idx: usize,
-        name: &str,
-        w: &[u8],
-        origin_wire: &[u8],
-    ) -> u16 {
+    fn build_nodata(&mut self, handler: &Handler, at: &NameAt<'_>, name: &str, w: &[u8]) -> u16 {
+        let NameAt {
+            zone,
+            zone_idx,
+            soa_names,
+            origin_wire,
+        } = *at;
         let Some(types) = zone.owner_types(name) else {
             return 0;
         };
@@ -427,7 +443,7 @@ impl FastAnswers {
         }
         // The SOA's own names compress against a question name equal to or
         // under them: those replies differ from the zone's template.
-        let under_soa_name = zone.soa_name_keys().iter().any(|k| {
+        let under_soa_name = soa_names.iter().any(|k| {
             name == k
                 || name
                     .strip_suffix(k.as_str())
