@@ -706,7 +706,7 @@ fn all_errors_are_reported_at_once_in_file_order() {
 fn a_span_starting_on_a_crlf_line_end_is_reported_not_a_panic() {
     // Found by the inventory fuzz target: a diagnostic whose span starts on
     // the '\r' of a CRLF line end (the source line shown is trimmed of it).
-    let text = include_str!("../../../fuzz/corpus/inventory/regress-cr-span.toml");
+    let text = include_str!("../../../fuzz/corpus/inventory/seed-regress-cr-span.toml");
     if let Err(diags) = bootlab_inventory::parse(text, "lab.toml".as_ref()) {
         assert!(!diags.to_string().is_empty());
     }
