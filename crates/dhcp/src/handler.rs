@@ -80,8 +80,18 @@ pub enum ReplyTo {
     Relay(Ipv4Addr),
     /// Unicast to the client's `ciaddr`, port 68.
     Client(Ipv4Addr),
-    /// Broadcast on the link, port 68 (no ciaddr, broadcast bit, NAK, or
-    /// no ARP entry to unicast to `yiaddr`).
+    /// Unicast to `yiaddr` at the client's hardware address, port 68: the
+    /// client has no address yet and did not ask for a broadcast. The
+    /// server writes the neighbour entry first (the client cannot answer
+    /// ARP yet); where it cannot, it broadcasts.
+    Hardware {
+        /// The offered or acked address.
+        ip: Ipv4Addr,
+        /// The client's hardware address.
+        mac: MacAddr,
+    },
+    /// Broadcast on the link, port 68 (the broadcast bit, a NAK, or no
+    /// address in the reply).
     Broadcast,
     /// Broadcast on the link to the port the request came from: proxyDHCP
     /// acks on port 4011. The client has its address but may not answer
@@ -610,7 +620,7 @@ impl DhcpHandler {
         let to = if boot_server && req.giaddr == Ipv4Addr::UNSPECIFIED {
             ReplyTo::BroadcastToPeerPort
         } else {
-            destination(req, msg_type)
+            destination(req, msg_type, Ipv4Addr::UNSPECIFIED)
         };
         Outcome {
             reply: Some(Outgoing {
@@ -685,7 +695,7 @@ impl DhcpHandler {
         Outgoing {
             msg_type,
             bytes,
-            to: destination(req, msg_type),
+            to: destination(req, msg_type, yiaddr),
             dropped_options,
         }
     }
@@ -723,7 +733,7 @@ impl DhcpHandler {
             reply: Some(Outgoing {
                 msg_type: MessageType::Nak,
                 bytes,
-                to: destination(req, MessageType::Nak),
+                to: destination(req, MessageType::Nak, Ipv4Addr::UNSPECIFIED),
                 dropped_options,
             }),
             events: vec![MachineEvent::Dhcp {
@@ -1119,18 +1129,26 @@ impl DhcpHandler {
     }
 }
 
+/// The broadcast bit of `flags` (RFC 2131 2, figure 2).
+const BROADCAST_FLAG: u16 = 0x8000;
+
 /// RFC 2131 4.1: relay first; NAKs are broadcast; a client with ciaddr is
-/// unicast; otherwise broadcast (unicast to yiaddr would need an ARP entry
-/// we cannot set without raw sockets, and RFC 2131 allows broadcasting).
-fn destination(req: &Request, msg_type: MessageType) -> ReplyTo {
+/// unicast there; a client that set the broadcast bit (or a reply without
+/// an address) is broadcast; otherwise unicast to `yiaddr` at `chaddr`.
+fn destination(req: &Request, msg_type: MessageType, yiaddr: Ipv4Addr) -> ReplyTo {
     if req.giaddr != Ipv4Addr::UNSPECIFIED {
         ReplyTo::Relay(req.giaddr)
     } else if msg_type == MessageType::Nak {
         ReplyTo::Broadcast
     } else if req.ciaddr != Ipv4Addr::UNSPECIFIED {
         ReplyTo::Client(req.ciaddr)
-    } else {
+    } else if req.flags & BROADCAST_FLAG != 0 || yiaddr == Ipv4Addr::UNSPECIFIED {
         ReplyTo::Broadcast
+    } else {
+        ReplyTo::Hardware {
+            ip: yiaddr,
+            mac: req.mac,
+        }
     }
 }
 

@@ -13,7 +13,11 @@
 //!   `services.mac` when listening on 0.0.0.0, found by
 //!   [`bootlab_netio::interface_by_mac`]: a bridge rather than its port):
 //!   bound to the device with
-//!   `SO_BINDTODEVICE`, broadcast replies go to 255.255.255.255:68 there;
+//!   `SO_BINDTODEVICE`, broadcast replies go to 255.255.255.255:68 there,
+//!   and a client without an address that did not ask for a broadcast is
+//!   answered by unicast to `yiaddr` after writing its neighbour entry
+//!   ([`bootlab_netio::Neighbours`], as dnsmasq does; broadcast when that
+//!   is refused, e.g. without `CAP_NET_ADMIN`);
 //! - address mode (anything else: loopback tests, relayed setups): a plain
 //!   UDP socket on `services.listen.dhcp`; "broadcast" replies go back to
 //!   the sender's address.
@@ -21,6 +25,7 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bootlab_boot::decision::ARM64_LOADER;
@@ -36,7 +41,7 @@ use crate::handler::{
 use crate::leases::{LeaseRecord, LeaseStore};
 use crate::metrics::DhcpMetrics;
 use bootlab_netio::{
-    BatchHandler, Family, LogGate, RecvBatch, RecvOptions, SendBatch, WorkerOptions,
+    BatchHandler, Family, LogGate, Neighbours, RecvBatch, RecvOptions, SendBatch, WorkerOptions,
 };
 use dhcproto::v4::MessageType;
 
@@ -69,6 +74,9 @@ pub struct DhcpSocket {
     pub socket: UdpSocket,
     /// Its mode.
     pub mode: SocketMode,
+    /// Writes neighbour entries on the interface (interface mode), so
+    /// clients without an address get unicast answers.
+    pub neighbours: Option<Neighbours>,
 }
 
 /// Binds the DHCP socket for `inv` (see the module docs for the modes).
@@ -120,12 +128,28 @@ fn interface_for(mac: MacAddr) -> Option<String> {
     }
 }
 
-/// Binds `0.0.0.0:port` on `ifname` with `SO_BINDTODEVICE` and `SO_BROADCAST`.
+/// Binds `0.0.0.0:port` on `ifname` with `SO_BINDTODEVICE` and
+/// `SO_BROADCAST`, with a neighbour writer for the interface.
 pub fn bind_interface(ifname: &str, port: u16) -> io::Result<DhcpSocket> {
-    DhcpSocket::from_std(
+    let socket = DhcpSocket::from_std(
         interface_socket(ifname, port)?,
         SocketMode::Interface(ifname.to_owned()),
-    )
+    )?;
+    Ok(socket.with_neighbours(open_neighbours(ifname)))
+}
+
+/// A neighbour writer for `ifname` in the calling thread's network
+/// namespace; `None` (answers are broadcast) when that fails.
+pub fn open_neighbours(ifname: &str) -> Option<Neighbours> {
+    match Neighbours::open(ifname) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!(
+                "dhcp: cannot write neighbour entries on {ifname} ({e}); answers to clients without an address are broadcast"
+            );
+            None
+        }
+    }
 }
 
 /// The std socket behind [`bind_interface`] (needs no runtime, so it can be
@@ -149,7 +173,14 @@ impl DhcpSocket {
         Ok(Self {
             socket: UdpSocket::from_std(socket)?,
             mode,
+            neighbours: None,
         })
+    }
+
+    /// The socket with a neighbour writer (opened where the interface is).
+    pub fn with_neighbours(mut self, neighbours: Option<Neighbours>) -> Self {
+        self.neighbours = neighbours;
+        self
     }
 }
 
@@ -165,6 +196,7 @@ pub fn bind_address(addr: SocketAddr) -> io::Result<DhcpSocket> {
     Ok(DhcpSocket {
         socket: UdpSocket::from_std(s.into())?,
         mode: SocketMode::Address,
+        neighbours: None,
     })
 }
 
@@ -180,9 +212,11 @@ fn arm64_loader_present(assets: &Path) -> bool {
     assets.join(ARM64_LOADER).is_file()
 }
 
-/// Where a reply goes, as a socket address.
+/// Where a reply goes, as a socket address, when no neighbour entry can
+/// be written ([`ReplyTo::Hardware`] is broadcast).
 pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> SocketAddr {
     match to {
+        ReplyTo::Hardware { .. } => reply_address(mode, peer, ReplyTo::Broadcast),
         ReplyTo::Relay(g) if peer.ip() == g => peer,
         ReplyTo::Relay(g) => SocketAddrV4::new(g, SERVER_PORT).into(),
         ReplyTo::Client(ci) if peer.ip() == ci => peer,
@@ -195,6 +229,54 @@ pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> Socket
             SocketMode::Interface(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, peer.port()).into(),
             SocketMode::Address => peer,
         },
+    }
+}
+
+/// Turns a [`ReplyTo`] into a socket address, writing the neighbour entry
+/// a [`ReplyTo::Hardware`] unicast needs. Shared by the receive loop and
+/// the lease writer.
+#[derive(Clone)]
+struct Replier {
+    mode: SocketMode,
+    neighbours: Option<Arc<Mutex<Neighbours>>>,
+    gate: Arc<LogGate<std::net::IpAddr>>,
+}
+
+impl Replier {
+    fn new(mode: SocketMode, neighbours: Option<Neighbours>) -> Self {
+        let neighbours = match mode {
+            SocketMode::Interface(_) => neighbours.map(|n| Arc::new(Mutex::new(n))),
+            SocketMode::Address => None,
+        };
+        Self {
+            mode,
+            neighbours,
+            gate: Arc::new(LogGate::new(LOG_INTERVAL)),
+        }
+    }
+
+    fn address(&mut self, peer: SocketAddr, to: ReplyTo) -> SocketAddr {
+        if let (ReplyTo::Hardware { ip, mac }, Some(n)) = (to, &self.neighbours) {
+            let written = n
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set(ip, mac.octets());
+            match written {
+                Ok(()) => return SocketAddrV4::new(ip, CLIENT_PORT).into(),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    warn!(
+                        "dhcp: not allowed to write neighbour entries ({e}; bootlabd needs CAP_NET_ADMIN); answers to clients without an address are broadcast from now on"
+                    );
+                    self.neighbours = None;
+                }
+                Err(e) => {
+                    if self.gate.allow(ip.into()) {
+                        warn!(%ip, %mac, "dhcp: neighbour entry not written ({e}); answer broadcast");
+                    }
+                }
+            }
+        }
+        reply_address(&self.mode, peer, to)
     }
 }
 
@@ -299,6 +381,7 @@ async fn run_loops(
 ) -> io::Result<()> {
     let local = socket.socket.local_addr()?;
     let mode = socket.mode.clone();
+    let replier = Replier::new(mode.clone(), socket.neighbours);
     match &mode {
         SocketMode::Interface(i) => info!("listening for {proto} on {local} (interface {i})"),
         SocketMode::Address => info!("listening for {proto} on {local}"),
@@ -314,13 +397,15 @@ async fn run_loops(
     let writer_sock = sock.try_clone()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
     let writer = {
-        let (state, metrics, mode) = (shared.clone(), metrics.clone(), mode.clone());
+        let (state, metrics, mut replier) = (shared.clone(), metrics.clone(), replier.clone());
         std::thread::Builder::new()
             .name("dhcp-lease-writer".into())
             .spawn(move || {
                 let _span = info_span!("dhcp-commit").entered();
                 match store {
-                    Some(store) => lease_writer(store, &rx, &writer_sock, &state, &metrics, &mode),
+                    Some(store) => {
+                        lease_writer(store, &rx, &writer_sock, &state, &metrics, &mut replier)
+                    }
                     // Nothing is ever committed on this port; drain until closed.
                     None => while rx.recv().is_ok() {},
                 }
@@ -334,7 +419,7 @@ async fn run_loops(
             gate: LogGate::new(LOG_INTERVAL),
             leases_seen: handler.leases().len(),
             handler,
-            mode,
+            replier,
             shared: shared.clone(),
             metrics,
             commits: tx,
@@ -397,7 +482,7 @@ struct RxLoop {
     reload_open: bool,
     gate: LogGate<std::net::IpAddr>,
     leases_seen: usize,
-    mode: SocketMode,
+    replier: Replier,
     shared: Shared,
     metrics: DhcpMetrics,
     commits: std::sync::mpsc::SyncSender<Pending>,
@@ -461,7 +546,7 @@ impl BatchHandler for RxLoop {
                 }
                 None => {
                     if let Some(reply) = reply {
-                        let to = reply_address(&self.mode, peer, reply.to);
+                        let to = self.replier.address(peer, reply.to);
                         out.push(&reply.bytes, to, None, (reply.msg_type, received));
                     }
                     events.append(&mut ev);
@@ -553,7 +638,7 @@ fn lease_writer(
     sock: &std::net::UdpSocket,
     shared: &Shared,
     metrics: &DhcpMetrics,
-    mode: &SocketMode,
+    replier: &mut Replier,
 ) {
     use std::os::fd::AsRawFd as _;
     let fd = sock.as_raw_fd();
@@ -576,7 +661,7 @@ fn lease_writer(
                 let mut events = Vec::new();
                 for p in batch.drain(..) {
                     if let Some(reply) = p.reply {
-                        let to = reply_address(mode, p.peer, reply.to);
+                        let to = replier.address(p.peer, reply.to);
                         sender.push(&reply.bytes, to, None, (reply.msg_type, p.received));
                     }
                     events.extend(p.events);

@@ -217,7 +217,14 @@ fn reserved_client_gets_its_address_hostname_router_dns_and_domain() {
     assert_eq!(a.raw.get(119), Some(&b"\x03dev\x03lab\x04test\x00"[..]));
     // [ntp] enable (the default): option 42 names the services node.
     assert_eq!(a.ip(42), Some(SERVER));
-    assert_eq!(a.to, ReplyTo::Broadcast);
+    // No address yet, broadcast bit clear: unicast at its MAC (RFC 2131 4.1).
+    assert_eq!(
+        a.to,
+        ReplyTo::Hardware {
+            ip: BIOS_IP,
+            mac: bootlab_inventory::MacAddr(BIOS_MAC)
+        }
+    );
     assert!(a.len >= 300, "BOOTP minimum size");
     assert!(out.commit.is_none(), "an OFFER commits nothing");
     assert!(
@@ -1343,4 +1350,20 @@ fn proxy_never_hands_out_addresses_and_ignores_strangers() {
         t0(),
     );
     assert!(out.reply.is_none());
+}
+
+#[test]
+fn a_client_that_sets_the_broadcast_bit_is_broadcast_to() {
+    let mut h = handler(reservation_only());
+    let out = h.handle(
+        &Msg::new(BIOS_MAC, MessageType::Discover)
+            .broadcast()
+            .bytes(),
+        t0(),
+    );
+    let a = Answer::of(&out);
+    assert_eq!(a.kind(), MessageType::Offer);
+    assert_eq!(a.msg.yiaddr(), BIOS_IP);
+    assert!(a.msg.flags().broadcast(), "the flag is echoed");
+    assert_eq!(a.to, ReplyTo::Broadcast);
 }

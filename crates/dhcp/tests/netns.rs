@@ -24,13 +24,24 @@ struct Server {
 
 impl Server {
     async fn start(lab: &Lab, pool: bool) -> Self {
+        Self::start_with(lab, pool, true).await
+    }
+
+    /// `neighbours`: whether the server can write neighbour entries (as
+    /// bootlabd with CAP_NET_ADMIN can) or must broadcast.
+    async fn start_with(lab: &Lab, pool: bool, neighbours: bool) -> Self {
         let inv = bootlab_inventory::load(&lab.inventory(pool)).expect("lab inventory");
         let ifname = lab.server_if.clone();
-        let std_socket = lab.server.run_in(move || {
-            bootlab_dhcp::server::interface_socket(&ifname, 67).expect("bind in netns")
+        // Both are opened in the server's namespace, where the device is.
+        let (std_socket, neigh) = lab.server.run_in(move || {
+            let socket =
+                bootlab_dhcp::server::interface_socket(&ifname, 67).expect("bind in netns");
+            let neigh = neighbours.then(|| bootlab_netio::Neighbours::open(&ifname).unwrap());
+            (socket, neigh)
         });
-        let socket =
-            DhcpSocket::from_std(std_socket, SocketMode::Interface(lab.server_if.clone())).unwrap();
+        let socket = DhcpSocket::from_std(std_socket, SocketMode::Interface(lab.server_if.clone()))
+            .unwrap()
+            .with_neighbours(neigh);
         let (shared, publisher) = Shared::new(inv).expect("boot scripts render");
         // Keep the publisher alive for the server's lifetime.
         std::mem::forget(publisher);
@@ -61,6 +72,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Runs udhcpc once; returns the script's record of the lease, or None when
 /// it got none.
 fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
+    udhcpc_with(lab, tries, &[])
+}
+
+/// [`udhcpc`] with more arguments.
+fn udhcpc_with(lab: &Lab, tries: u32, extra: &[&str]) -> Option<String> {
     let dir = lab.dir.path();
     let out = dir.join("udhcpc.env");
     let script = format!(
@@ -70,6 +86,7 @@ fn udhcpc(lab: &Lab, tries: u32) -> Option<String> {
     let status = lab
         .udhcpc(tries, &dir.join("udhcpc.sh"), &script)
         .args(["-A", "1"])
+        .args(extra)
         .output()
         .unwrap();
     if status.status.success() {
@@ -322,5 +339,104 @@ async fn udp_length_disagreeing_with_the_datagram() {
         "{}",
         server.shared.metrics.render()
     );
+    server.stop().await;
+}
+
+/// Counts the DHCP answers reaching the client's NIC, by link-layer kind,
+/// with an nftables ingress hook on the client's veth end (the client's
+/// raw socket sees the frames either way; the counters tell how they came).
+struct ReplyCounter<'a> {
+    lab: &'a Lab,
+}
+
+impl<'a> ReplyCounter<'a> {
+    fn install(lab: &'a Lab) -> Self {
+        lab.client.sh(&format!(
+            "nft -f - <<'NFT'\n\
+             table netdev bltest {{\n\
+               chain in {{\n\
+                 type filter hook ingress device \"{dev}\" priority 0;\n\
+                 udp dport 68 meta pkttype host counter comment \"unicast\"\n\
+                 udp dport 68 meta pkttype broadcast counter comment \"broadcast\"\n\
+               }}\n\
+             }}\n\
+             NFT",
+            dev = lab.client_if
+        ));
+        Self { lab }
+    }
+
+    /// (unicast, broadcast) answers so far.
+    fn counts(&self) -> (u64, u64) {
+        let rules = self.lab.client.sh("nft list chain netdev bltest in");
+        let packets = |kind: &str| -> u64 {
+            let line = rules
+                .lines()
+                .find(|l| l.contains(&format!("comment \"{kind}\"")))
+                .unwrap_or_else(|| panic!("no {kind} rule in {rules}"));
+            let after = line.split("packets ").nth(1).expect("a counter");
+            after.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        (packets("unicast"), packets("broadcast"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_an_address_is_answered_by_unicast_at_its_mac() {
+    let lab = std::sync::Arc::new(Lab::new(NODE_MAC, None));
+    let counter = ReplyCounter::install(&lab);
+    let server = Server::start(&lab, false).await;
+    let l = lab.clone();
+    let record = blocking(move || udhcpc(&l, 5))
+        .await
+        .expect("udhcpc got no lease");
+    assert_eq!(field(&record, "ip"), NODE_IP.to_string(), "{record}");
+    let (unicast, broadcast) = counter.counts();
+    assert!(unicast >= 2, "OFFER and ACK unicast: {unicast}");
+    assert_eq!(
+        broadcast, 0,
+        "nothing broadcast to a client that did not ask"
+    );
+    // The server wrote the client's neighbour entry before answering.
+    let neigh = lab
+        .server
+        .sh(&format!("ip -4 neigh show dev {}", lab.server_if));
+    assert!(
+        neigh.contains(&format!("{NODE_IP} lladdr {NODE_MAC}")),
+        "{neigh}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_broadcast_and_a_server_without_neighbours_broadcast() {
+    // The client sets the broadcast bit (udhcpc -B): broadcast, though the
+    // server could unicast.
+    let lab = std::sync::Arc::new(Lab::new(NODE_MAC, None));
+    let counter = ReplyCounter::install(&lab);
+    let server = Server::start(&lab, false).await;
+    let l = lab.clone();
+    let record = blocking(move || udhcpc_with(&l, 5, &["-B"]))
+        .await
+        .expect("udhcpc -B got no lease");
+    assert_eq!(field(&record, "ip"), NODE_IP.to_string(), "{record}");
+    let (unicast, broadcast) = counter.counts();
+    assert_eq!(unicast, 0, "the broadcast bit was ignored");
+    assert!(broadcast >= 2, "OFFER and ACK broadcast: {broadcast}");
+    server.stop().await;
+
+    // A server that cannot write neighbour entries (no CAP_NET_ADMIN)
+    // still answers, by broadcast.
+    let lab = std::sync::Arc::new(Lab::new(NODE_MAC, None));
+    let counter = ReplyCounter::install(&lab);
+    let server = Server::start_with(&lab, false, false).await;
+    let l = lab.clone();
+    let record = blocking(move || udhcpc(&l, 5))
+        .await
+        .expect("udhcpc got no lease from a server without neighbours");
+    assert_eq!(field(&record, "ip"), NODE_IP.to_string(), "{record}");
+    let (unicast, broadcast) = counter.counts();
+    assert_eq!(unicast, 0);
+    assert!(broadcast >= 2, "OFFER and ACK broadcast: {broadcast}");
     server.stop().await;
 }

@@ -11,7 +11,9 @@
 //!   documented full-table policy), the log gate built on it, and
 //!   per-peer connection slots;
 //! - the one way to find a network interface by MAC (deterministic,
-//!   bridge-aware).
+//!   bridge-aware);
+//! - writing IPv4 neighbour (ARP) entries, so DHCP can unicast to a
+//!   client that has no address yet.
 //!
 //! # Layout
 //! - [`udp`]: [`RecvBatch`] (`recvmmsg`), [`SendBatch`] (`sendmmsg`),
@@ -21,6 +23,7 @@
 //!   eviction when full), [`LogGate`] (one line per peer per interval plus
 //!   a global budget), [`PeerSlots`] (concurrent connections per peer).
 //! - [`iface`]: [`interface_by_mac`] and the pure rule [`iface::pick`].
+//! - [`neigh`]: [`Neighbours`] (rtnetlink `RTM_NEWNEIGH`).
 //!
 //! Who uses which shape: DHCP (one receive thread, plus the lease writer
 //! sending its group commit's replies with a [`SendBatch`]) and DNS over
@@ -37,12 +40,14 @@
 
 pub mod iface;
 pub mod limiter;
+pub mod neigh;
 pub mod udp;
 
 pub use iface::{interface_by_mac, interface_by_mac_in};
 pub use limiter::{
     LimiterStats, LogGate, PeerLimiter, PeerSlots, Rate, SharedLimiter, Slot, SlotRefusal,
 };
+pub use neigh::Neighbours;
 pub use udp::{
     BatchHandler, Datagram, Family, RecvBatch, RecvOptions, SendBatch, WorkerOptions,
     enable_pktinfo, enable_timestamps, grow_buffers, recv_from, run_worker, send_from,
