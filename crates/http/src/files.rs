@@ -11,8 +11,18 @@
 //! # Layout
 //! - [`FileMeta`]: length, modification time and the validators derived from them.
 //! - [`plan`]: request headers + metadata -> [`Plan`] (status and parts), no I/O.
-//! - [`FileBody`]: the response body: reads ahead one chunk on the blocking
-//!   pool (positional reads, no shared cursor) and reports on drop.
+//! - [`FileBody`]: the response body: reads ahead one chunk (positional
+//!   reads, no shared cursor) and reports on drop.
+//!
+//! # Reads: on the task when cached, on the blocking pool when not
+//! A chunk the page cache holds whole is read on the body's own task with
+//! `preadv2(RWF_NOWAIT)`, which fails with `EAGAIN` instead of waiting for
+//! the disk; only then does the read go to the blocking pool. Boot assets
+//! are read by every node, so nearly every read is cached. Every read on
+//! the blocking pool cost a thread hand-off, and a boot storm of 300
+//! clients made the pool start hundreds of threads at once: the
+//! kernel+initrd phase took 2.2x-3.5x nginx's time per client
+//! (bench/storm.sh, docs/deviations.md).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -233,11 +243,17 @@ pub trait SendReport: Send + 'static {
 /// Bytes written to a connection so far (shared with its I/O wrapper).
 pub type WrittenCounter = Arc<AtomicU64>;
 
+/// The next chunk: read already (from the page cache), or being read.
+enum Pending {
+    Ready(io::Result<Bytes>),
+    Reading(JoinHandle<io::Result<Bytes>>),
+}
+
 /// A streaming response body over file pieces.
 pub struct FileBody {
     file: Arc<File>,
     pieces: VecDeque<Piece>,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    pending: Option<Pending>,
     remaining: u64,
     yielded: u64,
     total: u64,
@@ -300,11 +316,35 @@ impl FileBody {
         if *len == 0 {
             self.pieces.pop_front();
         }
-        let file = Arc::clone(&self.file);
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            read_chunk(&file, at, n)
-        }));
+        self.pending = Some(match read_cached(&self.file, at, n) {
+            Some(chunk) => Pending::Ready(Ok(chunk)),
+            None => {
+                let file = Arc::clone(&self.file);
+                Pending::Reading(tokio::task::spawn_blocking(move || {
+                    read_chunk(&file, at, n)
+                }))
+            }
+        });
     }
+}
+
+/// Reads exactly `n` bytes at `at` if the page cache holds them all,
+/// without waiting for the disk (`preadv2` with `RWF_NOWAIT`); `None` when
+/// any part is not cached, the file system does not support the flag, or
+/// the file ended early ([`read_chunk`] then reads, or reports, it).
+fn read_cached(file: &File, at: u64, n: u64) -> Option<Bytes> {
+    use rustix::io::{ReadWriteFlags, preadv2};
+    let n = usize::try_from(n).ok()?;
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        let slice = &mut [io::IoSliceMut::new(&mut buf[got..])];
+        match preadv2(file, slice, at + got as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => got += k,
+        }
+    }
+    Some(Bytes::from(buf))
 }
 
 /// Reads exactly `n` bytes at `at` (the file is this body's own handle, and
@@ -335,12 +375,17 @@ impl http_body::Body for FileBody {
         let this = &mut *self;
         loop {
             if let Some(pending) = this.pending.as_mut() {
-                let joined = ready!(Pin::new(pending).poll(cx));
+                let read = match pending {
+                    Pending::Reading(handle) => match ready!(Pin::new(handle).poll(cx)) {
+                        Ok(read) => read,
+                        Err(e) => Err(io::Error::other(e)),
+                    },
+                    Pending::Ready(read) => std::mem::replace(read, Ok(Bytes::new())),
+                };
                 this.pending = None;
-                let chunk = match joined {
-                    Ok(Ok(chunk)) => chunk,
-                    Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    Err(e) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+                let chunk = match read {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
                 };
                 this.read_ahead();
                 this.remaining -= chunk.len() as u64;
@@ -374,7 +419,7 @@ impl http_body::Body for FileBody {
 
 impl Drop for FileBody {
     fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
+        if let Some(Pending::Reading(p)) = self.pending.take() {
             p.abort();
         }
         let complete = self.yielded == self.total;
@@ -414,6 +459,65 @@ pub fn status_of(plan: &Plan) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file on disk (not tmpfs: its pages can leave the page cache).
+    fn disk_file(len: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
+            .expect("a directory under target/");
+        let path = dir.path().join("asset.bin");
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        (dir, path, data)
+    }
+
+    /// Drops the file's pages from the page cache (written back first).
+    fn evict(path: &std::path::Path) {
+        let f = File::open(path).unwrap();
+        f.sync_all().unwrap();
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+
+    async fn body_bytes(file: File, len: u64) -> Vec<u8> {
+        use http_body::Body as _;
+        let mut body = FileBody::new(
+            file,
+            vec![Piece::File { offset: 0, len }],
+            Arc::new(AtomicU64::new(0)),
+            None,
+        );
+        let mut out = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            out.extend_from_slice(frame.unwrap().data_ref().unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_cached_chunk_is_read_on_the_spot_and_an_evicted_one_is_not() {
+        let (_dir, path, data) = disk_file(CHUNK + 1000);
+        let f = File::open(&path).unwrap();
+        // Just written: in the page cache.
+        let chunk = read_cached(&f, 1000, CHUNK as u64).expect("cached");
+        assert_eq!(&chunk[..], &data[1000..1000 + CHUNK]);
+        evict(&path);
+        assert!(
+            read_cached(&f, 0, CHUNK as u64).is_none(),
+            "evicted pages were reported as cached (does this file system honour RWF_NOWAIT and fadvise DONTNEED?)"
+        );
+        // Past the end: not a short chunk, None (read_chunk reports it).
+        assert!(read_cached(&f, 1000, CHUNK as u64 + 1).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_streams_the_same_bytes_from_the_cache_and_from_the_disk() {
+        let (_dir, path, data) = disk_file(3 * CHUNK + 12_345);
+        let len = data.len() as u64;
+        assert_eq!(body_bytes(File::open(&path).unwrap(), len).await, data);
+        // Now every chunk misses the cache and goes to the blocking pool.
+        evict(&path);
+        assert_eq!(body_bytes(File::open(&path).unwrap(), len).await, data);
+    }
 
     fn meta() -> FileMeta {
         FileMeta {

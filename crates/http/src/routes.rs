@@ -447,7 +447,7 @@ impl SendReport for AssetReport {
     }
 }
 
-/// What the blocking part of an asset request found.
+/// What opening an asset found.
 struct Opened {
     file: std::fs::File,
     meta: FileMeta,
@@ -483,35 +483,29 @@ async fn asset(
         inv.services().listen.http.port()
     );
     drop(inv);
-    let stamped = tokio::task::spawn_blocking({
-        let (root, raw) = (root.clone(), raw.clone());
-        move || stamped_grub(&root, &raw, &grub_root)
-    })
-    .await
-    .ok()
-    .flatten();
-    if let Some((decoded, bytes)) = stamped {
-        return respond_with_stamped(&state, &conn, &method, decoded, bytes);
-    }
-    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, PathError> {
-        let (decoded, path) = request_path::resolve_asset(&root, &raw)?;
-        let file = std::fs::File::open(&path).map_err(|_| PathError::Refused(Refusal::NotFound))?;
-        let meta = file
-            .metadata()
-            .map_err(|_| PathError::Refused(Refusal::NotFound))?;
-        if !meta.is_file() {
-            return Err(PathError::Refused(Refusal::NotAFile));
+    // Resolved and opened on this task, as TFTP does: a confined path
+    // lookup, an open and an fstat, all in the dentry and inode caches for
+    // boot assets. On the blocking pool, every request was a thread
+    // hand-off and a 300-client boot storm started hundreds of threads.
+    let opened = open_asset(&root, &raw);
+    if let Ok(o) = &opened
+        && o.decoded.trim_start_matches('/') == bootlab_boot::decision::GRUB_HTTP_LOADER
+    {
+        // The GRUB image is read whole and stamped: rare, and a large
+        // read, so on the blocking pool.
+        let decoded = o.decoded.clone();
+        let stamped =
+            tokio::task::spawn_blocking(move || stamped_grub(decoded, &root, &raw, &grub_root))
+                .await
+                .ok()
+                .flatten();
+        if let Some((decoded, bytes)) = stamped {
+            return respond_with_stamped(&state, &conn, &method, decoded, bytes);
         }
-        Ok(Opened {
-            file,
-            meta: FileMeta::from_metadata(&meta),
-            decoded,
-        })
-    })
-    .await;
+    }
     let opened = match opened {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => {
+        Ok(o) => o,
+        Err(e) => {
             let what = format!("asset {}: {e}", request.uri().path());
             if e.is_hostile() {
                 state.refuse(&conn, e.kind(), &what);
@@ -525,23 +519,38 @@ async fn asset(
                 format!("{}\n", status.canonical_reason().unwrap_or("refused")),
             );
         }
-        Err(e) => {
-            state.metrics.error("io");
-            error!(peer = %conn.peer, "asset lookup task failed: {e}");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-        }
     };
     respond_with_file(&state, &conn, &method, &headers, opened)
 }
 
-/// The GRUB image for UEFI HTTP boot with this lab's HTTP root stamped in
-/// ([`bootlab_boot::stamp`]): `(decoded path, bytes)`, or `None` for any
-/// other asset (and for an image without the placeholder, served as is).
-fn stamped_grub(root: &std::path::Path, raw: &str, grub_root: &str) -> Option<(String, Vec<u8>)> {
-    let (decoded, path) = request_path::resolve_asset(root, raw).ok()?;
-    if decoded.trim_start_matches('/') != bootlab_boot::decision::GRUB_HTTP_LOADER {
-        return None;
+/// Resolves an asset path under `root` (confined) and opens it.
+fn open_asset(root: &std::path::Path, raw: &str) -> Result<Opened, PathError> {
+    let (decoded, path) = request_path::resolve_asset(root, raw)?;
+    let file = std::fs::File::open(&path).map_err(|_| PathError::Refused(Refusal::NotFound))?;
+    let meta = file
+        .metadata()
+        .map_err(|_| PathError::Refused(Refusal::NotFound))?;
+    if !meta.is_file() {
+        return Err(PathError::Refused(Refusal::NotAFile));
     }
+    Ok(Opened {
+        file,
+        meta: FileMeta::from_metadata(&meta),
+        decoded,
+    })
+}
+
+/// The GRUB image for UEFI HTTP boot (`decoded`, resolved from `raw` under
+/// `root`) with this lab's HTTP root stamped in ([`bootlab_boot::stamp`]):
+/// `(decoded path, bytes)`, or `None` when it cannot be read or has no
+/// placeholder (served as is).
+fn stamped_grub(
+    decoded: String,
+    root: &std::path::Path,
+    raw: &str,
+    grub_root: &str,
+) -> Option<(String, Vec<u8>)> {
+    let (_, path) = request_path::resolve_asset(root, raw).ok()?;
     let image = std::fs::read(&path).ok()?;
     match bootlab_boot::stamp::grub_root(&image, grub_root) {
         Some(bytes) => Some((decoded, bytes)),

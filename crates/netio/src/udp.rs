@@ -138,14 +138,17 @@ struct Ancillary {
 impl Ancillary {
     fn take(&mut self, c: ControlMessageOwned) {
         match c {
+            // A datagram queued before the option was set still gets the
+            // control message, with nothing in it (address 0, index 0):
+            // that is "not known", not "sent to 0.0.0.0".
             ControlMessageOwned::Ipv4PacketInfo(info) => {
-                self.local = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    info.ipi_spec_dst.s_addr,
-                ))));
+                let local = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
+                self.local = (!local.is_unspecified()).then_some(IpAddr::V4(local));
                 self.ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
             }
             ControlMessageOwned::Ipv6PacketInfo(info) => {
-                self.local = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                let local = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                self.local = (!local.is_unspecified()).then_some(IpAddr::V6(local));
                 self.ifindex = info.ipi6_ifindex;
             }
             ControlMessageOwned::ScmTimestampns(ts) => {

@@ -155,3 +155,33 @@ fn a_refused_datagram_is_reported_and_the_rest_of_the_batch_still_goes() {
         assert_eq!(&buf[..n], want.as_bytes());
     }
 }
+
+/// A datagram queued before packet info was enabled carries an empty
+/// control message: its local address is unknown (None), not 0.0.0.0 (a
+/// TFTP server once answered such a request from a wildcard address and
+/// took the client's resend for a second session).
+#[tokio::test]
+async fn a_datagram_queued_before_pktinfo_has_no_local_address() {
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"early", addr).unwrap();
+    client.send_to(b"late", addr).unwrap();
+    // Both are queued; only now is the option set.
+    std::thread::sleep(Duration::from_millis(50));
+    enable_pktinfo(&server, addr).unwrap();
+    client.send_to(b"after", addr).unwrap();
+    let mut buf = [0u8; 64];
+    for (want, local) in [
+        (&b"early"[..], None),
+        (&b"late"[..], None),
+        (&b"after"[..], Some(addr.ip())),
+    ] {
+        let d = tokio::time::timeout(PATIENCE, bootlab_netio::recv_from(&server, &mut buf))
+            .await
+            .expect("datagram")
+            .unwrap();
+        assert_eq!(&buf[..d.len], want);
+        assert_eq!(d.local, local, "{}", String::from_utf8_lossy(want));
+    }
+}

@@ -176,14 +176,52 @@ pub async fn serve(
 }
 
 /// [`serve`] with explicit settings.
+///
+/// The listener and every transfer run on a thread of their own with a
+/// current-thread runtime (`tftp`), not on the caller's runtime: a
+/// lock-step transfer is one wake-up per block, and on a multi-thread
+/// runtime each wake-up could cross threads (the worker that polled epoll
+/// waking a parked one to run the session task), which under a boot storm
+/// on a busy host cost a scheduling delay per block. The future ends when
+/// the thread does.
 pub async fn serve_with(
     socket: UdpSocket,
     shared: Shared,
     config: TftpConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let addr = socket.local_addr()?;
+    // Before the thread starts, so fewer early requests arrive without
+    // their local address.
     net::enable_pktinfo(&socket)?;
+    let socket = socket.into_std()?;
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tftp".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let socket = UdpSocket::from_std(socket)?;
+                        run(socket, shared, config, shutdown).await
+                    })
+                });
+            let _ = done.send(result);
+        })?;
+    ended
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the tftp thread panicked")))
+}
+
+/// The listening loop, on the `tftp` thread's runtime.
+async fn run(
+    socket: UdpSocket,
+    shared: Shared,
+    config: TftpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = socket.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     let server = Arc::new(Server {
         counters: Counters::new(&shared.metrics, active.clone()),
