@@ -19,14 +19,14 @@
 //! `cargo build -p bootlab-bootlabd`). Never skips.
 
 mod common;
-use common::{bootlab, bootlabd, ok, repo, text};
+use common::{bootlab, ok, text};
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::LibvirtNetns;
 use common::pty::{Pty, has_control_chars};
-use common::{LibvirtNetns, sh_ok};
 use virt::connect::Connect;
 use virt::domain::Domain;
 
@@ -55,58 +55,12 @@ fn plain(s: &str) -> String {
 }
 
 fn lab_toml(env: &LibvirtNetns) -> String {
-    format!(
-        r#"
-[lab]
-name = "cli"
-domain = "lab.test"
-
-[network]
-cidr = "10.124.0.0/24"
-mode = "nat"
-gateway = "10.124.0.1"
-host_ip = "10.124.0.1"
-bridge = "virbr-cli"
-libvirt_name = "cli"
-lease = "1h"
-
-[libvirt]
-uri = "{uri}"
-pool = "cli"
-pool_path = "{root}/pool/cli"
-vm_prefix = "cli-"
-virt_type = "qemu"
-
-[services]
-name = "services"
-ip = "10.124.0.254"
-mac = "52:54:00:7c:00:fe"
-vcpus = 1
-memory = "256MiB"
-disks = ["64MiB"]
-data_dir = "/var/lib/bootlab"
-assets_dir = "/var/lib/bootlab/assets"
-
-[profiles.marker]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-
-[roles.node]
-profile = "marker"
-vcpus = 1
-memory = "256MiB"
-disks = ["1GiB"]
-
-[[nodes]]
-name = "bios"
-role = "node"
-firmware = "bios"
-mac = "52:54:00:7c:00:10"
-ip = "10.124.0.10"
-"#,
-        uri = env.uri,
-        root = env.root().display()
+    common::one_node_lab(
+        env,
+        "cli",
+        124,
+        "256MiB",
+        "data_dir = \"/var/lib/bootlab\"\nassets_dir = \"/var/lib/bootlab/assets\"",
     )
 }
 
@@ -163,14 +117,8 @@ fn up_plan_status_and_down_on_a_terminal_and_off_it() {
     common::require_root_and_tools(&["cpio", "busybox", "apt-get", "dpkg-deb", "depmod"]);
     let env = LibvirtNetns::start("cli");
     let root = env.root().to_path_buf();
-    let daemon = root.join("bootlabd");
-    std::fs::copy(bootlabd(), &daemon).unwrap();
-    let kdir = root.join("kernel");
-    sh_ok(&format!(
-        "{}/kernel-with-modules.sh {}",
-        repo().join("tests/e2e").display(),
-        kdir.display()
-    ));
+    let daemon = env.copy_bootlabd();
+    let kdir = env.kernel_with_modules();
     let lab = root.join("lab.toml");
     let base = lab_toml(&env);
     std::fs::write(&lab, &base).unwrap();

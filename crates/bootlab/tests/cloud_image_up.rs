@@ -18,7 +18,7 @@
 //! skips.
 
 mod common;
-use common::{bootlab, bootlabd, ok, text};
+use common::{bootlab, ok, text};
 
 use std::path::Path;
 use std::process::Command;
@@ -30,59 +30,16 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 
 fn lab_toml(env: &LibvirtNetns, image: &Path) -> String {
-    format!(
-        r#"
-[lab]
-name = "ci"
-domain = "lab.test"
-
-[network]
-cidr = "10.126.0.0/24"
-mode = "nat"
-gateway = "10.126.0.1"
-host_ip = "10.126.0.1"
-bridge = "virbr-ci"
-libvirt_name = "ci"
-lease = "1h"
-
-[libvirt]
-uri = "{uri}"
-pool = "ci"
-pool_path = "{root}/pool/ci"
-vm_prefix = "ci-"
-virt_type = "qemu"
-
-[services]
-name = "services"
-ip = "10.126.0.254"
-mac = "52:54:00:7e:00:fe"
-vcpus = 1
-memory = "256MiB"
-disks = ["64MiB"]
-ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOBbootlabtestkeyxxxxxxxxxxxxxxxxxxxxxxxxxx me@host"]
-install = {{ method = "cloud-image", image = "{image}" }}
-
-[profiles.marker]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-
-[roles.node]
-profile = "marker"
-vcpus = 1
-memory = "256MiB"
-disks = ["1GiB"]
-
-[[nodes]]
-name = "bios"
-role = "node"
-firmware = "bios"
-mac = "52:54:00:7e:00:10"
-ip = "10.126.0.10"
-"#,
-        uri = env.uri,
-        root = env.root().display(),
-        image = image.display()
+    common::one_node_lab(
+        env,
+        "ci",
+        126,
+        "256MiB",
+        &format!(
+            "ssh_authorized_keys = [\"{}\"]\ninstall = {{ method = \"cloud-image\", image = \"{}\" }}",
+            common::TEST_SSH_KEY,
+            image.display()
+        ),
     )
 }
 
@@ -95,8 +52,7 @@ fn up_lays_out_the_cloud_image_services_vm_overlay_seed_and_payload() {
         "qemu-img create -q -f qcow2 {} 64M",
         image.display()
     ));
-    let daemon = root.join("bootlabd");
-    std::fs::copy(bootlabd(), &daemon).unwrap();
+    let daemon = env.copy_bootlabd();
     let lab = root.join("lab.toml");
     std::fs::write(&lab, lab_toml(&env, &image)).unwrap();
     let lab_s = lab.to_str().unwrap();

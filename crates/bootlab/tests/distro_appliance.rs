@@ -17,7 +17,7 @@
 //! it). Never skips.
 
 mod common;
-use common::{bootlab, bootlabd, repo, text};
+use common::{bootlab, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -178,16 +178,10 @@ fn a_fedora_layout_host_s_own_kernel_and_xz_modules_make_a_booting_appliance() {
     ]);
     let env = LibvirtNetns::start("fed");
     let root = env.root().to_path_buf();
-    let daemon = root.join("bootlabd");
-    std::fs::copy(bootlabd(), &daemon).unwrap();
+    let daemon = env.copy_bootlabd();
 
     // The Debian cloud kernel, laid out as Fedora lays out its own.
-    let kdir = root.join("kernel");
-    sh_ok(&format!(
-        "{}/kernel-with-modules.sh {}",
-        repo().join("tests/e2e").display(),
-        kdir.display()
-    ));
+    let kdir = env.kernel_with_modules();
     let release = std::fs::read_dir(kdir.join("modules"))
         .unwrap()
         .flatten()

@@ -28,59 +28,16 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 
 fn lab_toml(env: &LibvirtNetns, iso: &Path) -> String {
-    format!(
-        r#"
-[lab]
-name = "ks"
-domain = "lab.test"
-
-[network]
-cidr = "10.127.0.0/24"
-mode = "nat"
-gateway = "10.127.0.1"
-host_ip = "10.127.0.1"
-bridge = "virbr-ks"
-libvirt_name = "ks"
-lease = "1h"
-
-[libvirt]
-uri = "{uri}"
-pool = "ks"
-pool_path = "{root}/pool/ks"
-vm_prefix = "ks-"
-virt_type = "qemu"
-
-[services]
-name = "services"
-ip = "10.127.0.254"
-mac = "52:54:00:7f:00:fe"
-vcpus = 1
-memory = "1GiB"
-disks = ["64MiB"]
-ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOBbootlabtestkeyxxxxxxxxxxxxxxxxxxxxxxxxxx me@host"]
-install = {{ method = "kickstart", iso = "{iso}" }}
-
-[profiles.marker]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-
-[roles.node]
-profile = "marker"
-vcpus = 1
-memory = "256MiB"
-disks = ["1GiB"]
-
-[[nodes]]
-name = "bios"
-role = "node"
-firmware = "bios"
-mac = "52:54:00:7f:00:10"
-ip = "10.127.0.10"
-"#,
-        uri = env.uri,
-        root = env.root().display(),
-        iso = iso.display()
+    common::one_node_lab(
+        env,
+        "ks",
+        127,
+        "1GiB",
+        &format!(
+            "ssh_authorized_keys = [\"{}\"]\ninstall = {{ method = \"kickstart\", iso = \"{}\" }}",
+            common::TEST_SSH_KEY,
+            iso.display()
+        ),
     )
 }
 

@@ -22,7 +22,7 @@
 //! Never skips.
 
 mod common;
-use common::{bootlab, repo, text};
+use common::{bootlab, text};
 
 use std::path::Path;
 use std::process::Command;
@@ -47,59 +47,16 @@ echo "stand-in installer: powering off"
 "#;
 
 fn lab_toml(env: &LibvirtNetns, iso: &Path) -> String {
-    format!(
-        r#"
-[lab]
-name = "ku"
-domain = "lab.test"
-
-[network]
-cidr = "10.125.0.0/24"
-mode = "nat"
-gateway = "10.125.0.1"
-host_ip = "10.125.0.1"
-bridge = "virbr-ku"
-libvirt_name = "ku"
-lease = "1h"
-
-[libvirt]
-uri = "{uri}"
-pool = "ku"
-pool_path = "{root}/pool/ku"
-vm_prefix = "ku-"
-virt_type = "qemu"
-
-[services]
-name = "services"
-ip = "10.125.0.254"
-mac = "52:54:00:7d:00:fe"
-vcpus = 1
-memory = "512MiB"
-disks = ["64MiB"]
-ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOBbootlabtestkeyxxxxxxxxxxxxxxxxxxxxxxxxxx me@host"]
-install = {{ method = "kickstart", iso = "{iso}" }}
-
-[profiles.marker]
-loader = "ipxe"
-kernel = "vmlinuz"
-initrd = ["initrd.img"]
-
-[roles.node]
-profile = "marker"
-vcpus = 1
-memory = "256MiB"
-disks = ["1GiB"]
-
-[[nodes]]
-name = "bios"
-role = "node"
-firmware = "bios"
-mac = "52:54:00:7d:00:10"
-ip = "10.125.0.10"
-"#,
-        uri = env.uri,
-        root = env.root().display(),
-        iso = iso.display()
+    common::one_node_lab(
+        env,
+        "ku",
+        125,
+        "512MiB",
+        &format!(
+            "ssh_authorized_keys = [\"{}\"]\ninstall = {{ method = \"kickstart\", iso = \"{}\" }}",
+            common::TEST_SSH_KEY,
+            iso.display()
+        ),
     )
 }
 
@@ -116,12 +73,7 @@ fn up_runs_a_stand_in_installer_then_boots_the_root_disk() {
     );
 
     // The stand-in installer ISO.
-    let kdir = root.join("kernel");
-    sh_ok(&format!(
-        "{}/kernel-with-modules.sh {}",
-        repo().join("tests/e2e").display(),
-        kdir.display()
-    ));
+    let kdir = env.kernel_with_modules();
     let initrd_root = root.join("stand-in");
     std::fs::create_dir_all(initrd_root.join("bin")).unwrap();
     std::fs::copy(

@@ -13,7 +13,7 @@
 //! builds it; alone: `cargo build -p bootlab-bootlabd`). Never skips.
 
 mod common;
-use common::{bootlab, bootlabd, ok, repo, text};
+use common::{bootlab, ok, repo, text};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -155,10 +155,7 @@ fn appliance_lab_up_is_idempotent_boots_nodes_and_down_leaves_nothing() {
     ]);
     let env = LibvirtNetns::start("e2e");
     let root = env.root().to_path_buf();
-    // A copy: target/ is shared, and a relinked bootlabd would (rightly)
-    // make the second `up` replace the appliance.
-    let daemon = root.join("bootlabd");
-    std::fs::copy(bootlabd(), &daemon).unwrap();
+    let daemon = env.copy_bootlabd();
 
     // Inputs: the cloud kernel + its modules (appliance), the marker OS and
     // the first-stage binaries (what the nodes boot, served by bootlabd).
@@ -444,14 +441,8 @@ fn changed_inventory_updates_in_place_grows_disks_and_never_shrinks() {
     common::require_root_and_tools(&["cpio", "busybox", "apt-get", "dpkg-deb", "depmod", "nft"]);
     let env = LibvirtNetns::start("upd");
     let root = env.root().to_path_buf();
-    let daemon = root.join("bootlabd");
-    std::fs::copy(bootlabd(), &daemon).unwrap();
-    let kdir = root.join("kernel");
-    sh_ok(&format!(
-        "{}/kernel-with-modules.sh {}",
-        repo().join("tests/e2e").display(),
-        kdir.display()
-    ));
+    let daemon = env.copy_bootlabd();
+    let kdir = env.kernel_with_modules();
     let lab = root.join("lab.toml");
     let base = lab_toml(&env);
     std::fs::write(&lab, &base).unwrap();

@@ -31,7 +31,7 @@
 //! `target/debug/bootlabd`. Never skips.
 
 mod common;
-use common::{bootlab, bootlabd, repo, text};
+use common::{bootlab, repo, text};
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -71,14 +71,8 @@ impl Live {
         ]);
         let env = LibvirtNetns::start(tag);
         let root = env.root().to_path_buf();
-        let daemon = root.join("bootlabd");
-        std::fs::copy(bootlabd(), &daemon).unwrap();
-        let kdir = root.join("kernel");
-        sh_ok(&format!(
-            "{}/kernel-with-modules.sh {}",
-            repo().join("tests/e2e").display(),
-            kdir.display()
-        ));
+        let daemon = env.copy_bootlabd();
+        let kdir = env.kernel_with_modules();
         let assets = root.join("assets");
         std::fs::create_dir_all(&assets).unwrap();
         Live {

@@ -91,6 +91,77 @@ pub fn sh_ok(cmd: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The SSH key the services VM of the libvirt tests is given.
+pub const TEST_SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOBbootlabtestkeyxxxxxxxxxxxxxxxxxxxxxxxxxx me@host";
+
+/// A one-node lab on `env`'s libvirtd: lab, network, storage pool and VM
+/// prefix all named `tag`, on 10.`octet`.0.0/24 (gateway .1, services VM
+/// .254, node .10; MACs 52:54:00:`octet`:00:fe and :10), a services VM of
+/// `memory` with `services_extra` (TOML lines) added to its section, and
+/// one BIOS node booting the `marker` profile (vmlinuz + initrd.img).
+pub fn one_node_lab(
+    env: &LibvirtNetns,
+    tag: &str,
+    octet: u8,
+    memory: &str,
+    services_extra: &str,
+) -> String {
+    format!(
+        r#"
+[lab]
+name = "{tag}"
+domain = "lab.test"
+
+[network]
+cidr = "10.{octet}.0.0/24"
+mode = "nat"
+gateway = "10.{octet}.0.1"
+host_ip = "10.{octet}.0.1"
+bridge = "virbr-{tag}"
+libvirt_name = "{tag}"
+lease = "1h"
+
+[libvirt]
+uri = "{uri}"
+pool = "{tag}"
+pool_path = "{root}/pool/{tag}"
+vm_prefix = "{tag}-"
+virt_type = "qemu"
+
+[services]
+name = "services"
+ip = "10.{octet}.0.254"
+mac = "52:54:00:{octet:02x}:00:fe"
+vcpus = 1
+memory = "{memory}"
+disks = ["64MiB"]
+{services_extra}
+
+[profiles.marker]
+loader = "ipxe"
+kernel = "vmlinuz"
+initrd = ["initrd.img"]
+
+[roles.node]
+profile = "marker"
+vcpus = 1
+memory = "256MiB"
+disks = ["1GiB"]
+
+[[nodes]]
+name = "bios"
+role = "node"
+firmware = "bios"
+mac = "52:54:00:{octet:02x}:00:10"
+ip = "10.{octet}.0.10"
+"#,
+        uri = env.uri,
+        root = env.root().display(),
+        services_extra = services_extra.trim_end(),
+    )
+}
+
 /// libvirtd + virtlogd in their own network and mount namespaces.
 pub struct LibvirtNetns {
     pub netns: String,
@@ -188,6 +259,26 @@ impl LibvirtNetns {
 
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A copy of bootlabd under the root (target/ is shared, and a relinked
+    /// bootlabd would, rightly, make a second `up` replace the appliance).
+    pub fn copy_bootlabd(&self) -> PathBuf {
+        let daemon = self.root().join("bootlabd");
+        std::fs::copy(bootlabd(), &daemon).unwrap();
+        daemon
+    }
+
+    /// The cloud kernel and its modules under `root/kernel`
+    /// (tests/e2e/kernel-with-modules.sh: `vmlinuz` and `modules/`).
+    pub fn kernel_with_modules(&self) -> PathBuf {
+        let kdir = self.root().join("kernel");
+        sh_ok(&format!(
+            "{}/kernel-with-modules.sh {}",
+            repo().join("tests/e2e").display(),
+            kdir.display()
+        ));
+        kdir
     }
 
     /// Where libvirt writes a domain's serial log.
