@@ -344,32 +344,22 @@ impl Desired {
                     content: VolumeContent::Disk,
                 });
             }
-            // A cloud image's services VM boots its root disk (an overlay
-            // of the image) first.
+            // A cloud image's (an overlay of the image) or a kickstart-
+            // installed services VM boots its root disk first.
             let mut disks = Vec::new();
-            if let (true, InstallMethod::CloudImage { image }) =
-                (cloud_image_vm, &inv.services().install)
-            {
+            let root_content = match &inv.services().install {
+                InstallMethod::CloudImage { image } if cloud_image_vm => {
+                    Some(VolumeContent::Overlay(image.clone()))
+                }
+                _ if kickstart_vm => Some(VolumeContent::Disk),
+                _ => None,
+            };
+            if let Some(content) = root_content {
                 volumes.push(VolumeSpec {
                     name: root_volume(&spec.domain),
                     capacity: ROOT_DISK_SIZE,
                     format: VolFormat::Qcow2,
-                    content: VolumeContent::Overlay(image.clone()),
-                });
-                disks.push(DiskPlan {
-                    volume: root_volume(&spec.domain),
-                    capacity: ROOT_DISK_SIZE,
-                    format: VolFormat::Qcow2,
-                    readonly: false,
-                    serial: None,
-                });
-            }
-            if kickstart_vm {
-                volumes.push(VolumeSpec {
-                    name: root_volume(&spec.domain),
-                    capacity: ROOT_DISK_SIZE,
-                    format: VolFormat::Qcow2,
-                    content: VolumeContent::Disk,
+                    content,
                 });
                 disks.push(DiskPlan {
                     volume: root_volume(&spec.domain),
