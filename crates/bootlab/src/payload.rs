@@ -167,10 +167,9 @@ pub fn write(
 mod tests {
     use super::*;
 
-    #[test]
-    fn deterministic_padded_and_readable_by_tar() {
-        let dir = tempfile::tempdir().unwrap();
-        let lab = dir.path().join("lab.toml");
+    /// config/dev.toml copied into `dir`, loaded, and a PKI for it.
+    fn dev_lab(dir: &Path) -> (std::path::PathBuf, bootlab_inventory::Inventory, LabPki) {
+        let lab = dir.join("lab.toml");
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml"),
             &lab,
@@ -178,6 +177,13 @@ mod tests {
         .unwrap();
         let inv = bootlab_inventory::load(&lab).unwrap();
         let pki = LabPki::generate("dev", inv.services().ip.into(), &[]).unwrap();
+        (lab, inv, pki)
+    }
+
+    #[test]
+    fn deterministic_padded_and_readable_by_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lab, inv, pki) = dev_lab(dir.path());
         let one = render(&inv, &pki, None).unwrap();
         assert_eq!(one, render(&inv, &pki, None).unwrap());
         assert_eq!(one.len() % (1 << 20), 0);
@@ -228,14 +234,7 @@ mod tests {
     #[test]
     fn with_the_daemon_for_full_distributions() {
         let dir = tempfile::tempdir().unwrap();
-        let lab = dir.path().join("lab.toml");
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/dev.toml"),
-            &lab,
-        )
-        .unwrap();
-        let inv = bootlab_inventory::load(&lab).unwrap();
-        let pki = LabPki::generate("dev", inv.services().ip.into(), &[]).unwrap();
+        let (_, inv, pki) = dev_lab(dir.path());
         let bin = dir.path().join("bootlabd");
         std::fs::write(&bin, vec![0x7fu8; (1 << 20) + 3]).unwrap();
         let p = write(&inv, &pki, Some(&bin), dir.path()).unwrap();
