@@ -800,34 +800,51 @@ fn paths(m: &serde_json::Value) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // The paths.
 
+/// A node: name, MAC, IP, profile, marker token.
+type Node = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// The one-node server-mode case: bootlabd serving `profiles` and `node`
+/// on tap0, DHCP captured, the node's guest booted with `firmware` until
+/// its kernel prints the node's marker. Returns the lab, the capture and
+/// the guest.
+fn boot_one(profiles: &str, node: Node, firmware: Firmware) -> (Lab, PathBuf, Guest) {
+    let mut lab = Lab::new(&["tap0"]);
+    let toml = lab_toml(&lab, "server", profiles, &[node]);
+    lab.bootlabd(&toml);
+    let pcap = lab.capture();
+    let g = Guest {
+        name: node.0,
+        mac: node.1,
+        tap: "tap0",
+        firmware,
+    };
+    g.boot_to_marker(&mut lab, node.4);
+    (lab, pcap, g)
+}
+
 const HTTP_IPXE_MAC: &str = "52:54:00:77:00:21";
 const HTTP_GRUB_MAC: &str = "52:54:00:77:00:22";
 
 #[test]
 fn uefi_http_boot_ipxe() {
     let _q = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::new(&["tap0"]);
-    let toml = lab_toml(
-        &lab,
-        "server",
+    let (lab, pcap, _g) = boot_one(
         &amd64_profile("testos", "ipxe"),
-        &[(
+        (
             "http-ipxe",
             HTTP_IPXE_MAC,
             "10.77.0.21",
             "testos",
             "hi-3c1f",
-        )],
+        ),
+        Firmware::UefiHttp,
     );
-    lab.bootlabd(&toml);
-    let pcap = lab.capture();
-    let g = Guest {
-        name: "http-ipxe",
-        mac: HTTP_IPXE_MAC,
-        tap: "tap0",
-        firmware: Firmware::UefiHttp,
-    };
-    g.boot_to_marker(&mut lab, "hi-3c1f");
     check_exchange(
         &pcap,
         &Expect {
@@ -856,28 +873,17 @@ fn uefi_http_boot_ipxe() {
 #[test]
 fn uefi_http_boot_grub() {
     let _q = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::new(&["tap0"]);
-    let toml = lab_toml(
-        &lab,
-        "server",
+    let (lab, pcap, _g) = boot_one(
         &amd64_profile("grubos", "grub"),
-        &[(
+        (
             "http-grub",
             HTTP_GRUB_MAC,
             "10.77.0.22",
             "grubos",
             "hg-81d0",
-        )],
+        ),
+        Firmware::UefiHttp,
     );
-    lab.bootlabd(&toml);
-    let pcap = lab.capture();
-    let g = Guest {
-        name: "http-grub",
-        mac: HTTP_GRUB_MAC,
-        tap: "tap0",
-        firmware: Firmware::UefiHttp,
-    };
-    g.boot_to_marker(&mut lab, "hg-81d0");
     check_exchange(
         &pcap,
         &Expect {
@@ -1113,24 +1119,13 @@ const ARM64_MAC: &str = "52:54:00:77:00:41";
 #[test]
 fn arm64_uefi_grub() {
     let _q = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::new(&["tap0"]);
     let profile = "[profiles.arm64os]\nloader = \"grub\"\nkernel = \"arm64/vmlinuz\"\ninitrd = [\"arm64/initrd.img\"]\n\
          args = \"console=ttyAMA0 panic=-1 bootlab.node={{ node.name }} bootlab.token={{ vars.token }}\"\n";
-    let toml = lab_toml(
-        &lab,
-        "server",
+    let (lab, pcap, _g) = boot_one(
         profile,
-        &[("arm64-0", ARM64_MAC, "10.77.0.41", "arm64os", "a6-5e90")],
+        ("arm64-0", ARM64_MAC, "10.77.0.41", "arm64os", "a6-5e90"),
+        Firmware::Arm64,
     );
-    lab.bootlabd(&toml);
-    let pcap = lab.capture();
-    let g = Guest {
-        name: "arm64-0",
-        mac: ARM64_MAC,
-        tap: "tap0",
-        firmware: Firmware::Arm64,
-    };
-    g.boot_to_marker(&mut lab, "a6-5e90");
     check_exchange(
         &pcap,
         &Expect {
@@ -1156,22 +1151,11 @@ const SB_UNSIGNED_MAC: &str = "52:54:00:77:00:52";
 #[test]
 fn secure_boot_shim_grub() {
     let _q = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::new(&["tap0"]);
-    let toml = lab_toml(
-        &lab,
-        "server",
+    let (lab, pcap, g) = boot_one(
         &amd64_profile("signed", "shim-grub"),
-        &[("sb-0", SB_MAC, "10.77.0.51", "signed", "sb-2b77")],
+        ("sb-0", SB_MAC, "10.77.0.51", "signed", "sb-2b77"),
+        Firmware::SecureBoot,
     );
-    lab.bootlabd(&toml);
-    let pcap = lab.capture();
-    let g = Guest {
-        name: "sb-0",
-        mac: SB_MAC,
-        tap: "tap0",
-        firmware: Firmware::SecureBoot,
-    };
-    g.boot_to_marker(&mut lab, "sb-2b77");
     check_exchange(
         &pcap,
         &Expect {
