@@ -212,10 +212,7 @@ fn register_metrics(metrics: &bootlab_state::Metrics, c: &Arc<AdminCounters>) {
             |c| c.over_cap.load(Relaxed),
         ),
     ];
-    for (name, help, read) in plain {
-        let c = c.clone();
-        metrics.counter_fn(name, help, &[], move || Some(read(&c)));
-    }
+    metrics.counter_fns(c, &plain);
     for reason in HandshakeRefusal::ALL {
         let c = c.clone();
         metrics.counter_fn(

@@ -175,10 +175,7 @@ fn register_ntp_metrics(
             |c| c.send_errors.load(Relaxed),
         ),
     ];
-    for (name, help, read) in plain {
-        let c = counters.clone();
-        metrics.counter_fn(name, help, &[], move || Some(read(&c)));
-    }
+    metrics.counter_fns(counters, &plain);
     for reason in bootlab_ntp::DropReason::ALL {
         let c = counters.clone();
         metrics.counter_fn(

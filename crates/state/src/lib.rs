@@ -21,7 +21,7 @@ pub mod shared;
 pub mod timeline;
 
 pub use leases::Leases;
-pub use metrics::{Counter, Metrics};
+pub use metrics::{Counter, CounterRow, Metrics};
 pub use reports::Reports;
 pub use shared::{Generation, GenerationError, InventoryPublisher, Resolved, Shared};
 pub use timeline::{Machine, Service, Stage, Timeline};

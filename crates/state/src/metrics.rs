@@ -23,6 +23,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram as PHistogram;
 use prometheus_client::registry::Registry;
 
+/// A row of [`Metrics::counter_fns`]: name, help, and how to read the
+/// counter from the service's state.
+pub type CounterRow<'a, T> = (&'a str, &'a str, fn(&T) -> u64);
+
 type Labels = Vec<(String, String)>;
 
 /// A counter handle.
@@ -286,6 +290,20 @@ impl Metrics {
             labels_,
             Box::new(move || read().map(|v| v as f64)),
         );
+    }
+
+    /// One [`Metrics::counter_fn`] per row of `table` (name, help, how to
+    /// read the counter from `state`): a service's plain counters, kept in
+    /// its own atomics and read at scrape time.
+    pub fn counter_fns<T: Send + Sync + 'static>(
+        &self,
+        state: &Arc<T>,
+        table: &[CounterRow<'_, T>],
+    ) {
+        for &(name, help, read) in table {
+            let state = Arc::clone(state);
+            self.counter_fn(name, help, &[], move || Some(read(&state)));
+        }
     }
 
     fn scrape_time(
