@@ -30,6 +30,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bootlab_testkit::{Netns, veth};
+
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 const SERVICES: &str = "10.77.0.254";
 /// One boot, QEMU start to marker, at most (TCG on a busy 2-core machine).
@@ -107,78 +109,47 @@ fn assets() -> &'static Path {
     })
 }
 
-/// A network namespace (`blfw<pid><n>`) with bridge `br0` at the services
+/// A network namespace (testkit's) with bridge `br0` at the services
 /// address and one tap per guest; optionally a second namespace (another
 /// host on the link, e.g. a DHCP server) joined by a veth. Everything is
 /// removed on drop, also when an assertion fails.
 struct Lab {
-    ns: String,
-    other: Option<String>,
+    ns: Netns,
+    other: Option<Netns>,
     children: Vec<Child>,
     work: tempfile::TempDir,
 }
 
 impl Lab {
     fn new(taps: &[&str]) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ns = format!("blfw{}-{n}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &ns])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", &ns]));
-        let lab = Self {
+        let ns = Netns::new("fw");
+        ns.add_bridge("br0");
+        ns.add_addr("br0", &format!("{SERVICES}/24"));
+        for tap in taps {
+            ns.add_tap(tap, "br0");
+        }
+        Self {
             ns,
             other: None,
             children: Vec::new(),
             work: tempfile::tempdir().unwrap(),
-        };
-        lab.ip(&["link", "set", "lo", "up"]);
-        lab.ip(&["link", "add", "br0", "type", "bridge"]);
-        lab.ip(&["addr", "add", &format!("{SERVICES}/24"), "dev", "br0"]);
-        lab.ip(&["link", "set", "br0", "up"]);
-        for tap in taps {
-            lab.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
-            lab.ip(&["link", "set", tap, "master", "br0"]);
-            lab.ip(&["link", "set", tap, "up"]);
         }
-        lab
     }
 
-    /// A second host on the link: namespace `<ns>o`, interface `lan0` at
-    /// `addr/24`, its veth peer in the bridge.
+    /// A second host on the link: its own namespace, interface `lan0` at
+    /// `addr/24`, its veth peer in the bridge. Returns the namespace's name.
     fn other_host(&mut self, addr: &str) -> String {
-        let other = format!("{}o", self.ns);
-        run(Command::new("ip").args(["netns", "add", &other]));
-        self.other = Some(other.clone());
-        self.ip(&[
-            "link", "add", "vpeer", "type", "veth", "peer", "name", "lan0",
-        ]);
-        self.ip(&["link", "set", "lan0", "netns", &other]);
-        self.ip(&["link", "set", "vpeer", "master", "br0"]);
-        self.ip(&["link", "set", "vpeer", "up"]);
-        let oip = |args: &[&str]| {
-            run(Command::new("ip")
-                .args(["netns", "exec", &other, "ip"])
-                .args(args))
-        };
-        oip(&["link", "set", "lo", "up"]);
-        oip(&["addr", "add", &format!("{addr}/24"), "dev", "lan0"]);
-        oip(&["link", "set", "lan0", "up"]);
-        other
-    }
-
-    fn ip(&self, args: &[&str]) {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.ns, "ip"])
-            .args(args));
+        let other = Netns::new("fwo");
+        veth(&self.ns, "vpeer", &other, "lan0").up();
+        self.ns.set_master("vpeer", "br0");
+        other.add_addr("lan0", &format!("{addr}/24"));
+        let name = other.name().to_owned();
+        self.other = Some(other);
+        name
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, program]);
-        c
+        self.ns.command(program)
     }
 
     fn spawn(&mut self, mut cmd: Command) -> usize {
@@ -266,16 +237,12 @@ impl Lab {
 }
 
 impl Drop for Lab {
+    /// The guests and daemons stop first; then the namespaces go (their
+    /// own drop).
     fn drop(&mut self) {
         for c in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
-        }
-        for ns in [Some(self.ns.clone()), self.other.clone()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
 }

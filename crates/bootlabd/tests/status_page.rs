@@ -312,48 +312,30 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
     daemon.stop();
 }
 
-/// A network namespace with a bridge holding the services address and a
-/// tap for the guest; everything in it dies with it (on drop, also when an
-/// assertion fails).
-struct Netns {
-    name: String,
+/// A network namespace (testkit's) with a bridge holding the services
+/// address and a tap for the guest, and the processes started in it;
+/// everything dies with it (on drop, also when an assertion fails).
+struct BootNet {
+    ns: bootlab_testkit::Netns,
     children: Vec<Child>,
 }
 
 const SERVICES: &str = "10.77.0.254";
 
-impl Netns {
+impl BootNet {
     fn new() -> Self {
-        let name = format!("bl-st-{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Self {
-            name,
+        let ns = bootlab_testkit::Netns::new("st");
+        ns.add_bridge("br0");
+        ns.add_addr("br0", &format!("{SERVICES}/24"));
+        ns.add_tap("tap0", "br0");
+        Self {
+            ns,
             children: Vec::new(),
-        };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&["addr", "add", &format!("{SERVICES}/24"), "dev", "br0"]);
-        ns.ip(&["link", "set", "br0", "up"]);
-        ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        ns.ip(&["link", "set", "tap0", "master", "br0"]);
-        ns.ip(&["link", "set", "tap0", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name, "ip"])
-            .args(args));
+        }
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
+        self.ns.command(program)
     }
 
     fn spawn(&mut self, mut cmd: Command) -> usize {
@@ -363,15 +345,13 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
+impl Drop for BootNet {
+    /// The processes stop first; then the namespace goes (its own drop).
     fn drop(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
@@ -447,7 +427,7 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
     // The dev profile's names: the test OS is vmlinuz + initrd.img already.
     let config = pxe_lab(work.path()).write(&work.path().join("lab.toml"));
 
-    let mut ns = Netns::new();
+    let mut ns = BootNet::new();
     let log = work.path().join("bootlabd.log");
     let mut daemon = ns.command(BIN);
     daemon
