@@ -46,14 +46,19 @@ if [ ! -s "$img" ]; then
   printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 1\nLABEL linux\n  KERNEL vmlinuz\n  APPEND initrd=initrd.img root=LABEL=bootlab-root rw console=ttyS0,115200\n' > "$work/syslinux.cfg"
   mcopy -i "$work/boot.img" "$work/syslinux.cfg" ::syslinux.cfg
   syslinux --install "$work/boot.img"
-  mke2fs -q -F -t ext4 -L bootlab-root -d "$work/root" "$work/root.img" "${root_mib}M"
+  # One sparse raw disk, every piece written in place: the FAT partition
+  # with conv=sparse and the ext4 root by mke2fs at its offset, so the
+  # build never holds more than the files' own blocks (CI disks are small).
   disk="$work/disk.img"
   truncate -s "$((1 + boot_mib + root_mib + 1))M" "$disk"
   printf 'label: dos\nstart=1MiB, size=%sMiB, type=c, bootable\nstart=%sMiB, size=%sMiB, type=83\n' \
     "$boot_mib" "$((1 + boot_mib))" "$root_mib" | sfdisk -q "$disk"
   dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc status=none
-  dd if="$work/boot.img" of="$disk" bs=1M seek=1 conv=notrunc status=none
-  dd if="$work/root.img" of="$disk" bs=1M seek="$((1 + boot_mib))" conv=notrunc status=none
+  dd if="$work/boot.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
+  rm -f "$work/boot.img"
+  mke2fs -q -F -t ext4 -L bootlab-root -E offset=$(((1 + boot_mib) * 1024 * 1024)) \
+    -d "$work/root" "$disk" "${root_mib}M"
+  rm -rf "$work/root"
   qemu-img convert -q -f raw -O qcow2 "$disk" "$img.part"
   mv "$img.part" "$img"
 fi
