@@ -337,6 +337,9 @@ pub async fn serve_with(
         shared.leases.bind(l.mac, l.ip);
     }
     metrics.set_lease_addresses(handler.leases().len());
+    // The handler follows reloads; this start-up generation must not be
+    // pinned for the daemon's lifetime (a whole inventory after a reload).
+    drop(inv);
     run_loops(
         socket,
         shared,
@@ -365,6 +368,7 @@ pub async fn serve_boot_server(
         Limits::default(),
     )
     .on(Listener::BootServer);
+    drop(inv); // as in serve_with: the handler follows reloads
     let metrics = DhcpMetrics::new(&shared.metrics);
     run_loops(socket, shared, shutdown, handler, metrics, None, "pxe").await
 }

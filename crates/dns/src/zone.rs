@@ -73,8 +73,11 @@ pub struct AuthZone {
     pub soa: Record,
     /// Records by owner key, including the apex SOA and NS.
     records: HashMap<String, Vec<Record>>,
-    /// Every owner and every ancestor up to the origin (empty non-terminals).
-    existing: HashSet<String>,
+    /// The empty non-terminals: ancestors up to the origin that own no
+    /// record. An owner key exists when it is in `records` or here (the
+    /// owners are not copied into a second set: 20,000 keys at 10,000
+    /// nodes).
+    empty_non_terminals: HashSet<String>,
 }
 
 impl AuthZone {
@@ -133,23 +136,26 @@ impl AuthZone {
             owned.shrink_to_fit();
         }
         records.shrink_to_fit();
-        let mut existing = HashSet::new();
+        let mut empty_non_terminals = HashSet::new();
         for key in records.keys() {
-            let mut at: Option<&str> = Some(key);
+            let mut at = parent_key(key);
             while let Some(k) = at {
-                if !existing.insert(k.to_owned()) || k == origin_key {
+                if records.contains_key(k)
+                    || k.len() < origin_key.len()
+                    || !empty_non_terminals.insert(k.to_owned())
+                {
                     break;
                 }
                 at = parent_key(k);
             }
         }
-        existing.insert(origin_key.clone());
+        empty_non_terminals.shrink_to_fit();
         Ok(Self {
             origin: origin_key,
             origin_name: origin,
             soa,
             records,
-            existing,
+            empty_non_terminals,
         })
     }
 
@@ -168,13 +174,16 @@ impl AuthZone {
 
     /// Every owner key that exists (records or empty non-terminal).
     pub fn existing_names(&self) -> impl Iterator<Item = &str> {
-        self.existing.iter().map(String::as_str)
+        self.records
+            .keys()
+            .chain(self.empty_non_terminals.iter())
+            .map(String::as_str)
     }
 
     /// The record types held at an existing owner key (empty for an empty
     /// non-terminal); `None` when the key does not exist.
     pub fn owner_types(&self, key: &str) -> Option<Vec<RecordType>> {
-        if !self.existing.contains(key) {
+        if !self.exists(key) {
             return None;
         }
         Some(
@@ -221,14 +230,14 @@ impl AuthZone {
 
     /// True when the key exists (has records or is an empty non-terminal).
     pub fn exists(&self, key: &str) -> bool {
-        self.existing.contains(key)
+        self.records.contains_key(key) || self.empty_non_terminals.contains(key)
     }
 
     /// The records at `qname` (lowercase), with wildcard synthesis.
     /// `None`: the name does not exist.
     fn node(&self, qname: &Name) -> Option<Vec<Record>> {
         let key = key_of(qname);
-        if self.existing.contains(&key) {
+        if self.exists(&key) {
             return Some(self.records.get(&key).cloned().unwrap_or_default());
         }
         // Closest encloser: the longest existing ancestor (RFC 4592 3.3.1).
@@ -236,7 +245,7 @@ impl AuthZone {
         let mut at = qname.base_name();
         while at.num_labels() >= self.origin_name.num_labels() {
             let k = key_of(&at);
-            if self.existing.contains(&k) {
+            if self.exists(&k) {
                 let wildcard = format!("*.{k}");
                 let records = self.records.get(&wildcard)?;
                 return Some(

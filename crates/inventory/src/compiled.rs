@@ -69,18 +69,16 @@ impl Inventory {
     /// Compiles validated parts: builds the host list, indexes and zones.
     pub(crate) fn compile(p: Parts) -> Self {
         let zone = p.lab.zone();
-        let mut hosts: Vec<Host> = p
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Host {
-                mac: n.mac,
-                ip: n.ip,
-                name: n.name.clone(),
-                fqdn: n.fqdn.clone(),
-                kind: HostRef::Node(i),
-            })
-            .collect();
+        // The nodes, then the services VM: sized once (collecting and then
+        // pushing doubled the capacity).
+        let mut hosts: Vec<Host> = Vec::with_capacity(p.nodes.len() + 1);
+        hosts.extend(p.nodes.iter().enumerate().map(|(i, n)| Host {
+            mac: n.mac,
+            ip: n.ip,
+            name: n.name.clone(),
+            fqdn: n.fqdn.clone(),
+            kind: HostRef::Node(i),
+        }));
         hosts.push(Host {
             mac: p.services.mac,
             ip: p.services.ip,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -413,8 +414,9 @@ pub struct Node {
     pub memory: u64,
     /// Disk sizes in bytes.
     pub disks: Vec<u64>,
-    /// Template variables: role vars overridden by node vars.
-    pub vars: BTreeMap<String, String>,
+    /// Template variables: role vars overridden by node vars (nodes
+    /// without vars of their own share their role's map).
+    pub vars: Arc<BTreeMap<String, String>>,
     /// Out of every balancer (node's `drain`, else its role's).
     pub drain: bool,
     /// The boot profile, rendered for this node.

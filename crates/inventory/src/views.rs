@@ -84,14 +84,12 @@ pub(crate) fn build_zones(
     cidr: ipnet::Ipv4Net,
     primary_ns: &str,
 ) -> ZoneSet {
-    let mut records: Vec<ZoneRecord> = hosts
-        .iter()
-        .map(|h| ZoneRecord {
-            name: h.fqdn.clone(),
-            ttl: defaults::TTL,
-            data: RecordData::A(h.ip),
-        })
-        .collect();
+    let mut records: Vec<ZoneRecord> = Vec::with_capacity(hosts.len() + extra.len());
+    records.extend(hosts.iter().map(|h| ZoneRecord {
+        name: h.fqdn.clone(),
+        ttl: defaults::TTL,
+        data: RecordData::A(h.ip),
+    }));
     for r in extra {
         let name = if r.name.is_empty() {
             zone.to_owned()
@@ -193,6 +191,7 @@ fn finish_zone(origin: String, primary_ns: String, mut records: Vec<ZoneRecord>)
             .cmp(&b.name)
             .then_with(|| a.data.type_name().cmp(b.data.type_name()))
     });
+    records.shrink_to_fit(); // kept for the inventory's lifetime
     let hostmaster = format!("hostmaster.{origin}");
     let serial = content_serial(&origin, &primary_ns, &records);
     Zone {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use bootlab_inventory::wire::VarValue;
 use bootlab_inventory::{Inventory, RecordData, load};
 
 fn okd() -> Inventory {
@@ -143,6 +144,35 @@ fn storage_nodes_render_worker_ignition_through_role_vars() {
     assert!(boot.boot.args.contains("/bootstrap.ign"));
     let master = inv.nodes().iter().find(|n| n.name == "master-2").unwrap();
     assert!(master.boot.args.contains("/master.ign"));
+}
+
+#[test]
+fn nodes_without_vars_of_their_own_share_their_roles_map() {
+    let inv = bootlab_testkit::LabBuilder::okd()
+        .edit(|f| {
+            let w = f.nodes.iter_mut().find(|n| n.name == "compute-1").unwrap();
+            w.vars
+                .insert("ignition".into(), VarValue::Str("custom".into()));
+        })
+        .build();
+    let node = |name: &str| inv.nodes().iter().find(|n| n.name == name).unwrap();
+    let (m0, m1, w0, w1) = (
+        node("master-0"),
+        node("master-1"),
+        node("compute-0"),
+        node("compute-1"),
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&m0.vars, &m1.vars),
+        "one map per role"
+    );
+    assert!(!std::sync::Arc::ptr_eq(&m0.vars, &w0.vars));
+    assert_eq!(m0.vars.get("ignition").map(String::as_str), Some("master"));
+    assert_eq!(w0.vars.get("ignition").map(String::as_str), Some("worker"));
+    // A node's own var overrides its role's, in its own map only.
+    assert_eq!(w1.vars.get("ignition").map(String::as_str), Some("custom"));
+    assert!(w1.boot.args.contains("/custom.ign"), "{}", w1.boot.args);
+    assert!(w0.boot.args.contains("/worker.ign"), "{}", w0.boot.args);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `[roles]` and `[[nodes]]`: role defaults applied, names, MACs and
 //! addresses unique, profiles resolved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::network::NetworkDraft;
 use super::profiles::ProfileDraft;
@@ -28,7 +29,7 @@ pub(crate) struct NodeDraft {
     pub vcpus: u32,
     pub memory: u64,
     pub disks: Vec<u64>,
-    pub vars: BTreeMap<String, String>,
+    pub vars: Arc<BTreeMap<String, String>>,
     pub drain: bool,
 }
 
@@ -62,19 +63,32 @@ struct RoleDefaults {
 
 const FIRMWARE: [(&str, Firmware); 2] = [("bios", Firmware::Bios), ("uefi", Firmware::Uefi)];
 
+/// A node's vars: its role's overridden by its own. Nodes that set none of
+/// their own share one map per role (`shared`), so 10,000 workers carry
+/// one copy of the role's vars, not 10,000.
 fn merge_vars(
+    shared: &mut HashMap<Option<String>, Arc<BTreeMap<String, String>>>,
+    role_name: Option<&str>,
     role: Option<&BTreeMap<String, wire::VarValue>>,
     node: &BTreeMap<String, wire::VarValue>,
-) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = role
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.to_string()))
-        .collect();
+) -> Arc<BTreeMap<String, String>> {
+    let role_only = || -> BTreeMap<String, String> {
+        role.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect()
+    };
+    if node.is_empty() {
+        return shared
+            .entry(role_name.map(str::to_owned))
+            .or_insert_with(|| Arc::new(role_only()))
+            .clone();
+    }
+    let mut out = role_only();
     for (k, v) in node {
         out.insert(k.clone(), v.to_string());
     }
-    out
+    Arc::new(out)
 }
 
 fn roles(
@@ -140,6 +154,7 @@ pub(crate) fn nodes(
     let default_memory = c.size(&FieldPath::root(), defaults::NODE_MEMORY);
     let default_disk = c.size(&FieldPath::root(), defaults::NODE_DISK);
     let mut nodes = Vec::new();
+    let mut shared_vars = HashMap::new();
     for (i, n) in file.nodes.iter().enumerate() {
         let np = FieldPath::of("nodes").idx(i);
         let name = c.hostname(&np.key("name"), &n.name);
@@ -254,7 +269,12 @@ pub(crate) fn nodes(
                 .and_then(|r| r.disks.clone())
                 .or_else(|| default_disk.map(|d| vec![d])),
         };
-        let vars = merge_vars(role_wire.map(|r| &r.vars), &n.vars);
+        let vars = merge_vars(
+            &mut shared_vars,
+            role.as_deref(),
+            role_wire.map(|r| &r.vars),
+            &n.vars,
+        );
         let drain = n
             .drain
             .or_else(|| role_wire.and_then(|r| r.drain))

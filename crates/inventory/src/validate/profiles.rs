@@ -133,7 +133,8 @@ pub(crate) fn render_boot(
             None => templates.render(&n.profile, &ctx),
         };
         match rendered {
-            Ok(args) => {
+            Ok(mut args) => {
+                args.shrink_to_fit(); // kept per node: not the renderer's spare capacity
                 let p = &draft.profile;
                 let boot = BootProfile {
                     name: p.name.clone(),
