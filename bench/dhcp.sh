@@ -4,13 +4,18 @@
 # drop ratio and the ratio between the two.
 #
 # "Rate" is the highest offered perfdhcp -r rate (steps of 1.5x, STEP_SECS
-# each) that still has <= MAX_DROP_PCT drops. Two ladders:
+# each, then REFINE bisection steps between the last pass and the first
+# failure) that still has <= MAX_DROP_PCT drops. Two ladders:
 #  1. unconstrained: each server may use the whole machine. On a 2-core box
 #     the generator (perfdhcp) tops out near 17,000 exchanges/s, below what
 #     either server does, so this ladder shows where the generator ends;
 #  2. equal CPU budget: each server runs in a cgroup limited to
-#     SERVER_CPU_PCT of one core (default 33), so the server, not the
-#     generator, is the bottleneck and the ratio measures the servers. Each step starts its server
+#     SERVER_CPU_PCT of one core (default 20), so the server, not the
+#     generator, is the bottleneck and the ratio measures the servers (at
+#     33% bootlabd answered every request of a 25,600/s step while perfdhcp,
+#     at 100% CPU, lost the answers: a bootlabd step where every request
+#     was answered and perfdhcp ran out of CPU ends its ladder as
+#     "generator-bound", a lower bound). Each step starts its server
 # afresh (empty lease file), so steps do not exhaust the pool. bootlabd
 # fsyncs every ACKed lease before the ACK leaves (group commit); Kea's
 # memfile appends without fsync.
@@ -34,9 +39,11 @@ PERFDHCP_THREADS=${PERFDHCP_THREADS:-single}
 # A step passes when one of TRIES runs stays within MAX_DROP_PCT (the same
 # for both servers; it smooths out other load on a shared machine).
 TRIES=${TRIES:-2}
-SERVER_CPU_PCT=${SERVER_CPU_PCT:-33}
+SERVER_CPU_PCT=${SERVER_CPU_PCT:-20}
 # Which ladders: "both", "free" (unconstrained) or "budget".
 LADDERS=${LADDERS:-both}
+# Bisection steps after each ladder (see refine).
+REFINE=${REFINE:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BOOTLABD=${BOOTLABD:-$ROOT/target/release/bootlabd}
 
@@ -313,6 +320,13 @@ try_rate() {
         if awk -v d="$DROP" -v m="$MAX_DROP_PCT" 'BEGIN { exit !(d <= m) }'; then
             return 0
         fi
+        # bootlabd counts what it answered: every request answered while
+        # perfdhcp ran out of CPU means the drops are the generator's.
+        if [ "$name" = bootlabd ] && [ "$srv_recv" = "$srv_sent" ] && [ "${PCPU:-0}" -ge 95 ]; then
+            printf '  %-8s answered every request; perfdhcp at %s%% CPU lost the answers: the generator is the limit here\n' \
+                "$name" "$PCPU"
+            return 2
+        fi
     done
     return 1
 }
@@ -337,9 +351,41 @@ climb() {
             printf -v "${p}_ON" %s no
             printf -v "${p}_CEIL" %s " (or more: generator-bound)"
             ;;
-        *) printf -v "${p}_ON" %s no ;;
+        *)
+            printf -v "${p}_ON" %s no
+            printf -v "${p}_FAIL" %s "$rate"
+            ;;
     esac
     return 0
+}
+
+# refine NAME START_FN PREFIX: REFINE bisection steps between the server's
+# last passed rate and the rate its climb failed at, so the 1.5x ladder
+# steps do not decide the ratio (3 steps: within ~5% of the ceiling).
+refine() {
+    local name=$1 start=$2 p=$3 lo hi mid r i
+    lo=${p}_RATE hi=${p}_FAIL
+    lo=${!lo} hi=${!hi}
+    [ "$lo" -gt 0 ] && [ "$hi" -gt "$lo" ] || return 0
+    for i in $(seq "$REFINE"); do
+        mid=$(( (lo + hi) / 2 ))
+        r=0
+        try_rate "$name" "$start" "$mid" || r=$?
+        case $r in
+            0)
+                lo=$mid
+                printf -v "${p}_RATE" %s "$mid"
+                printf -v "${p}_XPS" %s "$XPS"
+                printf -v "${p}_DROP" %s "$DROP"
+                printf -v "${p}_US" %s "$US"
+                ;;
+            2)
+                printf -v "${p}_CEIL" %s " (or more: generator-bound)"
+                return 0
+                ;;
+            *) hi=$mid ;;
+        esac
+    done
 }
 
 # ladder TITLE: climbs both servers' ladders together (interleaved, so both
@@ -348,14 +394,16 @@ ladder() {
     echo
     echo "== $1"
     # Both ladders climb together (interleaved), so both see the same load.
-    B_RATE=0 B_XPS=0 B_DROP=100 B_US=0 B_ON=yes B_CEIL=""
-    K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes K_CEIL=""
+    B_RATE=0 B_XPS=0 B_DROP=100 B_US=0 B_ON=yes B_CEIL="" B_FAIL=0
+    K_RATE=0 K_XPS=0 K_DROP=100 K_US=0 K_ON=yes K_CEIL="" K_FAIL=0
     rate=$START_RATE
     while [ "$rate" -le "$MAX_RATE" ] && { [ $B_ON = yes ] || [ $K_ON = yes ]; }; do
         [ $B_ON = yes ] && climb bootlabd start_bootlabd B "$rate"
         [ $K_ON = yes ] && climb kea start_kea K "$rate"
         rate=$(( rate * 3 / 2 ))
     done
+    refine bootlabd start_bootlabd B
+    refine kea start_kea K
 
     echo
     printf '%-10s %14s %14s %10s %18s\n' server "rate (/s)" "exchanges/s" "drops %" "us CPU/exchange"

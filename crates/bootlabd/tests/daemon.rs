@@ -1,20 +1,17 @@
 //! The real `bootlabd` binary: `--check` exit codes, start-up, SIGHUP reload
 //! (broken file keeps the old inventory; good file goes live), SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bootlab_testkit::lab::Listen;
 use bootlab_testkit::{Daemon, LabBuilder, Sockets};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
+mod common;
+use common::repo;
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
+const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
 /// `lab` with `extra` more worker nodes.
 fn with_nodes(lab: LabBuilder, extra: usize) -> LabBuilder {

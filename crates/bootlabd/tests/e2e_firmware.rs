@@ -30,7 +30,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
 use bootlab_testkit::{Netns, veth};
+use common::{repo, run_ok};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 const SERVICES: &str = "10.77.0.254";
@@ -38,23 +40,6 @@ const SERVICES: &str = "10.77.0.254";
 const BOOT_DEADLINE: Duration = Duration::from_secs(420);
 /// QEMU guests run one at a time.
 static QEMU: Mutex<()> = Mutex::new(());
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn need(tool: &str) {
     let found = Command::new("sh")
@@ -95,14 +80,18 @@ fn assets() -> &'static Path {
         if !dir.join("READY").exists() {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            run(Command::new(repo("boot-assets/gather.sh"))
-                .env("BOOTLAB_APT_ARM64_STATE", cache.join("apt-arm64"))
-                .arg("--arm64")
-                .arg(&dir));
-            run(Command::new(repo("tests/e2e/build-test-os.sh")).arg(&dir));
-            run(Command::new(repo("tests/e2e/build-test-os.sh"))
-                .args(["--arch", "arm64"])
-                .arg(dir.join("arm64")));
+            run_ok(
+                Command::new(repo("boot-assets/gather.sh"))
+                    .env("BOOTLAB_APT_ARM64_STATE", cache.join("apt-arm64"))
+                    .arg("--arm64")
+                    .arg(&dir),
+            );
+            run_ok(Command::new(repo("tests/e2e/build-test-os.sh")).arg(&dir));
+            run_ok(
+                Command::new(repo("tests/e2e/build-test-os.sh"))
+                    .args(["--arch", "arm64"])
+                    .arg(dir.join("arm64")),
+            );
             std::fs::write(dir.join("READY"), b"").unwrap();
         }
         dir
@@ -163,7 +152,7 @@ impl Lab {
     }
 
     fn curl(&self, url: &str) -> String {
-        run(self.command("curl").args(["-sS", "--max-time", "10", url]))
+        run_ok(self.command("curl").args(["-sS", "--max-time", "10", url]))
     }
 
     /// Starts tcpdump on br0 for the DHCP ports; returns the capture file.
@@ -1054,7 +1043,7 @@ fn proxy_dhcp_bios_and_uefi() {
     assert_eq!(m["ip"], "10.77.0.31", "{m}");
     // DNS answers for the node.
     need("kdig");
-    let a = run(lab.command("kdig").args([
+    let a = run_ok(lab.command("kdig").args([
         "+short",
         &format!("@{SERVICES}"),
         "proxy-bios.fw.lab.test",

@@ -19,7 +19,7 @@
 //! What cannot run fails the test.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use bootlab_testkit::LabBuilder;
 use bootlab_testkit::lab::Listen;
 use bootlab_testkit::lab::wire::{BalancerSection, RoleSection, VarValue};
 use bootlab_testkit::net::free_port;
-use common::Daemon;
+use common::{Daemon, repo, run_ok};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bootlabd");
 
@@ -44,23 +44,6 @@ const HOSTILE_ROLE: &str = "</td></tr></table><b>role</b>";
 const HOSTILE_PROFILE: &str = "Tom & Jerry's \"<svg onload=alert(1)>\"";
 /// TXT text: balanced quotes, as the record syntax wants.
 const HOSTILE_TXT: &str = r#""<script>alert('txt')</script> & more""#;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Renames `worker`'s role and `tiny`'s profile to hostile strings and
 /// gives every node hostile vars.
@@ -104,9 +87,11 @@ impl Fetched {
 }
 
 fn curl(args: &[&str]) -> Fetched {
-    let out = run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-D", "-", "-f"])
-        .args(args));
+    let out = run_ok(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-D", "-", "-f"])
+            .args(args),
+    );
     let (head, body) = out.split_once("\r\n\r\n").expect("headers and body");
     let headers = head
         .lines()
@@ -166,7 +151,7 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
         c
     });
     let base = format!("http://{}", listen.http);
-    run(Command::new("curl").args([
+    run_ok(Command::new("curl").args([
         "-sSf",
         "--max-time",
         "10",
@@ -291,9 +276,11 @@ fn page_escapes_every_inventory_string_and_sends_a_strict_csp() {
     // A terminal browser: the plain table, entities decoded to text.
     let page_file = dir.path().join("page.html");
     std::fs::write(&page_file, html).unwrap();
-    let text = run(Command::new("w3m")
-        .args(["-dump", "-T", "text/html", "-cols", "1000", "-O", "UTF-8"])
-        .arg(&page_file));
+    let text = run_ok(
+        Command::new("w3m")
+            .args(["-dump", "-T", "text/html", "-cols", "1000", "-O", "UTF-8"])
+            .arg(&page_file),
+    );
     for want in [
         "node-bios",
         "52:54:00:77:00:10",
@@ -412,7 +399,7 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
             "{tool} is needed (tests/apt-packages.txt)"
         );
     }
-    let modules = run(&mut Command::new(repo("tests/e2e/browser-deps.sh")));
+    let modules = run_ok(&mut Command::new(repo("tests/e2e/browser-deps.sh")));
     let modules = modules.trim().to_owned();
     let artifacts = repo("target/status-page");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -422,8 +409,8 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
     let work = tempfile::tempdir().unwrap();
     let assets = work.path().join("assets");
     std::fs::create_dir_all(&assets).unwrap();
-    run(Command::new(repo("tests/e2e/build-test-os.sh")).arg(&assets));
-    run(Command::new(repo("boot-assets/gather.sh")).arg(&assets));
+    run_ok(Command::new(repo("tests/e2e/build-test-os.sh")).arg(&assets));
+    run_ok(Command::new(repo("boot-assets/gather.sh")).arg(&assets));
     // The dev profile's names: the test OS is vmlinuz + initrd.img already.
     let config = pxe_lab(work.path()).write(&work.path().join("lab.toml"));
 
@@ -541,7 +528,7 @@ fn chromium_watches_a_node_pxe_boot_to_the_kernel() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
 
     // The API agrees with what the browser saw.
-    let body = run(ns.command("curl").args([
+    let body = run_ok(ns.command("curl").args([
         "-sSf",
         "--max-time",
         "10",
