@@ -38,7 +38,7 @@ use tracing::{debug, error, info, info_span, warn};
 use crate::handler::{
     DhcpHandler, DropReason, Limits, Listener, MachineEvent, Outcome, Outgoing, ReplyTo,
 };
-use crate::leases::{LeaseRecord, LeaseStore};
+use crate::leases::{LeaseRecord, LeaseStore, LeaseTable};
 use crate::metrics::DhcpMetrics;
 use bootlab_netio::{
     BatchHandler, Family, LogGate, Neighbours, RecvBatch, RecvOptions, SendBatch, WorkerOptions,
@@ -212,6 +212,14 @@ fn arm64_loader_present(assets: &Path) -> bool {
     assets.join(ARM64_LOADER).is_file()
 }
 
+/// A handler for `inv`, which it takes over: the serve functions keep no
+/// reference of their own, since the handler follows reloads and a held
+/// start-up generation would stay in memory for the daemon's lifetime.
+fn handler_for(inv: Arc<Inventory>, leases: LeaseTable, limits: Limits) -> DhcpHandler {
+    let arm64 = arm64_loader_present(&inv.services().assets_dir);
+    DhcpHandler::new(inv, leases, arm64, limits)
+}
+
 /// Where a reply goes, as a socket address, when no neighbour entry can
 /// be written ([`ReplyTo::Hardware`] is broadcast).
 pub fn reply_address(mode: &SocketMode, peer: SocketAddr, to: ReplyTo) -> SocketAddr {
@@ -310,8 +318,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: Limits,
 ) -> io::Result<()> {
-    let inv = shared.inventory();
-    let data_dir = inv.services().data_dir.clone();
+    let data_dir = shared.inventory().services().data_dir.clone();
     let (store, report) = tokio::task::spawn_blocking(move || LeaseStore::open(&data_dir))
         .await
         .map_err(io::Error::other)?
@@ -326,20 +333,12 @@ pub async fn serve_with(
             store.path().display()
         );
     }
-    let handler = DhcpHandler::new(
-        inv.clone(),
-        store.table().clone(),
-        arm64_loader_present(&inv.services().assets_dir),
-        limits,
-    );
+    let handler = handler_for(shared.inventory(), store.table().clone(), limits);
     // Addresses leased before a restart are known to the leases view too.
     for l in handler.leases().leases() {
         shared.leases.bind(l.mac, l.ip);
     }
     metrics.set_lease_addresses(handler.leases().len());
-    // The handler follows reloads; this start-up generation must not be
-    // pinned for the daemon's lifetime (a whole inventory after a reload).
-    drop(inv);
     run_loops(
         socket,
         shared,
@@ -360,15 +359,8 @@ pub async fn serve_boot_server(
     shared: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let inv = shared.inventory();
-    let handler = DhcpHandler::new(
-        inv.clone(),
-        crate::leases::LeaseTable::default(),
-        arm64_loader_present(&inv.services().assets_dir),
-        Limits::default(),
-    )
-    .on(Listener::BootServer);
-    drop(inv); // as in serve_with: the handler follows reloads
+    let handler = handler_for(shared.inventory(), LeaseTable::default(), Limits::default())
+        .on(Listener::BootServer);
     let metrics = DhcpMetrics::new(&shared.metrics);
     run_loops(socket, shared, shutdown, handler, metrics, None, "pxe").await
 }

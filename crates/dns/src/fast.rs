@@ -3,8 +3,9 @@
 //! For every existing name and common type the general path is run once on a
 //! synthetic lowercase query (with and without EDNS); the reply bytes are
 //! stored (the EDNS reply only where it is not the plain one with the OPT
-//! record appended, which it nearly always is). A plain query (one question, class IN, no records but at most one
-//! option-less EDNS(0) OPT with DO=0, opcode QUERY) is then answered by
+//! record appended, which it nearly always is). A plain query (one
+//! question, class IN, no records but at most one option-less EDNS(0) OPT
+//! with DO=0, opcode QUERY) is then answered by
 //! copying the stored reply and patching the ID, the RD and CD bits and the
 //! question's spelling (case). Names a wildcard covers use a template: the
 //! reply's bytes after the question, kept only when they do not depend on
