@@ -24,11 +24,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
+free_disk() { df -h --output=avail . | tail -n1 | tr -d ' '; }
 
 # No incremental build state: this is a from-scratch build of every test
 # binary, and the state is ~7 GB the disk of a CI machine may not have.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-step "disk: $(df -h --output=avail . | tail -n1 | tr -d ' ') free for target/"
+step "disk: $(free_disk) free for target/"
 
 step "system packages (tests/apt-packages.txt)"
 mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' tests/apt-packages.txt | grep -v '^$' | sort -u)
@@ -82,7 +83,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Debian package (tests/build-deb.sh)"
 tests/build-deb.sh
 
-step "cargo test --workspace --locked ($(df -h --output=avail . | tail -n1 | tr -d ' ') free)"
+step "cargo test --workspace --locked ($(free_disk) free)"
 cargo test --workspace --locked --no-fail-fast
 
 # Smoke runs of the scale and storm benches (reduced sizes, the test
@@ -96,5 +97,5 @@ NODES=1000 ROUNDS=1 CHECKS=1 STARTS=1 DNS_SECS=3 DHCP_SECS=3 DHCP_RATE=200 RELOA
 step "bench/storm.sh smoke (20 clients)"
 CLIENTS=20 KERNEL_MIB=4 INITRD_MIB=12 STORM_TIMEOUT=300 BUILD_PROFILE=debug bench/storm.sh
 
-step "fuzzing (${FUZZ_SECONDS:-60} s per target; $(df -h --output=avail . | tail -n1 | tr -d ' ') free)"
+step "fuzzing (${FUZZ_SECONDS:-60} s per target; $(free_disk) free)"
 tests/fuzz.sh
